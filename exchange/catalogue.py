@@ -1,0 +1,146 @@
+"""The slide catalogue: what slides exist, whose they are, where their bytes are.
+
+Implements tiles.location.SlideLocator, so the tile routes find slides without knowing
+about the database."""
+
+from __future__ import annotations
+
+import secrets
+import string
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from exchange.centres import SEED_CENTRES
+from exchange.errors import UnknownCentre
+from exchange.models import Base, Centre, Slide
+from tiles.formats import ReaderKind
+from tiles.geometry import Size
+from tiles.ingest import Inspection
+from tiles.location import SlideLocation
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+ID_LENGTH = 12
+
+
+def new_slide_id() -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(ID_LENGTH))
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            # WAL lets `iain ingest` write while the server reads; FULL sync makes commits durable.
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Catalogue:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # Ready slides never move: their locations are cached for the tile hot path.
+        self._locations: dict[str, SlideLocation] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, url: str) -> Catalogue:
+        catalogue = cls(make_engine(url))
+        catalogue.create_schema()
+        return catalogue
+
+    def create_schema(self) -> None:
+        Base.metadata.create_all(self.engine)
+        with self._sessions.begin() as session:
+            known = set(session.scalars(select(Centre.code)))
+            for code, name, city in SEED_CENTRES:
+                if code not in known:
+                    session.add(Centre(code=code, name=name, city=city))
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    def centres(self) -> Sequence[Centre]:
+        with self.session() as session:
+            return session.scalars(select(Centre).order_by(Centre.code)).all()
+
+    def check_centre(self, code: str) -> None:
+        with self.session() as session:
+            if session.get(Centre, code) is None:
+                known = ", ".join(c.code for c in self.centres())
+                raise UnknownCentre(f"unknown centre {code!r} (known: {known})")
+
+    def add_slide(self, name: str, centre: str, loc: SlideLocation, inspection: Inspection) -> Slide:
+        props = inspection.properties
+        slide = Slide(
+            id=loc.slide_id,
+            name=name,
+            centre=centre,
+            status="ready",
+            vendor=props.vendor,
+            reader=loc.kind.value,
+            width=props.l0_size.width,
+            height=props.l0_size.height,
+            mpp_x=props.mpp_x,
+            mpp_y=props.mpp_y,
+            objective_power=props.objective_power,
+            levels=[[s.width, s.height] for s in props.l_sizes],
+            associated=list(props.associated),
+            main_key=loc.main_key,
+            main_size=loc.main_size,
+            keys=list(loc.keys),
+            index_key=loc.index_key,
+            content_hash=loc.content_hash,
+            size_bytes=inspection.total_bytes,
+        )
+        with self._sessions.begin() as session:
+            session.add(slide)
+        return slide
+
+    def get(self, slide_id: str) -> Slide | None:
+        with self.session() as session:
+            return session.get(Slide, slide_id)
+
+    def list_slides(self) -> Sequence[Slide]:
+        with self.session() as session:
+            return session.scalars(select(Slide).order_by(Slide.created_at, Slide.id)).all()
+
+    def locate(self, slide_id: str) -> SlideLocation | None:
+        loc = self._locations.get(slide_id)
+        if loc is not None:
+            return loc
+        slide = self.get(slide_id)
+        if slide is None or slide.status != "ready":
+            return None
+        loc = location_of(slide)
+        with self._lock:
+            self._locations[slide_id] = loc
+        return loc
+
+
+def location_of(slide: Slide) -> SlideLocation:
+    return SlideLocation(
+        slide_id=slide.id,
+        kind=ReaderKind(slide.reader),
+        main_key=slide.main_key,
+        main_size=slide.main_size,
+        keys=tuple(slide.keys),
+        index_key=slide.index_key,
+        content_hash=slide.content_hash,
+        l_sizes=tuple(Size(int(w), int(h)) for w, h in slide.levels),
+    )

@@ -1,0 +1,40 @@
+"""Ingest, hub half: give the slide an id, store it, record it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from exchange.catalogue import Catalogue, new_slide_id
+from exchange.models import Slide
+from storage import ObjectStore
+from tiles.ingest import Inspection, inspect_slide, store_original
+from tiles.location import slide_prefix
+
+
+def ingest_path(
+    store: ObjectStore,
+    catalogue: Catalogue,
+    path: Path,
+    centre: str,
+    *,
+    name: str | None = None,
+    on_inspected: Callable[[Inspection], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Slide:
+    """Validates and stores one slide; raises a TilesError saying why it was refused.
+
+    Nothing is recorded until the original is fully stored, so a crash leaves at most
+    unreferenced objects, never a slide without its bytes."""
+    catalogue.check_centre(centre)
+    inspection = inspect_slide(path)
+    if on_inspected is not None:
+        on_inspected(inspection)
+    slide_id = new_slide_id()
+    try:
+        loc = store_original(store, slide_id, inspection, progress)
+        return catalogue.add_slide(name or path.name, centre, loc, inspection)
+    except BaseException:
+        for obj in list(store.list(slide_prefix(slide_id))):
+            store.delete(obj.key)
+        raise

@@ -1,0 +1,143 @@
+"""HTTP routes of the hub: the slide catalogue, centres and uploads."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+
+from exchange.catalogue import Catalogue
+from exchange.ingest import ingest_path
+from exchange.models import Slide
+from storage import ObjectStore
+from tiles.errors import InvalidRequest, SlideNotFound
+
+router = APIRouter(prefix="/api", tags=["slides"])
+
+
+def get_catalogue(request: Request) -> Catalogue:
+    catalogue: Catalogue = request.app.state.catalogue
+    return catalogue
+
+
+def get_store(request: Request) -> ObjectStore:
+    store: ObjectStore = request.app.state.store
+    return store
+
+
+CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]
+StoreDep = Annotated[ObjectStore, Depends(get_store)]
+
+
+class CentreOut(BaseModel):
+    code: str
+    name: str
+    city: str
+
+
+class LevelOut(BaseModel):
+    width: int
+    height: int
+    downsample: float
+
+
+class SlideOut(BaseModel):
+    id: str
+    name: str
+    centre: str
+    status: str
+    error: str | None
+    vendor: str
+    width: int
+    height: int
+    mpp: float | None
+    mpp_x: float | None
+    mpp_y: float | None
+    objective_power: float | None
+    created_at: datetime
+    dzi_url: str
+    iiif_url: str
+    thumbnail_url: str
+
+
+class SlideDetailOut(SlideOut):
+    levels: list[LevelOut]
+    associated_images: dict[str, str]
+    size_bytes: int
+
+
+def _summary(slide: Slide) -> dict[str, object]:
+    mpp = slide.mpp_x if slide.mpp_x is not None else slide.mpp_y
+    return {
+        "id": slide.id,
+        "name": slide.name,
+        "centre": slide.centre,
+        "status": slide.status,
+        "error": slide.error,
+        "vendor": slide.vendor,
+        "width": slide.width,
+        "height": slide.height,
+        "mpp": mpp,
+        "mpp_x": slide.mpp_x,
+        "mpp_y": slide.mpp_y,
+        "objective_power": slide.objective_power,
+        "created_at": slide.created_at,
+        "dzi_url": f"/slides/{slide.id}.dzi",
+        "iiif_url": f"/iiif/3/{slide.id}/info.json",
+        "thumbnail_url": f"/api/slides/{slide.id}/thumbnail",
+    }
+
+
+def _detail(slide: Slide) -> SlideDetailOut:
+    w0 = slide.levels[0][0]
+    return SlideDetailOut(
+        **_summary(slide),  # type: ignore[arg-type]
+        levels=[LevelOut(width=w, height=h, downsample=w0 / w) for w, h in slide.levels],
+        associated_images={
+            name: f"/api/slides/{slide.id}/associated/{name}" for name in slide.associated
+        },
+        size_bytes=slide.size_bytes,
+    )
+
+
+@router.get("/centres")
+def list_centres(catalogue: CatalogueDep) -> list[CentreOut]:
+    return [CentreOut(code=c.code, name=c.name, city=c.city) for c in catalogue.centres()]
+
+
+@router.get("/slides")
+def list_slides(catalogue: CatalogueDep) -> list[SlideOut]:
+    return [SlideOut(**_summary(s)) for s in catalogue.list_slides()]  # type: ignore[arg-type]
+
+
+@router.get("/slides/{slide_id}")
+def slide_detail(slide_id: str, catalogue: CatalogueDep) -> SlideDetailOut:
+    slide = catalogue.get(slide_id) if len(slide_id) <= 64 else None
+    if slide is None:
+        raise SlideNotFound(f"no slide {slide_id!r}")
+    return _detail(slide)
+
+
+@router.post("/slides", status_code=201)
+async def upload_slide(
+    catalogue: CatalogueDep,
+    store: StoreDep,
+    file: Annotated[UploadFile, File(description="one slide file (SVS, NDPI, TIFF, DICOM...)")],
+    centre: Annotated[str, Form()] = "caen",
+) -> SlideDetailOut:
+    """Single-file upload; validated exactly like `iain ingest`."""
+    name = Path(file.filename or "").name
+    if not name or name in (".", ".."):
+        raise InvalidRequest("the upload needs a file name")
+    with tempfile.TemporaryDirectory(prefix="iain-upload-") as tmp:
+        path = Path(tmp) / name
+        with path.open("wb") as out:
+            await run_in_threadpool(shutil.copyfileobj, file.file, out, 1024 * 1024)
+        slide = await run_in_threadpool(ingest_path, store, catalogue, path, centre)
+    return _detail(slide)

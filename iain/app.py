@@ -1,0 +1,142 @@
+"""The ASGI application factory: wires storage, tiles and the exchange hub together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from exchange import routes as exchange_routes
+from exchange.catalogue import Catalogue
+from exchange.errors import ExchangeError, SlideMissing, UnknownCentre
+from storage import InvalidKey, LocalStore, ObjectNotFound, ObjectStore, StorageError, open_store
+from tiles import routes as tile_routes
+from tiles.cache import TileCache
+from tiles.errors import (
+    CorruptSlide,
+    ImageNotFound,
+    InvalidRequest,
+    SlideNotFound,
+    SlideUnavailable,
+    TileNotFound,
+    TilesError,
+    UnsupportedSlide,
+)
+from tiles.iiif import Limits
+from tiles.pool import ReaderPool
+from tiles.service import TileService
+
+from iain.settings import Settings
+
+VIEWER_DIR = Path(__file__).resolve().parent.parent / "viewer"
+
+# The one place where errors become HTTP status codes.
+STATUS: dict[type[Exception], int] = {
+    SlideNotFound: 404,
+    TileNotFound: 404,
+    ImageNotFound: 404,
+    InvalidRequest: 400,
+    UnsupportedSlide: 415,
+    CorruptSlide: 422,
+    SlideUnavailable: 503,
+    UnknownCentre: 400,
+    SlideMissing: 404,
+    ObjectNotFound: 404,
+    InvalidKey: 400,
+    StorageError: 503,
+}
+
+
+def status_of(exc: Exception) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def build_store(settings: Settings) -> ObjectStore:
+    return open_store(
+        settings.storage_url,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key.get_secret_value(),
+        secure=settings.s3_secure,
+        region=settings.s3_region,
+        signing_key=settings.secret_key.get_secret_value().encode(),
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    settings.check_production()
+    store = build_store(settings)
+    catalogue = Catalogue.open(settings.database_url)
+    pool = ReaderPool(
+        store,
+        settings.cache_dir,
+        max_open=settings.max_open_slides,
+        local_copy_bytes=settings.local_copy_cache_mb * 1024 * 1024,
+    )
+    service = TileService(
+        pool,
+        TileCache(settings.tile_cache_mb * 1024 * 1024),
+        tile_size=settings.tile_size,
+        jpeg_quality=settings.jpeg_quality,
+        limits=Limits(4096, 4096, 4096 * 4096),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        pool.close()
+
+    app = FastAPI(title="IAIN", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.store = store
+    app.state.catalogue = catalogue
+    app.state.slide_locator = catalogue
+    app.state.tile_service = service
+
+    @app.exception_handler(TilesError)
+    @app.exception_handler(ExchangeError)
+    @app.exception_handler(StorageError)
+    async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+        message = getattr(exc, "message", None) or str(exc)
+        return JSONResponse({"detail": message}, status_code=status_of(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": "invalid request", "errors": exc.errors()}, 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    app.include_router(exchange_routes.router)
+    app.include_router(tile_routes.router)
+
+    @app.get("/api/health", tags=["ops"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    if isinstance(store, LocalStore):
+
+        @app.get("/api/storage/{key:path}", include_in_schema=False)
+        def presigned_object(key: str, expires: int, signature: str) -> Response:
+            if not store.verify_presigned(key, expires, signature):
+                return JSONResponse({"detail": "invalid or expired signature"}, 403)
+            return Response(store.get(key), media_type="application/octet-stream")
+
+    dist = VIEWER_DIR / "dist"
+    if dist.is_dir():
+        app.mount("/", StaticFiles(directory=dist, html=True), name="viewer")
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Entry point for `uvicorn --factory iain.app:app_from_env`."""
+    return create_app(Settings())

@@ -1,0 +1,53 @@
+"""`iain demo`: embedded defaults with sample slides, on a fresh machine too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from exchange.catalogue import Catalogue
+from exchange.ingest import ingest_path
+from tiles.errors import TilesError
+
+from iain.app import build_store
+from iain.settings import Settings
+from iain.synthetic import write_synthetic_slide
+
+# Readable samples of ../shared/testdata, with the centre each is given in the demo.
+SAMPLES = (
+    ("aperio/CMU-1-Small-Region.svs", "caen"),
+    ("hamamatsu/test3-DAPI-2-(387).ndpi", "lille"),
+    ("generic-tiff/boxes.tiff", "rouen"),
+    ("dicom/google-wsi2dcm-jpeg/jpeg.dicom", "rouen"),
+)
+SYNTHETIC_NAME = "synthetic-HE-demo.tiff"
+
+
+def prepare_demo(settings: Settings, console: Console) -> None:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = build_store(settings)
+    catalogue = Catalogue.open(settings.database_url)
+    have = {s.name for s in catalogue.list_slides()}
+    synthetic = settings.home / "samples" / SYNTHETIC_NAME
+    if SYNTHETIC_NAME not in have:
+        if not synthetic.exists():
+            console.print("generating a synthetic H&E slide (16384 x 12288)...")
+            synthetic.parent.mkdir(parents=True, exist_ok=True)
+            write_synthetic_slide(synthetic, 16384, 12288, seed=7)
+        _ingest(store, catalogue, synthetic, "caen", console)
+    if not settings.testdata.is_dir():
+        console.print(f"(no sample slides at {settings.testdata}; the synthetic slide only)")
+        return
+    for relative, centre in SAMPLES:
+        path = settings.testdata / relative
+        if path.exists() and path.name not in have:
+            _ingest(store, catalogue, path, centre, console)
+
+
+def _ingest(store: object, catalogue: Catalogue, path: Path, centre: str, console: Console) -> None:
+    try:
+        slide = ingest_path(store, catalogue, path, centre)  # type: ignore[arg-type]
+        console.print(f"  ingested {slide.name} as {slide.id} ({centre})")
+    except TilesError as exc:
+        console.print(f"  [yellow]skipped[/yellow] {path.name}: {exc.message}")

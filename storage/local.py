@@ -1,0 +1,158 @@
+"""Local-directory backend: the embedded default."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import quote, urlencode
+
+from storage.base import InvalidRange, ObjectInfo, ObjectNotFound, StorageError, check_key
+
+_TMP_PREFIX = ".tmp-"
+_COPY_CHUNK = 1024 * 1024
+
+
+class LocalStore:
+    """Objects are files under `root`; writes go to a temporary file renamed into place,
+    so a crash mid-write never leaves a half object visible."""
+
+    def __init__(self, root: str | Path, *, url_base: str = "", signing_key: bytes = b"") -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        # Presigned URLs point at the hub's /api/storage route, signed with signing_key.
+        self.url_base = url_base.rstrip("/")
+        self._signing_key = signing_key
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def _info(self, key: str, path: Path) -> ObjectInfo:
+        st = path.stat()
+        # The etag changes when the file is replaced; cheap, and strong enough for a local store.
+        etag = hashlib.sha1(f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
+        return ObjectInfo(key, st.st_size, etag, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def put(self, key: str, stream: BinaryIO, size: int = -1) -> ObjectInfo:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                remaining = size
+                while remaining != 0:
+                    chunk = stream.read(_COPY_CHUNK if remaining < 0 else min(_COPY_CHUNK, remaining))
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    if remaining > 0:
+                        remaining -= len(chunk)
+                if remaining > 0:
+                    raise StorageError(f"stream ended {remaining} bytes early", key)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return self._info(key, path)
+
+    def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
+        import io
+
+        return self.put(key, io.BytesIO(data), len(data))
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(f"no object {key!r}", key) from None
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0:
+            raise InvalidRange(f"bad range {offset}+{length}", key)
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(f"no object {key!r}", key) from None
+        try:
+            if offset + length > os.fstat(fd).st_size:
+                raise InvalidRange(f"range {offset}+{length} is past the end", key)
+            return os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
+
+    def download(self, key: str, path: str) -> None:
+        src = self._path(key)
+        if not src.is_file():
+            raise ObjectNotFound(f"no object {key!r}", key)
+        dest = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=dest.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def stat(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        if not path.is_file():
+            raise ObjectNotFound(f"no object {key!r}", key)
+        return self._info(key, path)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        keys: list[tuple[str, Path]] = []
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                if name.startswith(_TMP_PREFIX):
+                    continue
+                path = Path(dirpath) / name
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    keys.append((key, path))
+        for key, path in sorted(keys):
+            try:
+                yield self._info(key, path)
+            except FileNotFoundError:
+                continue  # deleted while listing
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        # Drop now-empty parent folders so listings stay clean.
+        parent = path.parent
+        while parent != self.root:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
+
+    def presign_get(self, key: str, expires_s: int = 3600) -> str:
+        check_key(key)
+        expires = int(time.time()) + expires_s
+        query = urlencode({"expires": expires, "signature": self.signature(key, expires)})
+        return f"{self.url_base}/api/storage/{quote(key)}?{query}"
+
+    def signature(self, key: str, expires: int) -> str:
+        if not self._signing_key:
+            raise StorageError("this local store has no signing key; it cannot presign URLs", key)
+        msg = f"{key}\n{expires}".encode()
+        return hmac.new(self._signing_key, msg, hashlib.sha256).hexdigest()
+
+    def verify_presigned(self, key: str, expires: int, signature: str) -> bool:
+        if expires < time.time() or not self._signing_key:
+            return False
+        return hmac.compare_digest(self.signature(key, expires), signature)

@@ -1,0 +1,120 @@
+"""Pure tiling geometry: DeepZoom pyramids and the mapping of a requested region to a
+slide level. No I/O here, so every edge case can be tested exactly.
+
+Coordinate-frame prefixes (as in openslide-python): `l0_` level-0 pixels of the slide,
+`l_` pixels of a slide level, `z_` pixels of a DeepZoom level, `t_` tile indices."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tiles.errors import TileNotFound
+
+
+@dataclass(frozen=True)
+class Size:
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Region:
+    """A rectangle in some pixel frame: origin and size."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class LevelRead:
+    """Where to read on a slide level, and the size to scale the result to."""
+
+    level: int
+    l_region: Region
+    out_size: Size
+
+
+def choose_level(l_sizes: tuple[Size, ...], downsample: float) -> int:
+    """The smallest slide level that still has at least the requested resolution:
+    the level with the largest downsample <= `downsample` (level 0 when none)."""
+    l0 = l_sizes[0]
+    best = 0
+    for level, size in enumerate(l_sizes):
+        # A small tolerance: a level 2x down whose width rounds to 4.016x is still "4x".
+        level_downsample = max(l0.width / size.width, l0.height / size.height)
+        if level_downsample <= downsample * 1.01:
+            best = level
+    return best
+
+
+def plan_read(l_sizes: tuple[Size, ...], l0_region: Region, out_size: Size) -> LevelRead:
+    """Maps a level-0 region, to be rendered at `out_size`, onto the best slide level."""
+    downsample = min(l0_region.width / out_size.width, l0_region.height / out_size.height)
+    level = choose_level(l_sizes, downsample)
+    l0, lsize = l_sizes[0], l_sizes[level]
+    sx, sy = lsize.width / l0.width, lsize.height / l0.height
+    x0 = math.floor(l0_region.x * sx)
+    y0 = math.floor(l0_region.y * sy)
+    x1 = min(lsize.width, math.ceil((l0_region.x + l0_region.width) * sx))
+    y1 = min(lsize.height, math.ceil((l0_region.y + l0_region.height) * sy))
+    region = Region(x0, y0, max(1, x1 - x0), max(1, y1 - y0))
+    return LevelRead(level, region, out_size)
+
+
+@dataclass(frozen=True)
+class DeepZoom:
+    """A DeepZoom pyramid over a slide whose level 0 is `l0_size`: level `z_max` is full
+    resolution, each level below halves (rounding up), level 0 is 1x1."""
+
+    l0_size: Size
+    tile_size: int = 256
+    overlap: int = 0
+
+    @property
+    def level_count(self) -> int:
+        return math.ceil(math.log2(max(self.l0_size.width, self.l0_size.height, 1))) + 1
+
+    @property
+    def z_max(self) -> int:
+        return self.level_count - 1
+
+    def z_size(self, z: int) -> Size:
+        self._check_level(z)
+        scale = 2 ** (self.z_max - z)
+        return Size(
+            math.ceil(self.l0_size.width / scale), math.ceil(self.l0_size.height / scale)
+        )
+
+    def t_count(self, z: int) -> Size:
+        size = self.z_size(z)
+        return Size(math.ceil(size.width / self.tile_size), math.ceil(size.height / self.tile_size))
+
+    def z_tile(self, z: int, col: int, row: int) -> Region:
+        """The pixels of DeepZoom level `z` covered by tile (col, row), overlap included."""
+        count = self.t_count(z)
+        if not (0 <= col < count.width and 0 <= row < count.height):
+            raise TileNotFound(
+                f"tile {col}_{row} is outside level {z} ({count.width}x{count.height} tiles)"
+            )
+        size = self.z_size(z)
+        x0 = col * self.tile_size - (self.overlap if col > 0 else 0)
+        y0 = row * self.tile_size - (self.overlap if row > 0 else 0)
+        x1 = min(size.width, (col + 1) * self.tile_size + self.overlap)
+        y1 = min(size.height, (row + 1) * self.tile_size + self.overlap)
+        return Region(x0, y0, x1 - x0, y1 - y0)
+
+    def l0_tile(self, z: int, col: int, row: int) -> Region:
+        """The level-0 region a tile shows (clipped to the slide)."""
+        tile = self.z_tile(z, col, row)
+        scale = 2 ** (self.z_max - z)
+        x0, y0 = tile.x * scale, tile.y * scale
+        x1 = min(self.l0_size.width, (tile.x + tile.width) * scale)
+        y1 = min(self.l0_size.height, (tile.y + tile.height) * scale)
+        return Region(x0, y0, x1 - x0, y1 - y0)
+
+    def _check_level(self, z: int) -> None:
+        if not 0 <= z <= self.z_max:
+            raise TileNotFound(f"level {z} is outside 0..{self.z_max}")

@@ -1,0 +1,136 @@
+"""Ingest, tile-layer half: validate a slide file and store its original untouched.
+
+The hub (exchange) decides ids and records the slide; this module only knows files,
+readers and storage."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from storage import ObjectStore
+from storage.rangefile import pack_spans
+from tiles.errors import CorruptSlide, TilesError, UnsupportedSlide
+from tiles.formats import ReaderKind, SlideFiles, collect
+from tiles.geometry import Region
+from tiles.location import SlideLocation, index_key, original_key
+from tiles.readers.base import SlideProperties, SlideReader
+from tiles.readers.openslide import OpenSlideReader
+from tiles.readers.tiff import TiffReader
+
+# Sanity limits on what a file declares (hardened further by the ingest-hardening work).
+MAX_SIDE = 2_000_000
+PROBE_SIZE = 256
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Inspection:
+    files: SlideFiles
+    properties: SlideProperties
+    # For TIFF-family slides: the bytes the parser reads on open (see storage.rangefile).
+    index: bytes | None
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.files.files)
+
+
+def _local_fetch(path: Path) -> Callable[[int, int], bytes]:
+    def fetch(offset: int, length: int) -> bytes:
+        with path.open("rb") as f:
+            return os.pread(f.fileno(), length, offset)
+
+    return fetch
+
+
+def open_local(files: SlideFiles) -> tuple[SlideReader, bytes | None]:
+    """Opens a local slide with the reader that will serve it, and its header pack."""
+    if files.kind is ReaderKind.TIFF:
+        reader = TiffReader(_local_fetch(files.main), files.main.stat().st_size)
+        return reader, pack_spans(reader.file.fetched)
+    return OpenSlideReader(str(files.main)), None
+
+
+def probe(reader: SlideReader) -> None:
+    """Decodes pixels at the centre of the full-resolution level and of the smallest one."""
+    props = reader.properties
+    for level in sorted({0, len(props.l_sizes) - 1}):
+        size = props.l_sizes[level]
+        w, h = min(PROBE_SIZE, size.width), min(PROBE_SIZE, size.height)
+        region = Region((size.width - w) // 2, (size.height - h) // 2, w, h)
+        reader.read_region(level, region)
+
+
+def inspect_slide(path: Path) -> Inspection:
+    """Detects the format, opens the slide and decodes a probe; raises a TilesError that
+    says why when the file is not a slide we can serve."""
+    files = collect(path)
+    try:
+        reader, index = open_local(files)
+    except TilesError as exc:
+        raise type(exc)(f"{path.name}: {exc.message}") from exc
+    try:
+        props = reader.properties
+        if any(s.width > MAX_SIDE or s.height > MAX_SIDE for s in props.l_sizes):
+            raise UnsupportedSlide(f"{path.name}: declared size is beyond {MAX_SIDE} pixels")
+        try:
+            probe(reader)
+        except TilesError as exc:
+            raise CorruptSlide(f"{path.name}: pixel data cannot be decoded: {exc.message}") from exc
+        return Inspection(files=files, properties=props, index=index)
+    finally:
+        reader.close()
+
+
+class _HashingReader:
+    """Streams a file into storage while hashing it and reporting progress."""
+
+    def __init__(self, f: BinaryIO, digest: hashlib._Hash | None, progress: Progress | None):
+        self._f, self._digest, self._progress = f, digest, progress
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        if self._digest is not None:
+            self._digest.update(data)
+        if self._progress is not None and data:
+            self._progress(len(data))
+        return data
+
+
+def store_original(
+    store: ObjectStore, slide_id: str, inspection: Inspection, progress: Progress | None = None
+) -> SlideLocation:
+    """Copies the slide's files into storage, untouched, under the slide's prefix."""
+    files = inspection.files
+    keys: list[str] = []
+    digest = hashlib.sha256()
+    main_key, main_size = "", 0
+    for path in files.files:
+        key = original_key(slide_id, files.relative(path))
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            stream = _HashingReader(f, digest if path == files.main else None, progress)
+            store.put(key, stream, size)  # type: ignore[arg-type]
+        keys.append(key)
+        if path == files.main:
+            main_key, main_size = key, size
+    idx_key = None
+    if inspection.index is not None:
+        idx_key = index_key(slide_id)
+        store.put_bytes(idx_key, inspection.index)
+    return SlideLocation(
+        slide_id=slide_id,
+        kind=files.kind,
+        main_key=main_key,
+        main_size=main_size,
+        keys=tuple(keys),
+        index_key=idx_key,
+        content_hash=digest.hexdigest(),
+        l_sizes=inspection.properties.l_sizes,
+    )

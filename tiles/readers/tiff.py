@@ -1,0 +1,213 @@
+"""TIFF-family slides (Aperio SVS, NDPI, generic pyramidal TIFF...) read in place.
+
+tiffslide parses the structure and metadata through a RangeFile; pixels of simple tiled
+levels are then fetched straight from storage by byte range (coalescing neighbouring
+tiles into one request) and decoded with tifffile's codec for that page. This path needs
+no file handle, so concurrent requests do not queue behind one another. Anything unusual
+falls back to tiffslide's own read_region."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tiffslide
+from PIL import Image
+
+from storage.rangefile import RangeFile
+from tiles.errors import CorruptSlide, UnsupportedSlide
+from tiles.geometry import Region, Size
+from tiles.readers.base import SlideProperties, check_region, parse_float, to_rgb
+
+Fetch = Callable[[int, int], bytes]
+
+# Neighbouring tiles closer than this are fetched in one request.
+_COALESCE_GAP = 64 * 1024
+_COALESCE_SPAN = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class _TiledLevel:
+    width: int
+    height: int
+    tile_w: int
+    tile_h: int
+    cols: int
+    offsets: np.ndarray
+    counts: np.ndarray
+    decode: Any
+    jpegtables: bytes | None
+    jpegheader: bytes | None
+
+
+def _tiled_level(page: Any) -> _TiledLevel | None:
+    """The fast-path description of a page, or None when the page is not a simple case."""
+    if not page.is_tiled or page.planarconfig != 1 or page.dtype != np.uint8:
+        return None
+    if page.samplesperpixel not in (1, 3, 4) or page.imagedepth != 1:
+        return None
+    tile_w, tile_h = int(page.tilewidth), int(page.tilelength)
+    cols = -(-int(page.imagewidth) // tile_w)
+    rows = -(-int(page.imagelength) // tile_h)
+    offsets = np.asarray(page.dataoffsets, dtype=np.int64)
+    counts = np.asarray(page.databytecounts, dtype=np.int64)
+    if len(offsets) != cols * rows or len(counts) != len(offsets):
+        return None
+    return _TiledLevel(
+        width=int(page.imagewidth),
+        height=int(page.imagelength),
+        tile_w=tile_w,
+        tile_h=tile_h,
+        cols=cols,
+        offsets=offsets,
+        counts=counts,
+        decode=page.decode,
+        jpegtables=getattr(page, "jpegtables", None),
+        jpegheader=getattr(page, "jpegheader", None),
+    )
+
+
+class TiffReader:
+    def __init__(self, fetch: Fetch, size: int, *, primed: list[tuple[int, bytes]] = ()) -> None:  # type: ignore[assignment]
+        self._fetch = fetch
+        self.file = RangeFile(fetch, size, primed=primed)
+        # tiffslide and the RangeFile are not safe for concurrent use.
+        self._lock = threading.Lock()
+        try:
+            self._slide = tiffslide.TiffSlide(self.file)
+            self._properties = self._read_properties()
+            self._levels = self._read_levels()
+        except (CorruptSlide, UnsupportedSlide):
+            raise
+        except NotImplementedError as exc:
+            raise UnsupportedSlide(f"not a pyramidal slide that can be served: {exc}") from exc
+        except Exception as exc:
+            raise CorruptSlide(f"cannot parse TIFF structure: {exc}") from exc
+
+    def _read_properties(self) -> SlideProperties:
+        slide = self._slide
+        props = {k: str(v) for k, v in slide.properties.items() if v is not None}
+        sizes = tuple(Size(int(w), int(h)) for w, h in slide.level_dimensions)
+        if not sizes or any(s.width <= 0 or s.height <= 0 for s in sizes):
+            raise CorruptSlide("slide has no level with a positive size")
+        return SlideProperties(
+            vendor=str(props.get("tiffslide.vendor") or "generic-tiff"),
+            l_sizes=sizes,
+            mpp_x=parse_float(props.get("tiffslide.mpp-x")),
+            mpp_y=parse_float(props.get("tiffslide.mpp-y")),
+            objective_power=parse_float(props.get("tiffslide.objective-power")),
+            associated=tuple(sorted(slide.associated_images)),
+            vendor_metadata=props,
+        )
+
+    def _read_levels(self) -> list[_TiledLevel | None]:
+        series = self._slide.ts_tifffile.series[0]
+        levels: list[_TiledLevel | None] = []
+        for index, size in enumerate(self._properties.l_sizes):
+            level = None
+            if index < len(series.levels) and len(series.levels[index].pages) == 1:
+                level = _tiled_level(series.levels[index].keyframe)
+            if level is not None and (level.width, level.height) != (size.width, size.height):
+                level = None
+            levels.append(level)
+        return levels
+
+    @property
+    def properties(self) -> SlideProperties:
+        return self._properties
+
+    def read_region(self, level: int, l_region: Region) -> np.ndarray:
+        check_region(self._properties, level, l_region)
+        tiled = self._levels[level]
+        try:
+            if tiled is None:
+                return self._read_with_tiffslide(level, l_region)
+            return self._read_tiles(tiled, l_region)
+        except (CorruptSlide, UnsupportedSlide):
+            raise
+        except Exception as exc:
+            raise CorruptSlide(f"cannot decode level {level}: {exc}") from exc
+
+    def _read_tiles(self, lvl: _TiledLevel, r: Region) -> np.ndarray:
+        out = np.full((r.height, r.width, 3), 255, np.uint8)
+        x0, y0 = max(0, r.x), max(0, r.y)
+        x1, y1 = min(lvl.width, r.x + r.width), min(lvl.height, r.y + r.height)
+        if x1 <= x0 or y1 <= y0:
+            return out
+        c0, c1 = x0 // lvl.tile_w, (x1 - 1) // lvl.tile_w
+        r0, r1 = y0 // lvl.tile_h, (y1 - 1) // lvl.tile_h
+        wanted = [row * lvl.cols + col for row in range(r0, r1 + 1) for col in range(c0, c1 + 1)]
+        for index, data in self._fetch_tiles(lvl, wanted).items():
+            tile = self._decode(lvl, index, data)
+            tx = (index % lvl.cols) * lvl.tile_w
+            ty = (index // lvl.cols) * lvl.tile_h
+            # Intersection of this tile with the requested region, in level pixels.
+            ix0, iy0 = max(tx, x0), max(ty, y0)
+            ix1 = min(tx + lvl.tile_w, x1, tx + tile.shape[1])
+            iy1 = min(ty + lvl.tile_h, y1, ty + tile.shape[0])
+            if ix1 > ix0 and iy1 > iy0:
+                out[iy0 - r.y : iy1 - r.y, ix0 - r.x : ix1 - r.x] = tile[
+                    iy0 - ty : iy1 - ty, ix0 - tx : ix1 - tx
+                ]
+        return out
+
+    def _fetch_tiles(self, lvl: _TiledLevel, wanted: list[int]) -> dict[int, bytes]:
+        present = sorted(
+            (int(lvl.offsets[i]), int(lvl.counts[i]), i) for i in wanted if lvl.counts[i] > 0
+        )
+        result: dict[int, bytes] = {}
+        group: list[tuple[int, int, int]] = []
+
+        def flush() -> None:
+            start = group[0][0]
+            end = max(off + n for off, n, _ in group)
+            blob = self._fetch(start, end - start)
+            for off, n, i in group:
+                result[i] = blob[off - start : off - start + n]
+            group.clear()
+
+        for item in present:
+            if group:
+                g_start = group[0][0]
+                g_end = max(off + n for off, n, _ in group)
+                if item[0] - g_end > _COALESCE_GAP or item[0] + item[1] - g_start > _COALESCE_SPAN:
+                    flush()
+            group.append(item)
+        if group:
+            flush()
+        return result
+
+    def _decode(self, lvl: _TiledLevel, index: int, data: bytes) -> np.ndarray:
+        pixels, _indices, _shape = lvl.decode(
+            data, index, jpegtables=lvl.jpegtables, jpegheader=lvl.jpegheader
+        )
+        if pixels is None:
+            raise CorruptSlide(f"tile {index} has no data")
+        pixels = np.asarray(pixels)
+        # tifffile gives (depth, height, width, samples).
+        return to_rgb(pixels.reshape(pixels.shape[-3:]))
+
+    def _read_with_tiffslide(self, level: int, r: Region) -> np.ndarray:
+        downsample = self._properties.l_downsamples[level]
+        l0 = (round(r.x * downsample), round(r.y * downsample))
+        with self._lock:
+            pixels = self._slide.read_region(l0, level, (r.width, r.height), as_array=True)
+        return to_rgb(np.asarray(pixels))
+
+    def associated_image(self, name: str) -> Image.Image:
+        with self._lock:
+            try:
+                image = self._slide.associated_images[name]
+            except KeyError:
+                raise
+            except Exception as exc:
+                raise CorruptSlide(f"cannot decode associated image {name!r}: {exc}") from exc
+        return image.convert("RGB")
+
+    def close(self) -> None:
+        with self._lock, contextlib.suppress(Exception):
+            self._slide.close()

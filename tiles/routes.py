@@ -1,0 +1,149 @@
+"""HTTP routes of the tile layer: DeepZoom and IIIF Image API 3.0.
+
+Which slides a caller may see is not decided here: the composition root provides the
+SlideLocator (`app.state.slide_locator`), and the hub will make it per-caller."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from tiles.errors import SlideNotFound, TileNotFound
+from tiles.location import SlideLocation, SlideLocator
+from tiles.service import Rendered, TileService
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+_TILE_NAME = re.compile(r"(\d{1,9})_(\d{1,9})\.(?:jpeg|jpg)")
+_SLIDE_ID = re.compile(r"[a-z0-9]{1,64}")
+
+
+def get_service(request: Request) -> TileService:
+    service: TileService = request.app.state.tile_service
+    return service
+
+
+def get_locator(request: Request) -> SlideLocator:
+    locator: SlideLocator = request.app.state.slide_locator
+    return locator
+
+
+async def get_location(
+    slide_id: str, locator: Annotated[SlideLocator, Depends(get_locator)]
+) -> SlideLocation:
+    loc = locator.locate(slide_id) if _SLIDE_ID.fullmatch(slide_id) else None
+    if loc is None:
+        raise SlideNotFound(f"no slide {slide_id!r}")
+    return loc
+
+
+Service = Annotated[TileService, Depends(get_service)]
+Location = Annotated[SlideLocation, Depends(get_location)]
+
+router = APIRouter()
+
+
+def _not_modified(request: Request, etag: str) -> bool:
+    header = request.headers.get("if-none-match")
+    if not header:
+        return False
+    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return etag in tags or "*" in tags
+
+
+def _image(rendered: Rendered) -> Response:
+    return Response(
+        rendered.data,
+        media_type=rendered.media_type,
+        headers={"ETag": rendered.etag, "Cache-Control": IMMUTABLE},
+    )
+
+
+def _unchanged(etag: str) -> Response:
+    return Response(status_code=304, headers={"ETag": etag, "Cache-Control": IMMUTABLE})
+
+
+@router.get("/slides/{slide_id}.dzi", tags=["deepzoom"])
+async def deepzoom_descriptor(service: Service, loc: Location) -> Response:
+    return Response(service.dzi(loc), media_type="application/xml")
+
+
+@router.get("/slides/{slide_id}_files/{level}/{tile}", tags=["deepzoom"])
+async def deepzoom_tile(
+    request: Request, service: Service, loc: Location, level: str, tile: str
+) -> Response:
+    match = _TILE_NAME.fullmatch(tile)
+    if match is None or not level.isdigit() or len(level) > 3:
+        raise TileNotFound(f"no tile {level}/{tile}")
+    z, col, row = int(level), int(match.group(1)), int(match.group(2))
+    service.deepzoom(loc).z_tile(z, col, row)  # range check before anything else
+    etag = service.deepzoom_etag(loc, z, col, row)
+    if _not_modified(request, etag):
+        return _unchanged(etag)
+    hit = service.cached(etag, "image/jpeg")
+    if hit is None:
+        hit = await run_in_threadpool(service.deepzoom_tile, loc, z, col, row)
+    return _image(hit)
+
+
+@router.get("/iiif/3/{slide_id}", include_in_schema=False)
+async def iiif_base(request: Request, slide_id: str, loc: Location) -> Response:
+    # The spec asks a bare service URI to redirect to its info.json.
+    return Response(status_code=303, headers={"Location": f"{request.url.path}/info.json"})
+
+
+@router.get("/iiif/3/{slide_id}/info.json", tags=["iiif"])
+async def iiif_info(request: Request, service: Service, loc: Location) -> Response:
+    import json
+
+    service_id = str(request.url).removesuffix("/info.json").split("?")[0]
+    body: dict[str, Any] = service.iiif_info(loc, service_id)
+    return Response(
+        json.dumps(body),
+        media_type='application/ld+json;profile="http://iiif.io/api/image/3/context.json"',
+        headers={"Access-Control-Allow-Origin": "*"},
+    )
+
+
+@router.get("/iiif/3/{slide_id}/{region}/{size}/{rotation}/{quality_format}", tags=["iiif"])
+async def iiif_image(
+    request: Request,
+    service: Service,
+    loc: Location,
+    region: str,
+    size: str,
+    rotation: str,
+    quality_format: str,
+) -> Response:
+    req, etag = service.iiif_parse(loc, region, size, rotation, quality_format)
+    if _not_modified(request, etag):
+        return _unchanged(etag)
+    rendered = await run_in_threadpool(service.iiif_image, loc, req, etag)
+    response = _image(rendered)
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+@router.get("/api/slides/{slide_id}/thumbnail", tags=["slides"])
+async def thumbnail(
+    request: Request,
+    service: Service,
+    loc: Location,
+    max_size: Annotated[int, Query(alias="size", ge=1, le=2048)] = 512,
+) -> Response:
+    etag = service.thumbnail_etag(loc, max_size)
+    if _not_modified(request, etag):
+        return _unchanged(etag)
+    return _image(await run_in_threadpool(service.thumbnail, loc, max_size))
+
+
+@router.get("/api/slides/{slide_id}/associated/{name}", tags=["slides"])
+async def associated_image(
+    request: Request, service: Service, loc: Location, name: str
+) -> Response:
+    etag = service.associated_etag(loc, name)
+    if _not_modified(request, etag):
+        return _unchanged(etag)
+    return _image(await run_in_threadpool(service.associated, loc, name))

@@ -1,0 +1,231 @@
+"""Tile serving, independent of HTTP: DeepZoom, IIIF, thumbnails and associated images.
+
+Every output is immutable for a given slide content, so each has a strong ETag computed
+from the slide's hash and the canonical request, before any pixel is touched: a
+revalidation (If-None-Match) and a cache lookup cost no slide access at all."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+from PIL import Image, ImageOps
+
+from tiles.cache import TileCache
+from tiles.errors import ImageNotFound, InvalidRequest
+from tiles.geometry import DeepZoom, Region, Size
+from tiles.iiif import FEATURES, FORMATS, ImageRequest, Limits, parse_request
+from tiles.location import SlideLocation
+from tiles.pool import ReaderPool
+from tiles.readers.base import SlideProperties, SlideReader
+from tiles.render import MEDIA_TYPES, encode, render_region
+
+# Bump when rendering changes, so clients and caches drop old tiles.
+RENDER_VERSION = "1"
+MAX_THUMBNAIL = 2048
+
+
+@dataclass(frozen=True)
+class Rendered:
+    data: bytes
+    media_type: str
+    etag: str
+
+
+class TileService:
+    def __init__(
+        self,
+        pool: ReaderPool,
+        cache: TileCache,
+        *,
+        tile_size: int = 256,
+        jpeg_quality: int = 80,
+        limits: Limits = Limits(4096, 4096, 4096 * 4096),
+    ) -> None:
+        self.pool = pool
+        self.cache = cache
+        self.tile_size = tile_size
+        self.jpeg_quality = jpeg_quality
+        self.limits = limits
+        self._version = f"{RENDER_VERSION}/{tile_size}/{jpeg_quality}"
+
+    # -- ETags and the cache ------------------------------------------------------------
+
+    def etag(self, loc: SlideLocation, request: str) -> str:
+        digest = hashlib.blake2b(
+            f"{loc.content_hash}|{self._version}|{request}".encode(), digest_size=16
+        ).hexdigest()
+        return f'"{digest}"'
+
+    def cached(self, etag: str, media_type: str) -> Rendered | None:
+        data = self.cache.get(etag)
+        return None if data is None else Rendered(data, media_type, etag)
+
+    def _store(self, etag: str, data: bytes, media_type: str) -> Rendered:
+        self.cache.put(etag, data)
+        return Rendered(data, media_type, etag)
+
+    # -- metadata -----------------------------------------------------------------------
+
+    def properties(self, loc: SlideLocation) -> SlideProperties:
+        return self.pool.get(loc).properties
+
+    def deepzoom(self, loc: SlideLocation) -> DeepZoom:
+        return DeepZoom(loc.l0_size, self.tile_size, 0)
+
+    def dzi(self, loc: SlideLocation) -> str:
+        size = loc.l0_size
+        return (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<Image xmlns="http://schemas.microsoft.com/deepzoom/2008" '
+            f'Format="jpeg" Overlap="0" TileSize={quoteattr(str(self.tile_size))}>'
+            f'<Size Width="{size.width}" Height="{size.height}"/></Image>'
+        )
+
+    # -- DeepZoom -------------------------------------------------------------------------
+
+    def deepzoom_etag(self, loc: SlideLocation, z: int, col: int, row: int) -> str:
+        return self.etag(loc, f"dz/{z}/{col}/{row}")
+
+    def deepzoom_tile(self, loc: SlideLocation, z: int, col: int, row: int) -> Rendered:
+        dz = self.deepzoom(loc)
+        l0_region = dz.l0_tile(z, col, row)  # raises TileNotFound first: no slide access
+        z_tile = dz.z_tile(z, col, row)
+        etag = self.deepzoom_etag(loc, z, col, row)
+        hit = self.cached(etag, "image/jpeg")
+        if hit is not None:
+            return hit
+        image = self.pool.run(
+            loc, lambda r: render_region(r, l0_region, Size(z_tile.width, z_tile.height))
+        )
+        return self._store(etag, encode(image, "jpeg", self.jpeg_quality), "image/jpeg")
+
+    # -- IIIF -----------------------------------------------------------------------------
+
+    def iiif_info(self, loc: SlideLocation, service_id: str) -> dict[str, Any]:
+        dz = self.deepzoom(loc)
+        size = loc.l0_size
+        sizes = []
+        for z in range(dz.level_count):
+            s = dz.z_size(z)
+            if max(s.width, s.height) <= MAX_THUMBNAIL:
+                sizes.append({"width": s.width, "height": s.height})
+        return {
+            "@context": "http://iiif.io/api/image/3/context.json",
+            "id": service_id,
+            "type": "ImageService3",
+            "protocol": "http://iiif.io/api/image",
+            "profile": "level2",
+            "width": size.width,
+            "height": size.height,
+            "maxWidth": self.limits.max_width,
+            "maxHeight": self.limits.max_height,
+            "maxArea": self.limits.max_area,
+            "tiles": [
+                {
+                    "width": self.tile_size,
+                    "height": self.tile_size,
+                    "scaleFactors": [2**k for k in range(dz.level_count)],
+                }
+            ],
+            "sizes": sizes,
+            "extraFormats": ["png", "webp"],
+            "extraQualities": ["color", "gray", "bitonal"],
+            "extraFeatures": list(FEATURES),
+        }
+
+    def iiif_parse(
+        self, loc: SlideLocation, region: str, size: str, rotation: str, quality_format: str
+    ) -> tuple[ImageRequest, str]:
+        """The parsed request and its ETag (a tile-aligned request shares the DeepZoom tile's)."""
+        req = parse_request(loc.l0_size, region, size, rotation, quality_format, self.limits)
+        tile = self._as_deepzoom_tile(loc, req)
+        if tile is not None:
+            return req, self.deepzoom_etag(loc, *tile)
+        r = req.l0_region
+        canonical = (
+            f"iiif/{r.x},{r.y},{r.width},{r.height}/{req.size.width},{req.size.height}/"
+            f"{'!' if req.mirror else ''}{req.rotation}/{req.quality}.{req.format}"
+        )
+        return req, self.etag(loc, canonical)
+
+    def iiif_image(self, loc: SlideLocation, req: ImageRequest, etag: str) -> Rendered:
+        tile = self._as_deepzoom_tile(loc, req)
+        if tile is not None:
+            return self.deepzoom_tile(loc, *tile)
+        media_type = FORMATS[req.format]
+        hit = self.cached(etag, media_type)
+        if hit is not None:
+            return hit
+        image = self.pool.run(loc, lambda r: render_region(r, req.l0_region, req.size))
+        if req.mirror:
+            image = ImageOps.mirror(image)
+        if req.rotation:
+            # PIL rotates counter-clockwise; IIIF rotation is clockwise.
+            image = image.rotate(-req.rotation, expand=True)
+        if req.quality == "gray":
+            image = image.convert("L")
+        elif req.quality == "bitonal":
+            image = image.convert("L").point(lambda v: 255 if v >= 128 else 0).convert("1")
+        return self._store(etag, encode(image, req.format, self.jpeg_quality), media_type)
+
+    def _as_deepzoom_tile(
+        self, loc: SlideLocation, req: ImageRequest
+    ) -> tuple[int, int, int] | None:
+        if req.mirror or req.rotation or req.quality not in ("default", "color"):
+            return None
+        if req.format != "jpg":
+            return None
+        dz = self.deepzoom(loc)
+        r = req.l0_region
+        for k in range(dz.level_count):
+            span = self.tile_size * 2**k
+            if r.x % span or r.y % span:
+                continue
+            z, col, row = dz.z_max - k, r.x // span, r.y // span
+            count = dz.t_count(z)
+            if col >= count.width or row >= count.height:
+                continue
+            zt = dz.z_tile(z, col, row)
+            if dz.l0_tile(z, col, row) == r and Size(zt.width, zt.height) == req.size:
+                return z, col, row
+        return None
+
+    # -- thumbnails and associated images ---------------------------------------------------
+
+    def thumbnail_etag(self, loc: SlideLocation, max_size: int) -> str:
+        return self.etag(loc, f"thumbnail/{max_size}")
+
+    def thumbnail(self, loc: SlideLocation, max_size: int) -> Rendered:
+        if not 1 <= max_size <= MAX_THUMBNAIL:
+            raise InvalidRequest(f"thumbnail size must be within 1..{MAX_THUMBNAIL}")
+        etag = self.thumbnail_etag(loc, max_size)
+        hit = self.cached(etag, "image/jpeg")
+        if hit is not None:
+            return hit
+        size = loc.l0_size
+        scale = min(max_size / size.width, max_size / size.height, 1.0)
+        out = Size(max(1, math.floor(size.width * scale)), max(1, math.floor(size.height * scale)))
+        whole = Region(0, 0, size.width, size.height)
+        image = self.pool.run(loc, lambda r: render_region(r, whole, out))
+        return self._store(etag, encode(image, "jpeg", 90), "image/jpeg")
+
+    def associated_etag(self, loc: SlideLocation, name: str) -> str:
+        return self.etag(loc, f"associated/{name}")
+
+    def associated(self, loc: SlideLocation, name: str) -> Rendered:
+        etag = self.associated_etag(loc, name)
+        hit = self.cached(etag, "image/jpeg")
+        if hit is not None:
+            return hit
+
+        def read(reader: SlideReader) -> Image.Image:
+            if name not in reader.properties.associated:
+                raise ImageNotFound(f"this slide has no {name!r} image")
+            return reader.associated_image(name)
+
+        image = self.pool.run(loc, read)
+        return self._store(etag, encode(image, "jpeg", 90), MEDIA_TYPES["jpeg"])
