@@ -38,14 +38,14 @@ class LevelRead:
 
 
 def choose_level(l_sizes: tuple[Size, ...], downsample: float) -> int:
-    """The smallest slide level that still has at least the requested resolution:
-    the level with the largest downsample <= `downsample` (level 0 when none)."""
+    """The smallest slide level that still has the requested resolution: the last level
+    with at least l0 / downsample pixels per axis, give or take the one pixel that
+    rounding each halving may cost (a 300-px slide's "8x" level is 37 px, not 37.5)."""
     l0 = l_sizes[0]
+    need_w, need_h = l0.width / downsample, l0.height / downsample
     best = 0
     for level, size in enumerate(l_sizes):
-        # A small tolerance: a level 2x down whose width rounds to 4.016x is still "4x".
-        level_downsample = max(l0.width / size.width, l0.height / size.height)
-        if level_downsample <= downsample * 1.01:
+        if size.width + 1 >= need_w and size.height + 1 >= need_h:
             best = level
     return best
 

@@ -18,7 +18,10 @@ def render_region(reader: SlideReader, l0_region: Region, out_size: Size) -> Ima
     pixels = reader.read_region(plan.level, plan.l_region)
     image = Image.fromarray(pixels, "RGB")
     if image.size != (out_size.width, out_size.height):
-        image = image.resize((out_size.width, out_size.height), Image.Resampling.LANCZOS)
+        # reducing_gap: box-reduce first, then Lanczos; faster, and what OpenSlide does too.
+        image = image.resize(
+            (out_size.width, out_size.height), Image.Resampling.LANCZOS, reducing_gap=2.0
+        )
     return image
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -78,8 +79,11 @@ class TiffReader:
         # tiffslide and the RangeFile are not safe for concurrent use.
         self._lock = threading.Lock()
         try:
-            self._slide = tiffslide.TiffSlide(self.file)
-            self._properties = self._read_properties()
+            with warnings.catch_warnings():
+                # tiffslide warns that its NDPI metadata parser is partial; what we use is there.
+                warnings.simplefilter("ignore", UserWarning)
+                self._slide = tiffslide.TiffSlide(self.file)
+                self._properties = self._read_properties()
             self._levels = self._read_levels()
         except (CorruptSlide, UnsupportedSlide):
             raise

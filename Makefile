@@ -1,0 +1,49 @@
+# The two commands of the README: `make demo` and `make test`. Everything they need is
+# installed from scratch here (system packages too, when missing), so a fresh machine works.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: setup demo test lint bench-slide viewer system-deps build-deps clean
+
+setup: $(VENV)/.installed viewer/dist/index.html
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[test]'
+	# torch only for inference/; the pinned CPU build lies on the machines' disk.
+	$(PIP) install --quiet torch==2.13.0
+	touch $@
+
+viewer/dist/index.html: viewer/package.json viewer/package-lock.json $(wildcard viewer/src/*)
+	cd viewer && npm ci --no-audit --no-fund && npm run build
+
+viewer: viewer/dist/index.html
+
+system-deps:
+	bash scripts/install-system-deps.sh test
+
+build-deps:
+	bash scripts/install-system-deps.sh build
+
+demo: build-deps setup
+	$(VENV)/bin/iain demo
+
+test: system-deps setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench-slide: setup
+	$(PY) bench/make_slide.py
+
+clean:
+	rm -rf $(VENV) viewer/node_modules viewer/dist .iain
