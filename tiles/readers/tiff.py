@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import tifffile
 import tiffslide
 from PIL import Image
 
@@ -72,6 +73,13 @@ def _tiled_level(page: Any) -> _TiledLevel | None:
     )
 
 
+def _check_compression(page: Any) -> None:
+    try:
+        tifffile.COMPRESSION(int(page.compression))
+    except ValueError:
+        raise UnsupportedSlide(f"unsupported TIFF compression {int(page.compression)}") from None
+
+
 class TiffReader:
     def __init__(self, fetch: Fetch, size: int, *, primed: list[tuple[int, bytes]] = ()) -> None:  # type: ignore[assignment]
         self._fetch = fetch
@@ -113,6 +121,8 @@ class TiffReader:
         levels: list[_TiledLevel | None] = []
         for index, size in enumerate(self._properties.l_sizes):
             level = None
+            if index < len(series.levels):
+                _check_compression(series.levels[index].keyframe)
             if index < len(series.levels) and len(series.levels[index].pages) == 1:
                 level = _tiled_level(series.levels[index].keyframe)
             if level is not None and (level.width, level.height) != (size.width, size.height):
