@@ -85,7 +85,9 @@ class Catalogue:
                 known = ", ".join(c.code for c in self.centres())
                 raise UnknownCentre(f"unknown centre {code!r} (known: {known})")
 
-    def add_slide(self, name: str, centre: str, loc: SlideLocation, inspection: Inspection) -> Slide:
+    def add_slide(
+        self, name: str, centre: str, loc: SlideLocation, inspection: Inspection
+    ) -> Slide:
         props = inspection.properties
         slide = Slide(
             id=loc.slide_id,

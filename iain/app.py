@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from exchange import routes as exchange_routes
 from exchange.catalogue import Catalogue
 from exchange.errors import ExchangeError, SlideMissing, UnknownCentre
+from iain.settings import Settings
 from storage import InvalidKey, LocalStore, ObjectNotFound, ObjectStore, StorageError, open_store
 from tiles import routes as tile_routes
 from tiles.cache import TileCache
@@ -31,8 +32,6 @@ from tiles.errors import (
 from tiles.iiif import Limits
 from tiles.pool import ReaderPool
 from tiles.service import TileService
-
-from iain.settings import Settings
 
 VIEWER_DIR = Path(__file__).resolve().parent.parent / "viewer"
 
@@ -131,9 +130,27 @@ def create_app(settings: Settings) -> FastAPI:
                 return JSONResponse({"detail": "invalid or expired signature"}, 403)
             return Response(store.get(key), media_type="application/octet-stream")
 
+    # The browser viewer (`cd viewer && npm ci && npm run build`): a single-page app whose
+    # index.html answers "/" and every "/viewer/..." URL; its other files are static. Mounted
+    # last, so it never shadows /api, /slides or /iiif. Without a build, the API still serves.
     dist = VIEWER_DIR / "dist"
-    if dist.is_dir():
-        app.mount("/", StaticFiles(directory=dist, html=True), name="viewer")
+    if (dist / "index.html").is_file():
+        index_html = dist / "index.html"
+
+        def viewer_page() -> Response:
+            # Read per request: a rebuild takes effect without a restart. `no-cache` makes
+            # browsers revalidate it, so they never keep an index naming deleted assets.
+            return Response(
+                index_html.read_bytes(),
+                media_type="text/html; charset=utf-8",
+                headers={"Cache-Control": "no-cache"},
+            )
+
+        app.add_api_route("/", viewer_page, methods=["GET"], include_in_schema=False)
+        app.add_api_route(
+            "/viewer/{_path:path}", viewer_page, methods=["GET"], include_in_schema=False
+        )
+        app.mount("/", StaticFiles(directory=dist), name="viewer")
     return app
 
 

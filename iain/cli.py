@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 import uvicorn
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TransferSpeedColumn
 
 from exchange.catalogue import Catalogue
 from exchange.errors import ExchangeError
 from exchange.ingest import ingest_path
+from iain.app import build_store, create_app
+from iain.settings import Settings
 from storage import StorageError
 from tiles.errors import TilesError
 from tiles.ingest import Inspection
-
-from iain.app import build_store, create_app
-from iain.settings import Settings
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 err = Console(stderr=True)
@@ -70,10 +68,10 @@ def ingest_paths(settings: Settings, paths: list[Path], centre: str) -> int:
         ) as bar:
             task = bar.add_task(f"{path.name}: validating", total=None)
 
-            def inspected(ins: Inspection, task: int = task) -> None:
-                bar.update(task, description=f"{path.name}: storing", total=ins.total_bytes)
+            def inspected(ins: Inspection, task: TaskID = task, name: str = path.name) -> None:
+                bar.update(task, description=f"{name}: storing", total=ins.total_bytes)
 
-            def advance(n: int, task: int = task) -> None:
+            def advance(n: int, task: TaskID = task) -> None:
                 bar.advance(task, n)
 
             try:
@@ -130,4 +128,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -10,10 +10,12 @@ MPP = 0.25
 
 
 def build(width: int, height: int, seed: int) -> pyvips.Image:
-    mask = (pyvips.Image.perlin(width, height, cell_size=max(64, width // 6), seed=seed) * 4 + 0.6)
+    mask = pyvips.Image.perlin(width, height, cell_size=max(64, width // 6), seed=seed) * 4 + 0.6
     mask = mask.clamp(min=0, max=1)
-    nuclei = (12 - pyvips.Image.worley(width, height, cell_size=24, seed=seed + 1)).clamp(min=0, max=1)
-    stroma = (pyvips.Image.perlin(width, height, cell_size=16, seed=seed + 2) * 0.5 + 0.5)
+    nuclei = (12 - pyvips.Image.worley(width, height, cell_size=24, seed=seed + 1)).clamp(
+        min=0, max=1
+    )
+    stroma = pyvips.Image.perlin(width, height, cell_size=16, seed=seed + 2) * 0.5 + 0.5
     pink = stroma.linear([-35.0, -85.0, -55.0], [240.0, 190.0, 215.0])
     tissue = pink + pink.linear(-1.0, [75.0, 45.0, 125.0]) * nuclei
     out = [243.0, 242.0, 240.0] + (tissue - [243.0, 242.0, 240.0]) * mask

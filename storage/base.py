@@ -44,7 +44,8 @@ class ObjectStore(Protocol):
     """Where slides, pyramids and results live. Keys are '/'-separated relative paths."""
 
     def put(self, key: str, stream: BinaryIO, size: int = -1) -> ObjectInfo:
-        """Stores a stream (read to its end when size is -1); the object appears whole or not at all."""
+        """Stores a stream (read to its end when size is -1); the object appears whole or not
+        at all."""
         ...
 
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo: ...

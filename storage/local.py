@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -42,13 +43,18 @@ class LocalStore:
 
     def put(self, key: str, stream: BinaryIO, size: int = -1) -> ObjectInfo:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise self._clash(key) from None
         fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as out:
                 remaining = size
                 while remaining != 0:
-                    chunk = stream.read(_COPY_CHUNK if remaining < 0 else min(_COPY_CHUNK, remaining))
+                    chunk = stream.read(
+                        _COPY_CHUNK if remaining < 0 else min(_COPY_CHUNK, remaining)
+                    )
                     if not chunk:
                         break
                     out.write(chunk)
@@ -58,11 +64,20 @@ class LocalStore:
                     raise StorageError(f"stream ended {remaining} bytes early", key)
                 out.flush()
                 os.fsync(out.fileno())
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except IsADirectoryError:
+                raise self._clash(key) from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         return self._info(key, path)
+
+    def _clash(self, key: str) -> StorageError:
+        # S3 can hold objects "a" and "a/b" side by side; a directory tree cannot.
+        return StorageError(
+            f"cannot store {key!r}: it clashes with an object or folder of the same name", key
+        )
 
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
         import io
@@ -83,7 +98,10 @@ class LocalStore:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFound(f"no object {key!r}", key) from None
         try:
-            if offset + length > os.fstat(fd).st_size:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):  # a folder opens fine but is no object
+                raise ObjectNotFound(f"no object {key!r}", key)
+            if offset + length > st.st_size:
                 raise InvalidRange(f"range {offset}+{length} is past the end", key)
             return os.pread(fd, length, offset)
         finally:
@@ -130,7 +148,10 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         path = self._path(key)
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except (IsADirectoryError, NotADirectoryError):
+            return  # a folder, or a path below an object: no object has this key
         # Drop now-empty parent folders so listings stay clean.
         parent = path.parent
         while parent != self.root:

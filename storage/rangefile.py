@@ -94,7 +94,7 @@ class RangeFile(io.RawIOBase):
             first, last = offset // bs, (offset + length - 1) // bs
             missing = [b for b in range(first, last + 1) if b not in self._blocks]
             if missing:
-                # One request for the whole missing run (the blocks between are usually missing too).
+                # One request for the whole missing run (blocks between are usually missing too).
                 start = missing[0] * bs
                 end = min(self._size, (missing[-1] + 1) * bs)
                 data = self._fetch(start, end - start)

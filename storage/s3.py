@@ -12,6 +12,7 @@ from typing import BinaryIO
 import urllib3
 from minio import Minio
 from minio.error import S3Error
+from minio.helpers import check_bucket_name
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from storage.base import (
@@ -42,6 +43,10 @@ class S3Store:
         max_connections: int = 64,
         retries: int = 4,
     ) -> None:
+        try:
+            check_bucket_name(bucket)
+        except ValueError as exc:
+            raise StorageError(f"invalid S3 bucket name {bucket!r}: {exc}") from None
         self.bucket = bucket
         self.endpoint = endpoint
         http = urllib3.PoolManager(
@@ -136,7 +141,8 @@ class S3Store:
         if offset < 0 or length < 0:
             raise InvalidRange(f"bad range {offset}+{length}", key)
         if length == 0:
-            self.stat(key)
+            if offset > self.stat(key).size:
+                raise InvalidRange(f"range {offset}+0 is past the end of {key!r}", key)
             return b""
         data = self._read(key, offset, length)
         if len(data) != length:
@@ -176,15 +182,18 @@ class S3Store:
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         self._count("LIST")
+        found: list[ObjectInfo] = []
         try:
             for obj in self._client.list_objects(self.bucket, prefix=prefix, recursive=True):
                 if obj.is_dir or obj.object_name is None:
                     continue
-                yield ObjectInfo(
-                    obj.object_name,
-                    obj.size or 0,
-                    (obj.etag or "").strip('"'),
-                    obj.last_modified or datetime.now(UTC),
+                found.append(
+                    ObjectInfo(
+                        obj.object_name,
+                        obj.size or 0,
+                        (obj.etag or "").strip('"'),
+                        obj.last_modified or datetime.now(UTC),
+                    )
                 )
         except S3Error as exc:
             if exc.code == "NoSuchBucket":
@@ -192,6 +201,9 @@ class S3Store:
             raise self._error(exc, prefix) from exc
         except (Urllib3Error, OSError) as exc:
             raise StorageError(f"listing {prefix!r} failed: {exc}", prefix) from exc
+        # S3 promises key order, but SeaweedFS lists a folder's objects before the keys that
+        # sort between the folder's name and its "/" ("a/b" before "a-b"): sort them here.
+        yield from sorted(found, key=lambda info: info.key)
 
     def delete(self, key: str) -> None:
         check_key(key)
@@ -207,6 +219,12 @@ class S3Store:
 
     def presign_get(self, key: str, expires_s: int = 3600) -> str:
         check_key(key)
-        return self._client.presigned_get_object(
-            self.bucket, key, expires=timedelta(seconds=expires_s)
-        )
+        try:
+            # Needs the bucket's region: one request to the server, then cached.
+            return self._client.presigned_get_object(
+                self.bucket, key, expires=timedelta(seconds=expires_s)
+            )
+        except S3Error as exc:
+            raise self._error(exc, key) from exc
+        except (Urllib3Error, OSError) as exc:
+            raise StorageError(f"presigning {key!r} failed: {exc}", key) from exc

@@ -84,9 +84,7 @@ class DeepZoom:
     def z_size(self, z: int) -> Size:
         self._check_level(z)
         scale = 2 ** (self.z_max - z)
-        return Size(
-            math.ceil(self.l0_size.width / scale), math.ceil(self.l0_size.height / scale)
-        )
+        return Size(math.ceil(self.l0_size.width / scale), math.ceil(self.l0_size.height / scale))
 
     def t_count(self, z: int) -> Size:
         size = self.z_size(z)

@@ -24,7 +24,9 @@ def run(args: list[str], home: Path, **env: str) -> subprocess.CompletedProcess[
 
 def test_ingest_prints_ids_and_lists_them(tmp_path):
     home = tmp_path / "home"
-    result = run(["ingest", str(sample("aperio/CMU-1-Small-Region.svs")), "--centre", "lille"], home)
+    result = run(
+        ["ingest", str(sample("aperio/CMU-1-Small-Region.svs")), "--centre", "lille"], home
+    )
     assert result.returncode == 0, result.stderr
     slide_id = result.stdout.split()[0]
     assert len(slide_id) == 12

@@ -81,7 +81,7 @@ def test_tiles_are_immutable_and_revalidate_with_304(settings, client):
     url = f"/slides/{slide_id}_files/11/1_1.jpeg"
     first = client.get(url)
     etag = first.headers["etag"]
-    assert etag.startswith('"') and not etag.startswith('W/')
+    assert etag.startswith('"') and not etag.startswith("W/")
     assert "immutable" in first.headers["cache-control"]
     assert "max-age=" in first.headers["cache-control"]
     again = client.get(url, headers={"If-None-Match": etag})
@@ -125,7 +125,9 @@ def test_thumbnail_and_associated_images(settings, client):
 def test_upload_ingests_and_refuses_bad_files(settings, client):
     path = sample(SVS)
     with path.open("rb") as f:
-        created = client.post("/api/slides", files={"file": (path.name, f)}, data={"centre": "rouen"})
+        created = client.post(
+            "/api/slides", files={"file": (path.name, f)}, data={"centre": "rouen"}
+        )
     assert created.status_code == 201, created.text
     assert created.json()["centre"] == "rouen"
     for relative, reason in REFUSED.items():
@@ -137,7 +139,9 @@ def test_upload_ingests_and_refuses_bad_files(settings, client):
         assert refused.status_code in (415, 422), (relative, refused.text)
         assert reason in refused.json()["detail"], refused.json()
     with path.open("rb") as f:
-        wrong_centre = client.post("/api/slides", files={"file": (path.name, f)}, data={"centre": "paris"})
+        wrong_centre = client.post(
+            "/api/slides", files={"file": (path.name, f)}, data={"centre": "paris"}
+        )
     assert wrong_centre.status_code == 400 and "unknown centre" in wrong_centre.json()["detail"]
     assert len(client.get("/api/slides").json()) == 1  # nothing recorded for refusals
 

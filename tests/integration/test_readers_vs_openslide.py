@@ -84,7 +84,8 @@ def test_deepzoom_tiles_match_openslide_at_every_level(served, relative):
             expected = dz.z_tile(z, col, row)
             size = Size(expected.width, expected.height)
             # Our pixels before JPEG encoding, from the reader that serves this slide.
-            exact = service.pool.run(loc, lambda r: render_region(r, dz.l0_tile(z, col, row), size))
+            l0 = dz.l0_tile(z, col, row)
+            exact = service.pool.run(loc, lambda r, l0=l0, size=size: render_region(r, l0, size))
             ours = np.asarray(exact, np.int16)
             assert ours.shape == (expected.height, expected.width, 3), (z, col, row)
             their_tile = reference.get_tile(z, (col, row)).convert("RGB")
@@ -117,7 +118,9 @@ def test_iiif_tiles_and_regions_match_openslide(served, relative):
     dz = service.deepzoom(loc)
     tile_w, tile_h = min(256, w), min(256, h)
     req, etag = service.iiif_parse(loc, f"0,0,{tile_w},{tile_h}", f"{tile_w},", "0", "default.jpg")
-    assert service.iiif_image(loc, req, etag).data == service.deepzoom_tile(loc, dz.z_max, 0, 0).data
+    assert (
+        service.iiif_image(loc, req, etag).data == service.deepzoom_tile(loc, dz.z_max, 0, 0).data
+    )
     # An arbitrary full-resolution region, as PNG (lossless on our side).
     rw, rh = max(1, w // 3), max(1, h // 4)
     x, y = w // 3, h // 2

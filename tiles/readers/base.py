@@ -36,9 +36,7 @@ class SlideProperties:
     @property
     def l_downsamples(self) -> tuple[float, ...]:
         l0 = self.l0_size
-        return tuple(
-            max(l0.width / s.width, l0.height / s.height) for s in self.l_sizes
-        )
+        return tuple(max(l0.width / s.width, l0.height / s.height) for s in self.l_sizes)
 
 
 class SlideReader(Protocol):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,7 +81,9 @@ def _check_compression(page: Any) -> None:
 
 
 class TiffReader:
-    def __init__(self, fetch: Fetch, size: int, *, primed: list[tuple[int, bytes]] = ()) -> None:  # type: ignore[assignment]
+    def __init__(
+        self, fetch: Fetch, size: int, *, primed: Sequence[tuple[int, bytes]] = ()
+    ) -> None:
         self._fetch = fetch
         self.file = RangeFile(fetch, size, primed=primed)
         # tiffslide and the RangeFile are not safe for concurrent use.

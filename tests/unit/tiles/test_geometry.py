@@ -50,7 +50,9 @@ def test_overlap_extends_inner_edges_only():
     assert dz.z_tile(dz.z_max, 3, 2) == Region(761, 507, 239, 93)
 
 
-@pytest.mark.parametrize(("z", "col", "row"), [(13, 0, 0), (-1, 0, 0), (12, 9, 0), (12, 0, 12), (12, -1, 0)])
+@pytest.mark.parametrize(
+    ("z", "col", "row"), [(13, 0, 0), (-1, 0, 0), (12, 9, 0), (12, 0, 12), (12, -1, 0)]
+)
 def test_out_of_range_tiles_are_refused(z, col, row):
     with pytest.raises(TileNotFound):
         DeepZoom(CMU1).z_tile(z, col, row)

@@ -44,7 +44,9 @@ def test_max_is_bounded_by_the_limits():
     assert parse_size(region, "max", LIMITS) == Size(4096, 2048)
 
 
-@pytest.mark.parametrize("text", ["2000,", ",600", "pct:101", "0,", "!300,", ",", "big", "8000,4000"])
+@pytest.mark.parametrize(
+    "text", ["2000,", ",600", "pct:101", "0,", "!300,", ",", "big", "8000,4000"]
+)
 def test_bad_sizes(text):
     with pytest.raises(InvalidRequest):
         parse_size(Region(0, 0, 1000, 500), text, LIMITS)
