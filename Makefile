@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --quiet torch==2.13.0
 	touch $@
 
-viewer/dist/index.html: viewer/package.json viewer/package-lock.json $(wildcard viewer/src/*)
+viewer/dist/index.html: viewer/package.json viewer/package-lock.json viewer/index.html viewer/vite.config.ts $(wildcard viewer/src/*) $(wildcard viewer/public/*)
 	cd viewer && npm ci --no-audit --no-fund && npm run build
 
 viewer: viewer/dist/index.html
@@ -41,6 +41,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	cd viewer && npm run lint
 
 bench-slide: setup
 	$(PY) bench/make_slide.py

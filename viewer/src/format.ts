@@ -1,0 +1,103 @@
+/** Pure formatting and unit arithmetic: no DOM, no OpenSeadragon. */
+
+import { t } from "./strings";
+
+export function formatVendor(vendor: string): string {
+  return t.vendors[vendor] ?? vendor;
+}
+
+/** µm per pixel at which a slide is said to be seen at 10× (so 40× ≈ 0.25 µm/px). */
+export const MPP_AT_10X = 1.0;
+
+const numbers = new Intl.NumberFormat(t.locale);
+
+export function formatInteger(n: number): string {
+  return numbers.format(Math.round(n));
+}
+
+export function formatDimensions(width: number, height: number): string {
+  return `${formatInteger(width)} × ${formatInteger(height)} ${t.units.pixels}`;
+}
+
+export function formatBytes(bytes: number): string {
+  const units = t.units.bytes;
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  const digits = unit === 0 || value >= 100 ? 0 : 1;
+  return `${value.toFixed(digits)} ${units[unit]}`;
+}
+
+export function formatDate(iso: string): string {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return iso;
+  return date.toLocaleDateString(t.locale, { year: "numeric", month: "short", day: "numeric" });
+}
+
+/** The optical magnification equivalent to `umPerScreenPixel` µm per screen pixel. */
+export function magnification(umPerScreenPixel: number): number {
+  return (10 * MPP_AT_10X) / umPerScreenPixel;
+}
+
+/** "40×", "2.5×", "0.31×": whole numbers from 10× up, two significant digits below. */
+export function formatMagnification(mag: number): string {
+  const text = mag >= 10 ? String(Math.round(mag)) : String(Number(mag.toPrecision(2)));
+  return `${text}${t.units.times}`;
+}
+
+export function formatMpp(mpp: number): string {
+  return `${Number(mpp.toPrecision(3))} ${t.units.perPixel}`;
+}
+
+/** A length in µm as "500 µm", "0.5 µm" or "2 mm". */
+export function formatLength(um: number): string {
+  if (um >= 1000) return `${Number((um / 1000).toPrecision(3))} ${t.units.millimetre}`;
+  return `${Number(um.toPrecision(3))} ${t.units.micrometre}`;
+}
+
+/**
+ * How a slide was scanned, e.g. "40× · 0.228 µm/px": the objective the scanner recorded when
+ * it did (what pathologists call the slide's magnification), else the one its pixel size
+ * implies; null when neither is known.
+ */
+export function scanResolution(slide: { mpp: number | null; objective_power: number | null }): string | null {
+  const objective =
+    slide.objective_power !== null && slide.objective_power > 0
+      ? slide.objective_power
+      : slide.mpp !== null
+        ? magnification(slide.mpp)
+        : null;
+  if (objective === null) return null;
+  const parts = [formatMagnification(objective)];
+  if (slide.mpp !== null) parts.push(formatMpp(slide.mpp));
+  return parts.join(" · ");
+}
+
+export interface ScaleBar {
+  /** Length the bar stands for, in µm: 1, 2 or 5 times a power of ten. */
+  readonly lengthUm: number;
+  /** Its width on screen, in CSS pixels (at most the `maxWidthPx` asked for). */
+  readonly widthPx: number;
+  readonly label: string;
+}
+
+/** The longest round length that fits in `maxWidthPx` screen pixels. */
+export function scaleBar(umPerScreenPixel: number, maxWidthPx: number): ScaleBar {
+  const maxUm = umPerScreenPixel * maxWidthPx;
+  const power = 10 ** Math.floor(Math.log10(maxUm));
+  const step = [5, 2, 1].find((s) => s * power <= maxUm) ?? 1;
+  // Rounding: 10 ** -1 * 5 is 0.5000000000000001.
+  const lengthUm = Number((step * power).toPrecision(1));
+  return { lengthUm, widthPx: lengthUm / umPerScreenPixel, label: formatLength(lengthUm) };
+}
+
+/** Folds case and accents, so "francois" finds "François". */
+export function searchKey(text: string): string {
+  return text
+    .normalize("NFD")
+    .replace(/\p{Diacritic}/gu, "")
+    .toLowerCase();
+}

@@ -1,0 +1,203 @@
+/** The slide page: a full-window OpenSeadragon viewer on the hub's DeepZoom or IIIF tiles. */
+
+import OpenSeadragon from "openseadragon";
+import { ApiError, centreNames, getSlide, type SlideDetail } from "./api";
+import { h, mount } from "./dom";
+import { formatDimensions, formatVendor, scanResolution } from "./format";
+import { appHeader } from "./header";
+import { viewerUrl, worklistUrl, type Protocol } from "./routes";
+import { ScaleControl } from "./scale";
+import { t } from "./strings";
+
+/** What the page exposes on `window.iain`: for tests, and for a developer's console. */
+export interface ViewerHandle {
+  readonly slide: SlideDetail;
+  readonly viewer: OpenSeadragon.Viewer;
+  readonly scale: ScaleControl;
+  protocol: Protocol;
+  /** True once every tile needed for the current view, at the best resolution, is drawn. */
+  fullyLoaded(): boolean;
+  setProtocol(protocol: Protocol): void;
+}
+
+declare global {
+  interface Window {
+    iain?: ViewerHandle;
+  }
+}
+
+export type PageState = "loading" | "ready" | "error";
+
+/**
+ * OpenSeadragon's 2D-canvas drawer rather than its WebGL default: on machines without a GPU
+ * (hospital virtual desktops, headless test browsers) WebGL falls back to software rendering
+ * and a view took ~6 s to draw instead of ~1 s. Revisit when overlays need WebGL.
+ */
+const DRAWER = "canvas";
+
+export async function showViewer(root: HTMLElement, slideId: string, protocol: Protocol): Promise<void> {
+  document.title = `${t.viewer.loading} · ${t.app.name}`;
+  const setState = (state: PageState): void => {
+    root.dataset.state = state;
+  };
+  setState("loading");
+  const back = h("a", { class: "back", href: worklistUrl() }, `← ${t.viewer.back}`);
+  const notice = h("p", { class: "notice", role: "status" }, t.viewer.loading);
+  mount(
+    root,
+    h("div", { class: "page viewer-page" }, appHeader(back), h("main", { class: "viewer-main" }, notice)),
+  );
+
+  let slide: SlideDetail;
+  let centres: Map<string, string>;
+  try {
+    [slide, centres] = await Promise.all([getSlide(slideId), centreNames()]);
+  } catch (error) {
+    setState("error");
+    showError(root, back, error, slideId);
+    return;
+  }
+
+  document.title = `${slide.name} · ${t.app.name}`;
+  const switcher = protocolSwitch(protocol, (next) => handle.setProtocol(next));
+  const osd = h("div", { class: "osd", id: "osd" });
+  const message = h("p", { class: "osd-message", role: "alert", hidden: true });
+  mount(
+    root,
+    h(
+      "div",
+      { class: "page viewer-page" },
+      appHeader(back, slideTitle(slide, centres.get(slide.centre) ?? slide.centre), switcher.element),
+      h("main", { class: "viewer-main" }, osd, message),
+    ),
+  );
+
+  const viewer = OpenSeadragon({
+    element: osd,
+    prefixUrl: __OSD_IMAGES_URL__,
+    tileSources: tileSource(slide, protocol),
+    drawer: DRAWER,
+    showNavigator: true,
+    navigatorPosition: "TOP_RIGHT",
+    navigatorAutoFade: false,
+    navigatorSizeRatio: 0.18,
+    navigatorBackground: "#1b1c1f",
+    navigatorBorderColor: "#555",
+    navigatorOpacity: 1, // not see-through: the slide behind it looked like part of the minimap
+    showRotationControl: true,
+    autoHideControls: false,
+    visibilityRatio: 0.5,
+    minZoomImageRatio: 0.8,
+    maxZoomPixelRatio: 2, // up to 2× past the scan's own resolution
+    zoomPerScroll: 1.4,
+    animationTime: 0.6,
+    gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: true },
+  });
+  const scale = new ScaleControl(viewer, slide.mpp);
+
+  let restoreBounds: OpenSeadragon.Rect | null = null;
+  viewer.addHandler("open", () => {
+    message.hidden = true;
+    if (restoreBounds) viewer.viewport.fitBounds(restoreBounds, true);
+    restoreBounds = null;
+    setState("ready");
+  });
+  viewer.addHandler("open-failed", (event) => {
+    message.textContent = t.viewer.imageFailed(event.message);
+    message.hidden = false;
+    setState("error");
+  });
+
+  const handle: ViewerHandle = {
+    slide,
+    viewer,
+    scale,
+    protocol,
+    fullyLoaded: () => viewer.world.getItemCount() > 0 && viewer.world.getItemAt(0).getFullyLoaded(),
+    setProtocol(next) {
+      if (next === handle.protocol) return;
+      handle.protocol = next;
+      switcher.select(next);
+      history.replaceState(null, "", viewerUrl(slide.id, next));
+      restoreBounds = viewer.world.getItemCount() > 0 ? viewer.viewport.getBounds(true) : null;
+      setState("loading");
+      viewer.open({ tileSource: tileSource(slide, next) });
+    },
+  };
+  window.iain = handle;
+}
+
+function tileSource(slide: SlideDetail, protocol: Protocol): string {
+  return protocol === "iiif" ? slide.iiif_url : slide.dzi_url;
+}
+
+function slideTitle(slide: SlideDetail, centreName: string): HTMLElement {
+  const facts = [centreName, formatVendor(slide.vendor), formatDimensions(slide.width, slide.height)];
+  const scan = scanResolution(slide);
+  if (scan) facts.push(scan);
+  return h(
+    "div",
+    { class: "slide-title" },
+    h("h1", { class: "slide-name", title: slide.name }, slide.name),
+    h(
+      "p",
+      { class: "slide-facts" },
+      h("span", { class: "slide-centre" }, centreName),
+      ...facts.slice(1).map((f) => ` · ${f}`),
+    ),
+  );
+}
+
+function protocolSwitch(
+  initial: Protocol,
+  onChange: (protocol: Protocol) => void,
+): { element: HTMLElement; select(protocol: Protocol): void } {
+  const buttons = (Object.keys(t.viewer.protocols) as Protocol[]).map((protocol) => {
+    const button = h("button", { type: "button", "data-protocol": protocol }, t.viewer.protocols[protocol]);
+    button.addEventListener("click", () => onChange(protocol));
+    return button;
+  });
+  const select = (protocol: Protocol): void => {
+    for (const button of buttons) {
+      button.setAttribute("aria-pressed", String(button.dataset.protocol === protocol));
+    }
+  };
+  select(initial);
+  const element = h(
+    "div",
+    {
+      class: "protocol-switch",
+      role: "group",
+      "aria-label": t.viewer.protocol,
+      title: t.viewer.protocolHint,
+    },
+    h("span", { class: "label" }, t.viewer.protocol),
+    ...buttons,
+  );
+  return { element, select };
+}
+
+function showError(root: HTMLElement, back: HTMLElement, error: unknown, slideId: string): void {
+  const notFound = error instanceof ApiError && error.notFound;
+  const why = error instanceof ApiError ? error.detail : String(error);
+  document.title = `${notFound ? t.viewer.notFoundTitle : t.viewer.loadFailed(why)} · ${t.app.name}`;
+  mount(
+    root,
+    h(
+      "div",
+      { class: "page viewer-page" },
+      appHeader(back),
+      h(
+        "main",
+        { class: "viewer-main" },
+        h(
+          "section",
+          { class: "error-panel", role: "alert" },
+          h("h1", {}, notFound ? t.viewer.notFoundTitle : t.viewer.loadFailed(why)),
+          notFound && h("p", {}, t.viewer.notFound(slideId)),
+          h("p", {}, h("a", { href: worklistUrl() }, t.viewer.backToWorklist)),
+        ),
+      ),
+    ),
+  );
+}
