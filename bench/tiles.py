@@ -190,6 +190,7 @@ async def run_viewer(
     connections: int,
     deadline: float,
     stats: Stats,
+    max_steps: int = 0,
 ) -> None:
     clock = time.perf_counter
 
@@ -218,7 +219,9 @@ async def run_viewer(
                 return
             await fetch(url)
 
-    while clock() < deadline:
+    steps = 0
+    while clock() < deadline and (max_steps == 0 or steps < max_steps):
+        steps += 1
         urls = [template.format(level=lv, col=c, row=r, **fields) for lv, c, r in walk.next_step()]
         if not urls:
             continue
@@ -253,18 +256,22 @@ async def run_level(
         deadline = start + args.seconds
         await asyncio.gather(
             *(
-                run_viewer(w, s, args.template, fields, args.connections, deadline, stats)
+                run_viewer(
+                    w, s, args.template, fields, args.connections, deadline, stats, args.steps
+                )
                 for w, s in zip(walks, sessions, strict=True)
             )
         )
+        # With --steps the walks may all end before the deadline.
+        elapsed = min(time.perf_counter(), deadline) - start
     finally:
         await asyncio.gather(*(s.close() for s in sessions))
     lat = sorted(stats.latencies)
     return Result(
         viewers=viewers,
-        seconds=args.seconds,
+        seconds=elapsed,
         tiles=stats.ok,
-        tiles_per_s=stats.in_window / args.seconds,
+        tiles_per_s=stats.in_window / elapsed,
         p50_ms=percentile(lat, 0.50) * 1000,
         p90_ms=percentile(lat, 0.90) * 1000,
         p99_ms=percentile(lat, 0.99) * 1000,
@@ -373,6 +380,13 @@ def main(argv: list[str] | None = None) -> int:
         "--fresh-per-level",
         action="store_true",
         help="give each viewer count its own viewers/traces instead of replaying viewer 0..n-1",
+    )
+    ap.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="walk steps per viewer, then stop (0: walk until --seconds); a fixed trace "
+        "length makes a warm replay fetch exactly the tiles of the cold run",
     )
     ap.add_argument("--template", default=DEFAULT_TILE, help="tile URL template")
     ap.add_argument("--dzi-template", default=DEFAULT_DZI, help=".dzi URL template")

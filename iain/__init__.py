@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Composition root: settings, the `iain` CLI, the ASGI app factory and the demo."""

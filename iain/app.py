@@ -29,6 +29,7 @@ from tiles.errors import (
     TilesError,
     UnsupportedSlide,
 )
+from tiles.fastpath import CachedTiles
 from tiles.iiif import Limits
 from tiles.pool import ReaderPool
 from tiles.service import TileService
@@ -151,6 +152,8 @@ def create_app(settings: Settings) -> FastAPI:
             "/viewer/{_path:path}", viewer_page, methods=["GET"], include_in_schema=False
         )
         app.mount("/", StaticFiles(directory=dist), name="viewer")
+    # Cache hits skip the framework; everything else goes through the routes above.
+    app.add_middleware(CachedTiles, parts=lambda: (app.state.tile_service, app.state.slide_locator))
     return app
 
 

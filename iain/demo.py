@@ -8,6 +8,7 @@ from rich.console import Console
 
 from exchange.catalogue import Catalogue
 from exchange.ingest import ingest_path
+from storage import ObjectStore
 from iain.app import build_store
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
@@ -23,7 +24,10 @@ SAMPLES = (
 SYNTHETIC_NAME = "synthetic-HE-demo.tiff"
 
 
-def prepare_demo(settings: Settings, console: Console) -> None:
+def prepare_demo(
+    settings: Settings, console: Console, synthetic_size: tuple[int, int] = (16384, 12288)
+) -> None:
+    """Ingests what is missing; running it again adds nothing."""
     settings.home.mkdir(parents=True, exist_ok=True)
     store = build_store(settings)
     catalogue = Catalogue.open(settings.database_url)
@@ -31,9 +35,10 @@ def prepare_demo(settings: Settings, console: Console) -> None:
     synthetic = settings.home / "samples" / SYNTHETIC_NAME
     if SYNTHETIC_NAME not in have:
         if not synthetic.exists():
-            console.print("generating a synthetic H&E slide (16384 x 12288)...")
+            width, height = synthetic_size
+            console.print(f"generating a synthetic H&E slide ({width} x {height})...")
             synthetic.parent.mkdir(parents=True, exist_ok=True)
-            write_synthetic_slide(synthetic, 16384, 12288, seed=7)
+            write_synthetic_slide(synthetic, width, height, seed=7)
         _ingest(store, catalogue, synthetic, "caen", console)
     if not settings.testdata.is_dir():
         console.print(f"(no sample slides at {settings.testdata}; the synthetic slide only)")
@@ -44,9 +49,11 @@ def prepare_demo(settings: Settings, console: Console) -> None:
             _ingest(store, catalogue, path, centre, console)
 
 
-def _ingest(store: object, catalogue: Catalogue, path: Path, centre: str, console: Console) -> None:
+def _ingest(
+    store: ObjectStore, catalogue: Catalogue, path: Path, centre: str, console: Console
+) -> None:
     try:
-        slide = ingest_path(store, catalogue, path, centre)  # type: ignore[arg-type]
+        slide = ingest_path(store, catalogue, path, centre)
         console.print(f"  ingested {slide.name} as {slide.id} ({centre})")
     except TilesError as exc:
         console.print(f"  [yellow]skipped[/yellow] {path.name}: {exc.message}")

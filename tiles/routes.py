@@ -65,12 +65,14 @@ def _unchanged(etag: str) -> Response:
     return Response(status_code=304, headers={"ETag": etag, "Cache-Control": IMMUTABLE})
 
 
-@router.get("/slides/{slide_id}.dzi", tags=["deepzoom"])
+@router.api_route("/slides/{slide_id}.dzi", methods=["GET", "HEAD"], tags=["deepzoom"])
 async def deepzoom_descriptor(service: Service, loc: Location) -> Response:
     return Response(service.dzi(loc), media_type="application/xml")
 
 
-@router.get("/slides/{slide_id}_files/{level}/{tile}", tags=["deepzoom"])
+@router.api_route(
+    "/slides/{slide_id}_files/{level}/{tile}", methods=["GET", "HEAD"], tags=["deepzoom"]
+)
 async def deepzoom_tile(
     request: Request, service: Service, loc: Location, level: str, tile: str
 ) -> Response:
