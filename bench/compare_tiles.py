@@ -1,16 +1,16 @@
 """Side-by-side tile-serving benchmark, one run, one slide, one machine.
 
-Servers, each measured alone (the others stopped) with bench/tiles.py:
+Servers, each measured alone (the others stopped) with bench/tile_load.py:
   reference   OpenSlide DeepZoomGenerator per request (bench/reference_server.py)
   iain-local  `iain serve`, slide in a local-directory store
   iain-s3     `iain serve`, slide in a real S3 server (SeaweedFS on 127.0.0.1)
-At each viewer count, each viewer walks a fixed number of steps: a cold run (traces the
+At each viewer count, the viewers share a fixed number of tiles: a cold run (traces the
 server has never seen), then a warm run (exactly the same tiles again); iain's tile cache
 is sized to hold a whole trace.
 Also measured: ingest time, and the GET requests that the first tile of a never-opened
 slide costs from S3.
 
-    python bench/compare_tiles.py [--slide bench/out/bench-60000x40000.tiff] [--steps 800]
+    python bench/compare_tiles.py [--slide bench/out/bench-60000x40000.tiff] [--tiles 12000]
 """
 
 from __future__ import annotations
@@ -69,9 +69,9 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def load(base: str, slide: str, viewers: int, steps: int, seed: int, out: Path) -> Any:
-    cmd = [PY, str(REPO / "bench" / "tiles.py"), "--base", base, "--slide", slide]
-    cmd += ["--viewers", str(viewers), "--steps", str(steps), "--seconds", "300"]
+def load(base: str, slide: str, viewers: int, tiles: int, seed: int, out: Path) -> Any:
+    cmd = [PY, str(REPO / "bench" / "tile_load.py"), "--base", base, "--slide", slide]
+    cmd += ["--viewers", str(viewers), "--tiles", str(tiles), "--seconds", "300"]
     cmd += ["--seed", str(seed)]
     cmd += ["--json", str(out)]
     subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL)
@@ -115,10 +115,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--slide", type=Path, default=REPO / "bench/out/bench-60000x40000.tiff")
     ap.add_argument(
-        "--steps",
+        "--tiles",
         type=int,
-        default=800,
-        help="walk steps per viewer count, shared among its viewers (at least 20 each)",
+        default=12000,
+        help="tiles per viewer count, shared among its viewers",
     )
     ap.add_argument("--viewers", default="1,8,32")
     ap.add_argument("--out", type=Path, default=REPO / "bench/out/compare")
@@ -126,7 +126,7 @@ def main() -> int:
     if not args.slide.exists():
         ap.error(f"{args.slide} missing: run bench/make_slide.py first")
     args.out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"slide": str(args.slide), "steps": args.steps}
+    results: dict[str, Any] = {"slide": str(args.slide), "tiles": args.tiles}
 
     with tempfile.TemporaryDirectory() as tmp, SeaweedS3(Path(tmp) / "s3") as s3:
         results["cold_first_tile_gets"], results["next_tile_gets"] = cold_gets(s3, args.slide)
@@ -158,7 +158,9 @@ def main() -> int:
                     # warm: the same traces again, straight after.
                     for state in ("cold", "warm"):
                         out = args.out / f"{name}-{viewers}-{state}.json"
-                        runs[state].append(load(base, slide_id, viewers, args.steps, viewers, out))
+                        runs[state].append(
+                            load(base, slide_id, viewers, args.tiles // viewers, viewers, out)
+                        )
                 results[name] = {**runs, "rss_mib": rss_mib(proc.pid)}
                 print(f"{name}: done, RSS {results[name]['rss_mib']:.0f} MiB", flush=True)
             finally:

@@ -8,10 +8,10 @@ from rich.console import Console
 
 from exchange.catalogue import Catalogue
 from exchange.ingest import ingest_path
-from storage import ObjectStore
 from iain.app import build_store
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
+from storage import ObjectStore
 from tiles.errors import TilesError
 
 # Readable samples of ../shared/testdata, with the centre each is given in the demo.

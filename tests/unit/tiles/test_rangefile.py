@@ -1,6 +1,7 @@
 """RangeFile: a file over ranged reads, and header packs that spare the reopen."""
 
 import io
+from typing import BinaryIO, cast
 
 import tifffile
 
@@ -61,12 +62,12 @@ def test_a_tiff_parsed_at_ingest_reopens_from_its_pack_without_requests(tmp_path
     data = path.read_bytes()
 
     first = RangeFile(CountingFetch(data), len(data), block_size=4096)
-    with tifffile.TiffFile(first) as tif:
+    with tifffile.TiffFile(cast(BinaryIO, first)) as tif:
         offsets = [list(p.dataoffsets) for p in tif.pages]
     pack = pack_spans(first.fetched)
 
     fetch = CountingFetch(data)
     again = RangeFile(fetch, len(data), primed=unpack_spans(pack))
-    with tifffile.TiffFile(again) as tif:
+    with tifffile.TiffFile(cast(BinaryIO, again)) as tif:
         assert [list(p.dataoffsets) for p in tif.pages] == offsets
     assert fetch.calls == []

@@ -10,7 +10,7 @@ The sequence of tiles each viewer asks for depends only on --seed and the viewer
 running the same command twice replays the same trace (warm server cache); another --seed
 (or --fresh-per-level) gives tiles the server has not seen (cold cache).
 
-    python bench/tiles.py --base http://127.0.0.1:8100 --slide ref --viewers 1,8,32 \
+    python bench/tile_load.py --base http://127.0.0.1:8100 --slide ref --viewers 1,8,32 \
         --seconds 20 --seed 1 --json out.json
 """
 
@@ -190,7 +190,7 @@ async def run_viewer(
     connections: int,
     deadline: float,
     stats: Stats,
-    max_steps: int = 0,
+    max_tiles: int = 0,
 ) -> None:
     clock = time.perf_counter
 
@@ -219,12 +219,14 @@ async def run_viewer(
                 return
             await fetch(url)
 
-    steps = 0
-    while clock() < deadline and (max_steps == 0 or steps < max_steps):
-        steps += 1
+    budget = max_tiles or math.inf
+    while clock() < deadline and budget > 0:
         urls = [template.format(level=lv, col=c, row=r, **fields) for lv, c, r in walk.next_step()]
         if not urls:
             continue
+        if len(urls) > budget:
+            urls = urls[: int(budget)]
+        budget -= len(urls)
         # Like a browser: at most `connections` requests in flight for this tab, all lanes
         # drawing from the same iterator of the view's tiles.
         pending = iter(urls)
@@ -257,12 +259,12 @@ async def run_level(
         await asyncio.gather(
             *(
                 run_viewer(
-                    w, s, args.template, fields, args.connections, deadline, stats, args.steps
+                    w, s, args.template, fields, args.connections, deadline, stats, args.tiles
                 )
                 for w, s in zip(walks, sessions, strict=True)
             )
         )
-        # With --steps the walks may all end before the deadline.
+        # With --tiles the walks may all end before the deadline.
         elapsed = min(time.perf_counter(), deadline) - start
     finally:
         await asyncio.gather(*(s.close() for s in sessions))
@@ -382,10 +384,10 @@ def main(argv: list[str] | None = None) -> int:
         help="give each viewer count its own viewers/traces instead of replaying viewer 0..n-1",
     )
     ap.add_argument(
-        "--steps",
+        "--tiles",
         type=int,
         default=0,
-        help="walk steps per viewer, then stop (0: walk until --seconds); a fixed trace "
+        help="tiles per viewer, then stop (0: walk until --seconds); a fixed trace "
         "length makes a warm replay fetch exactly the tiles of the cold run",
     )
     ap.add_argument("--template", default=DEFAULT_TILE, help="tile URL template")

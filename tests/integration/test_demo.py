@@ -1,0 +1,41 @@
+"""`iain demo` prepares embedded defaults with sample slides, once."""
+
+from __future__ import annotations
+
+import io
+
+from fastapi.testclient import TestClient
+from rich.console import Console
+
+from iain.app import create_app
+from iain.demo import SAMPLES, SYNTHETIC_NAME, prepare_demo
+from iain.settings import Settings
+from tests.testdata import TESTDATA
+
+
+def test_demo_ingests_a_synthetic_slide_and_the_samples_once(tmp_path):
+    settings = Settings(home=tmp_path / "home", testdata=TESTDATA)
+    output = io.StringIO()
+    prepare_demo(settings, Console(file=output), synthetic_size=(3000, 2000))
+    prepare_demo(settings, Console(file=output), synthetic_size=(3000, 2000))
+    with TestClient(create_app(settings)) as client:
+        slides = client.get("/api/slides").json()
+        names = sorted(s["name"] for s in slides)
+        expected = {SYNTHETIC_NAME}
+        if TESTDATA.is_dir():
+            expected |= {rel.rsplit("/", 1)[1] for rel, _ in SAMPLES}
+        assert sorted(expected) == names  # the second run added nothing
+        synthetic = next(s for s in slides if s["name"] == SYNTHETIC_NAME)
+        assert (synthetic["width"], synthetic["height"]) == (3000, 2000)
+        assert synthetic["mpp"] == 0.25
+        tile = client.get(f"/slides/{synthetic['id']}_files/12/5_3.jpeg")
+        assert tile.status_code == 200 and tile.headers["content-type"] == "image/jpeg"
+
+
+def test_demo_without_sample_data_serves_the_synthetic_slide(tmp_path):
+    settings = Settings(home=tmp_path / "home", testdata=tmp_path / "absent")
+    output = io.StringIO()
+    prepare_demo(settings, Console(file=output), synthetic_size=(1000, 800))
+    assert "synthetic slide only" in output.getvalue()
+    with TestClient(create_app(settings)) as client:
+        assert [s["name"] for s in client.get("/api/slides").json()] == [SYNTHETIC_NAME]
