@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     tile_size: int = 256
     jpeg_quality: int = 80
     tile_cache_mb: int = 256
+    # Serve stored JPEG tiles without decoding when they match the DeepZoom grid; false
+    # forces decode + re-encode of every tile (for comparison).
+    zero_transcode: bool = True
     max_open_slides: int = 64
     local_copy_cache_mb: int = 4096
     testdata: Path = Path("../shared/testdata")

@@ -58,6 +58,10 @@ class CachedTiles:
 async def _send(send: Send, status: int, etag: bytes, body: bytes, scope: Scope) -> None:
     headers = [(b"etag", etag), (b"cache-control", IMMUTABLE)]
     if status == 200:
-        headers += [(b"content-type", b"image/jpeg"), (b"content-length", b"%d" % len(body))]
+        headers += [
+            (b"content-type", b"image/jpeg"),
+            (b"content-length", b"%d" % len(body)),
+            (b"server-timing", b"cache"),
+        ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})

@@ -57,7 +57,11 @@ def _image(rendered: Rendered) -> Response:
     return Response(
         rendered.data,
         media_type=rendered.media_type,
-        headers={"ETag": rendered.etag, "Cache-Control": IMMUTABLE},
+        headers={
+            "ETag": rendered.etag,
+            "Cache-Control": IMMUTABLE,
+            "Server-Timing": rendered.server_timing,
+        },
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import quoteattr
@@ -33,6 +34,13 @@ class Rendered:
     data: bytes
     media_type: str
     etag: str
+    # For the Server-Timing header: how it was produced ("cache", "stored", "transcode").
+    source: str = "cache"
+    duration_ms: float = 0.0
+
+    @property
+    def server_timing(self) -> str:
+        return f"{self.source};dur={self.duration_ms:.2f}"
 
 
 class TileService:
@@ -44,13 +52,16 @@ class TileService:
         tile_size: int = 256,
         jpeg_quality: int = 80,
         limits: Limits = Limits(4096, 4096, 4096 * 4096),
+        zero_transcode: bool = True,
     ) -> None:
         self.pool = pool
         self.cache = cache
         self.tile_size = tile_size
         self.jpeg_quality = jpeg_quality
         self.limits = limits
-        self._version = f"{RENDER_VERSION}/{tile_size}/{jpeg_quality}"
+        # Serve stored JPEG tiles as they are when they match the requested tile exactly.
+        self.zero_transcode = zero_transcode
+        self._version = f"{RENDER_VERSION}/{tile_size}/{jpeg_quality}/{int(zero_transcode)}"
 
     # -- ETags and the cache ------------------------------------------------------------
 
@@ -64,9 +75,11 @@ class TileService:
         data = self.cache.get(etag)
         return None if data is None else Rendered(data, media_type, etag)
 
-    def _store(self, etag: str, data: bytes, media_type: str) -> Rendered:
+    def _store(
+        self, etag: str, data: bytes, media_type: str, source: str, started: float
+    ) -> Rendered:
         self.cache.put(etag, data)
-        return Rendered(data, media_type, etag)
+        return Rendered(data, media_type, etag, source, (time.perf_counter() - started) * 1000)
 
     # -- metadata -----------------------------------------------------------------------
 
@@ -98,10 +111,27 @@ class TileService:
         hit = self.cached(etag, "image/jpeg")
         if hit is not None:
             return hit
+        started = time.perf_counter()
+        level = self._stored_level(loc, dz, z)
+        if level is not None and z_tile.width == z_tile.height == self.tile_size:
+            stored = self.pool.run(loc, lambda r: r.stored_jpeg(level, col, row, self.tile_size))
+            if stored is not None:
+                return self._store(etag, stored, "image/jpeg", "stored", started)
         image = self.pool.run(
             loc, lambda r: render_region(r, l0_region, Size(z_tile.width, z_tile.height))
         )
-        return self._store(etag, encode(image, "jpeg", self.jpeg_quality), "image/jpeg")
+        data = encode(image, "jpeg", self.jpeg_quality)
+        return self._store(etag, data, "image/jpeg", "transcode", started)
+
+    def _stored_level(self, loc: SlideLocation, dz: DeepZoom, z: int) -> int | None:
+        """The slide level whose pixel grid is exactly DeepZoom level z, if any."""
+        if not self.zero_transcode:
+            return None
+        size = dz.z_size(z)
+        for level, l_size in enumerate(loc.l_sizes):
+            if l_size == size:
+                return level
+        return None
 
     # -- IIIF -----------------------------------------------------------------------------
 
@@ -160,6 +190,7 @@ class TileService:
         hit = self.cached(etag, media_type)
         if hit is not None:
             return hit
+        started = time.perf_counter()
         image = self.pool.run(loc, lambda r: render_region(r, req.l0_region, req.size))
         if req.mirror:
             image = ImageOps.mirror(image)
@@ -170,7 +201,8 @@ class TileService:
             image = image.convert("L")
         elif req.quality == "bitonal":
             image = image.convert("L").point(lambda v: 255 if v >= 128 else 0).convert("1")
-        return self._store(etag, encode(image, req.format, self.jpeg_quality), media_type)
+        data = encode(image, req.format, self.jpeg_quality)
+        return self._store(etag, data, media_type, "transcode", started)
 
     def _as_deepzoom_tile(
         self, loc: SlideLocation, req: ImageRequest
@@ -210,8 +242,9 @@ class TileService:
         scale = min(max_size / size.width, max_size / size.height, 1.0)
         out = Size(max(1, math.floor(size.width * scale)), max(1, math.floor(size.height * scale)))
         whole = Region(0, 0, size.width, size.height)
+        started = time.perf_counter()
         image = self.pool.run(loc, lambda r: render_region(r, whole, out))
-        return self._store(etag, encode(image, "jpeg", 90), "image/jpeg")
+        return self._store(etag, encode(image, "jpeg", 90), "image/jpeg", "transcode", started)
 
     def associated_etag(self, loc: SlideLocation, name: str) -> str:
         return self.etag(loc, f"associated/{name}")
@@ -227,5 +260,7 @@ class TileService:
                 raise ImageNotFound(f"this slide has no {name!r} image")
             return reader.associated_image(name)
 
+        started = time.perf_counter()
         image = self.pool.run(loc, read)
-        return self._store(etag, encode(image, "jpeg", 90), MEDIA_TYPES["jpeg"])
+        data = encode(image, "jpeg", 90)
+        return self._store(etag, data, MEDIA_TYPES["jpeg"], "transcode", started)

@@ -47,6 +47,11 @@ class SlideReader(Protocol):
         """RGB uint8 pixels (height x width x 3) of a level; areas outside are white."""
         ...
 
+    def stored_jpeg(self, level: int, col: int, row: int, tile_size: int) -> bytes | None:
+        """The stored tile (col, row) of a level as JPEG bytes, served without decoding,
+        if the level is stored as tile_size x tile_size JPEG tiles; else None."""
+        ...
+
     def associated_image(self, name: str) -> Image.Image:
         """An RGB associated image (label, macro, thumbnail); KeyError if absent."""
         ...

@@ -52,6 +52,9 @@ class MemoryReader:
             ]
         return out
 
+    def stored_jpeg(self, level: int, col: int, row: int, tile_size: int) -> bytes | None:
+        return None  # no stored JPEG tiles to pass through
+
     def associated_image(self, name: str) -> Image.Image:
         return self._associated[name].convert("RGB")
 

@@ -53,6 +53,9 @@ class OpenSlideReader:
             raise CorruptSlide(f"cannot decode level {level}: {exc}") from exc
         return to_rgb(np.asarray(image))
 
+    def stored_jpeg(self, level: int, col: int, row: int, tile_size: int) -> bytes | None:
+        return None  # no stored JPEG tiles to pass through
+
     def associated_image(self, name: str) -> Image.Image:
         try:
             image = self._slide.associated_images[name]

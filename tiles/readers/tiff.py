@@ -27,6 +27,10 @@ from tiles.readers.base import SlideProperties, check_region, parse_float, to_rg
 
 Fetch = Callable[[int, int], bytes]
 
+JPEG = 7  # TIFF compression code
+# APP14 "Adobe" marker with transform 0: the components are RGB, not YCbCr.
+_ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
+
 # Neighbouring tiles closer than this are fetched in one request.
 _COALESCE_GAP = 64 * 1024
 _COALESCE_SPAN = 8 * 1024 * 1024
@@ -44,6 +48,10 @@ class _TiledLevel:
     decode: Any
     jpegtables: bytes | None
     jpegheader: bytes | None
+    # Stored tiles are complete baseline JPEGs once the tables are spliced in.
+    jpeg_passthrough: bool
+    # RGB (not YCbCr) JPEG, as Aperio writes: needs an Adobe marker to display right.
+    jpeg_rgb: bool
 
 
 def _tiled_level(page: Any) -> _TiledLevel | None:
@@ -70,6 +78,11 @@ def _tiled_level(page: Any) -> _TiledLevel | None:
         decode=page.decode,
         jpegtables=getattr(page, "jpegtables", None),
         jpegheader=getattr(page, "jpegheader", None),
+        jpeg_passthrough=int(page.compression) == JPEG
+        and int(page.photometric) in (2, 6)
+        and page.samplesperpixel == 3
+        and not getattr(page, "is_ndpi", False),
+        jpeg_rgb=int(page.photometric) == 2,
     )
 
 
@@ -147,6 +160,28 @@ class TiffReader:
             raise
         except Exception as exc:
             raise CorruptSlide(f"cannot decode level {level}: {exc}") from exc
+
+    def stored_jpeg(self, level: int, col: int, row: int, tile_size: int) -> bytes | None:
+        """The stored tile at (col, row) of `level` as a standalone JPEG, without decoding,
+        when the level is tiled in tile_size x tile_size JPEG; otherwise None."""
+        lvl = self._levels[level] if 0 <= level < len(self._levels) else None
+        if lvl is None or not lvl.jpeg_passthrough:
+            return None
+        if lvl.tile_w != tile_size or lvl.tile_h != tile_size or col >= lvl.cols:
+            return None
+        index = row * lvl.cols + col
+        if index >= len(lvl.offsets) or lvl.counts[index] <= 0:
+            return None
+        data = self._fetch(int(lvl.offsets[index]), int(lvl.counts[index]))
+        if not data.startswith(b"\xff\xd8"):
+            raise CorruptSlide(f"stored tile {index} of level {level} is not a JPEG")
+        head = b"\xff\xd8"
+        if lvl.jpegtables:
+            # JPEGTables is a JPEG stream with tables only: SOI, DQT/DHT..., EOI.
+            head = lvl.jpegtables[:-2] if lvl.jpegtables.endswith(b"\xff\xd9") else lvl.jpegtables
+        if lvl.jpeg_rgb:
+            head += _ADOBE_RGB
+        return head + data[2:]
 
     def _read_tiles(self, lvl: _TiledLevel, r: Region) -> np.ndarray:
         out = np.full((r.height, r.width, 3), 255, np.uint8)
