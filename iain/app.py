@@ -12,9 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from exchange import annotation_routes
 from exchange import routes as exchange_routes
-from exchange.annotations import AnnotationNotFound, InvalidAnnotation, StaleAnnotation
 from exchange.catalogue import Catalogue
 from exchange.errors import ExchangeError, SlideMissing, UnknownCentre
 from iain.settings import Settings
@@ -49,9 +47,6 @@ STATUS: dict[type[Exception], int] = {
     SlideUnavailable: 503,
     UnknownCentre: 400,
     SlideMissing: 404,
-    AnnotationNotFound: 404,
-    InvalidAnnotation: 400,
-    StaleAnnotation: 409,
     ObjectNotFound: 404,
     InvalidKey: 400,
     StorageError: 503,
@@ -123,7 +118,6 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
     app.include_router(exchange_routes.router)
-    app.include_router(annotation_routes.router)
     app.include_router(tile_routes.router)
 
     @app.get("/api/health", tags=["ops"])

@@ -112,7 +112,7 @@ def test_rgb_jpeg_tiles_get_the_marker_that_keeps_their_colours(tmp_path):
     # The encoder's own Adobe marker goes too (turned into an APP1 decoders ignore).
     path.write_bytes(bytes(data).replace(b"\xff\xee\x00\x0eAdobe", b"\xff\xe1\x00\x0eAdobe"))
     with tifffile.TiffFile(path) as tif:
-        page = tif.pages[0]
+        page = tif.pages.first
         assert page.photometric == 2 and page.compression == 7
         tif.filehandle.seek(page.dataoffsets[3])
         bare = tif.filehandle.read(page.databytecounts[3])
