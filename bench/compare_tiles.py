@@ -3,6 +3,7 @@
 Servers, each measured alone (the others stopped) with bench/tile_load.py:
   reference   OpenSlide DeepZoomGenerator per request (bench/reference_server.py)
   iain-local  `iain serve`, slide in a local-directory store
+  iain-local-transcode  the same with IAIN_ZERO_TRANSCODE=false (every tile re-encoded)
   iain-s3     `iain serve`, slide in a real S3 server (SeaweedFS on 127.0.0.1)
 At each viewer count, the viewers share a fixed number of tiles: a cold run (traces the
 server has never seen), then a warm run (exactly the same tiles again); iain's tile cache
@@ -39,6 +40,7 @@ from tiles.pool import ReaderPool  # noqa: E402
 from tiles.service import TileService  # noqa: E402
 
 PY = sys.executable
+SERVERS = ("reference", "iain-local", "iain-local-transcode", "iain-s3")
 
 
 def free_port() -> int:
@@ -144,6 +146,12 @@ def main() -> int:
                 "ref",
             ),
             "iain-local": ([PY, "-m", "iain.cli", "serve"], local_env, local_id),
+            # The same, every tile decoded and re-encoded: what zero-transcode saves.
+            "iain-local-transcode": (
+                [PY, "-m", "iain.cli", "serve"],
+                {**local_env, "IAIN_ZERO_TRANSCODE": "false"},
+                local_id,
+            ),
             "iain-s3": ([PY, "-m", "iain.cli", "serve"], s3_env, s3_id),
         }
         for name, (cmd, env, slide_id) in servers.items():
@@ -183,7 +191,7 @@ def report(results: dict[str, Any]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     ref = {state: _levels(results["reference"][state]) for state in ("cold", "warm")}
-    for name in ("reference", "iain-local", "iain-s3"):
+    for name in SERVERS:
         for state in ("cold", "warm"):
             for viewers, r in sorted(_levels(results[name][state]).items()):
                 ratio = r["tiles_per_s"] / ref[state][viewers]["tiles_per_s"]
@@ -199,9 +207,7 @@ def report(results: dict[str, Any]) -> str:
         f"(next tile: {results['next_tile_gets']}). Ingest of the slide: "
         f"{results['ingest_local_s']:.1f} s to local disk, {results['ingest_s3_s']:.1f} s to S3. "
         "Server RSS after the runs: "
-        + ", ".join(
-            f"{n} {results[n]['rss_mib']:.0f} MiB" for n in ("reference", "iain-local", "iain-s3")
-        )
+        + ", ".join(f"{n} {results[n]['rss_mib']:.0f} MiB" for n in SERVERS)
     )
     return "\n".join(lines)
 
