@@ -50,3 +50,21 @@ class Slide(Base):
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Annotation(Base):
+    """A shape drawn on a slide: GeoJSON geometry in level-0 pixel coordinates."""
+
+    __tablename__ = "annotations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    slide_id: Mapped[str] = mapped_column(ForeignKey("slides.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # point, rectangle, ellipse, polygon, ...
+    geometry: Mapped[dict[str, Any]] = mapped_column(JSON)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    colour: Mapped[str] = mapped_column(String(7))  # #rrggbb
+    comment: Mapped[str] = mapped_column(Text, default="")
+    # Optimistic concurrency: every write bumps it; a write naming an older one is refused.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -12,7 +12,9 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from exchange import annotation_routes
 from exchange import routes as exchange_routes
+from exchange.annotations import AnnotationNotFound, InvalidAnnotation, StaleAnnotation
 from exchange.catalogue import Catalogue
 from exchange.errors import ExchangeError, SlideMissing, UnknownCentre
 from iain.settings import Settings
@@ -47,6 +49,9 @@ STATUS: dict[type[Exception], int] = {
     SlideUnavailable: 503,
     UnknownCentre: 400,
     SlideMissing: 404,
+    AnnotationNotFound: 404,
+    InvalidAnnotation: 400,
+    StaleAnnotation: 409,
     ObjectNotFound: 404,
     InvalidKey: 400,
     StorageError: 503,
@@ -111,13 +116,19 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": "invalid request", "errors": exc.errors()}, 400)
+        # Only the plain fields: a pydantic error's input and context may not be JSON-able.
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": "invalid request", "errors": errors}, 400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
     app.include_router(exchange_routes.router)
+    app.include_router(annotation_routes.router)
     app.include_router(tile_routes.router)
 
     @app.get("/api/health", tags=["ops"])
