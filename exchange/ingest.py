@@ -8,8 +8,9 @@ from pathlib import Path
 from exchange.catalogue import Catalogue, new_slide_id
 from exchange.models import Slide
 from storage import ObjectStore
-from tiles.ingest import Inspection, inspect_slide, store_original
+from tiles.ingest import Inspection, store_original
 from tiles.location import slide_prefix
+from tiles.sandbox import inspect_in_sandbox
 
 
 def ingest_path(
@@ -27,7 +28,7 @@ def ingest_path(
     Nothing is recorded until the original is fully stored, so a crash leaves at most
     unreferenced objects, never a slide without its bytes."""
     catalogue.check_centre(centre)
-    inspection = inspect_slide(path)
+    inspection = inspect_in_sandbox(path)
     if on_inspected is not None:
         on_inspected(inspection)
     slide_id = new_slide_id()

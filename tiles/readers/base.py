@@ -84,6 +84,10 @@ def parse_float(value: str | None) -> float | None:
 
 def to_rgb(pixels: np.ndarray) -> np.ndarray:
     """Greyscale or RGBA pixels to RGB (alpha composited over white)."""
+    if pixels.dtype != np.uint8:
+        from tiles.errors import UnsupportedSlide
+
+        raise UnsupportedSlide(f"pixels of type {pixels.dtype} are not supported (8-bit only)")
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     channels = pixels.shape[2]
