@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +13,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
 
 from exchange.catalogue import Catalogue
-from exchange.ingest import ingest_path
 from exchange.measure import (
     geometry_area_mm2,
     line_length_mm,
@@ -22,8 +20,8 @@ from exchange.measure import (
     polygon_area_mm2,
     polygon_area_px,
 )
-from iain.app import build_store, create_app
 from iain.settings import Settings
+from tests.hub import ingest
 from tests.testdata import sample
 
 SVS = "aperio/CMU-1-Small-Region.svs"  # 2220 × 2967 px, 0.499 µm/px
@@ -31,20 +29,8 @@ WIDTH, HEIGHT = 2220, 2967
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", tile_cache_mb=16)
-
-
-@pytest.fixture
-def client(settings: Settings):
-    with TestClient(create_app(settings)) as c:
-        yield c
-
-
-@pytest.fixture
 def slide_id(settings: Settings, client: TestClient) -> str:
-    store = build_store(settings)
-    return ingest_path(store, Catalogue.open(settings.database_url), sample(SVS), "caen").id
+    return ingest(settings, sample(SVS))
 
 
 def url(slide_id: str, rest: str = "") -> str:

@@ -5,35 +5,16 @@ from __future__ import annotations
 
 import io
 import shutil
-from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 
 from exchange.catalogue import Catalogue
-from exchange.ingest import ingest_path
-from iain.app import build_store, create_app
-from iain.settings import Settings
+from iain.app import build_store
+from tests.hub import ingest
 from tests.testdata import REFUSED, sample
 
 SVS = "aperio/CMU-1-Small-Region.svs"
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", tile_cache_mb=16)
-
-
-@pytest.fixture
-def client(settings: Settings):
-    with TestClient(create_app(settings)) as c:
-        yield c
-
-
-def ingest(settings: Settings, path: Path, centre: str = "caen") -> str:
-    store = build_store(settings)
-    return ingest_path(store, Catalogue.open(settings.database_url), path, centre).id
 
 
 def image(response) -> Image.Image:
