@@ -10,6 +10,12 @@ export function formatVendor(vendor: string): string {
 export const MPP_AT_10X = 1.0;
 
 const numbers = new Intl.NumberFormat(t.locale);
+/** A decimal as the language writes it ("2.5", "2,5"), every digit kept, no grouping. */
+const decimals = new Intl.NumberFormat(t.locale, { maximumFractionDigits: 20, useGrouping: false });
+
+export function formatDecimal(n: number): string {
+  return decimals.format(n);
+}
 
 export function formatInteger(n: number): string {
   return numbers.format(Math.round(n));
@@ -28,7 +34,11 @@ export function formatBytes(bytes: number): string {
     unit += 1;
   }
   const digits = unit === 0 || value >= 100 ? 0 : 1;
-  return `${value.toFixed(digits)} ${units[unit]}`;
+  const text = value.toLocaleString(t.locale, {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
+  return `${text} ${units[unit]}`;
 }
 
 export function formatDate(iso: string): string {
@@ -42,20 +52,32 @@ export function magnification(umPerScreenPixel: number): number {
   return (10 * MPP_AT_10X) / umPerScreenPixel;
 }
 
-/** "40×", "2.5×", "0.31×": whole numbers from 10× up, two significant digits below. */
+/** The microscope objectives pathologists name views by (keys 1 to 6 in the viewer). */
+export const OBJECTIVES = [1.25, 2.5, 5, 10, 20, 40] as const;
+
+/** Screen pixels per full-resolution pixel that show a slide of `mpp` µm/px at `mag`. */
+export function imageZoomAt(mag: number, mpp: number): number {
+  return mpp / ((10 * MPP_AT_10X) / mag);
+}
+
+/**
+ * "40×", "2.5×", "0.31×": whole numbers from 10× up, two significant digits below, and an
+ * objective's own name within 1% of it ("1.25×", not "1.3×").
+ */
 export function formatMagnification(mag: number): string {
-  const text = mag >= 10 ? String(Math.round(mag)) : String(Number(mag.toPrecision(2)));
-  return `${text}${t.units.times}`;
+  const objective = OBJECTIVES.find((o) => Math.abs(mag / o - 1) < 0.01);
+  const value = objective ?? (mag >= 10 ? Math.round(mag) : Number(mag.toPrecision(2)));
+  return `${formatDecimal(value)}${t.units.times}`;
 }
 
 export function formatMpp(mpp: number): string {
-  return `${Number(mpp.toPrecision(3))} ${t.units.perPixel}`;
+  return `${formatDecimal(Number(mpp.toPrecision(3)))} ${t.units.perPixel}`;
 }
 
 /** A length in µm as "500 µm", "0.5 µm" or "2 mm". */
 export function formatLength(um: number): string {
-  if (um >= 1000) return `${Number((um / 1000).toPrecision(3))} ${t.units.millimetre}`;
-  return `${Number(um.toPrecision(3))} ${t.units.micrometre}`;
+  if (um >= 1000) return `${formatDecimal(Number((um / 1000).toPrecision(3)))} ${t.units.millimetre}`;
+  return `${formatDecimal(Number(um.toPrecision(3)))} ${t.units.micrometre}`;
 }
 
 /**

@@ -2,7 +2,7 @@
 
 import { h } from "./dom";
 import { worklistUrl } from "./routes";
-import { t } from "./strings";
+import { setLanguage, t } from "./strings";
 
 export function appHeader(...parts: Node[]): HTMLElement {
   return h(
@@ -15,5 +15,18 @@ export function appHeader(...parts: Node[]): HTMLElement {
       h("span", { class: "brand-name" }, t.app.name),
     ),
     ...parts,
+    languageToggle(),
   );
+}
+
+/** One button naming the other language in itself ("Français", "English"). */
+function languageToggle(): HTMLElement {
+  const { other, otherName, switchHint } = t.language;
+  const button = h(
+    "button",
+    { type: "button", class: "language", lang: other, title: switchHint },
+    otherName,
+  );
+  button.addEventListener("click", () => setLanguage(other));
+  return button;
 }

@@ -1,9 +1,15 @@
 /**
- * Every string the viewer shows to a user, in one place: a French translation is a second
- * object of the same type, chosen at start-up.
+ * Every string the viewer shows to a user, in one place: English and French objects of the
+ * same type, one chosen at start-up (the language toggle stores the choice and reloads).
  */
 export const en = {
   locale: "en-GB",
+  language: {
+    /** The toggle offers the other language, named in that language. */
+    other: "fr" as Language,
+    otherName: "Français",
+    switchHint: "Afficher en français",
+  },
   app: {
     name: "IAIN",
     tagline: "Digital pathology · C³ cooperation",
@@ -65,7 +71,36 @@ export const en = {
     magnificationHint: "Magnification on screen (40× ≈ 0.25 µm per pixel)",
     noScale: "No scale: pixel size unknown",
     scaleHint: "Scale bar",
+    toolbar: "View",
+    magnifications: "Magnification",
+    magnifyTo: (mag: string) => `View at ${mag} (as through a ${mag} objective)`,
+    rotateLeft: "Rotate 90° anticlockwise",
+    rotateRight: "Rotate 90° clockwise",
+    rotation: "Rotation",
+    flip: "Flip horizontally",
+    copyLink: "Copy link",
+    copyLinkHint: "Copy a link to this exact view",
+    linkCopied: "Link copied",
+    help: "Keyboard shortcuts",
+    close: "Close",
+    shortcuts: [
+      ["+ / −", "Zoom in / out"],
+      ["← ↑ → ↓", "Pan"],
+      ["1 … 6", "1.25×, 2.5×, 5×, 10×, 20×, 40×"],
+      ["r / R", "Rotate 90° clockwise / anticlockwise"],
+      ["f", "Flip horizontally"],
+      ["h", "Whole slide (home view)"],
+      ["n / p", "Next / previous slide of the worklist"],
+      ["?", "Show or hide this help"],
+    ] as [string, string][],
   },
+  /** OpenSeadragon's own button tooltips. */
+  osd: {
+    FullPage: "Toggle full page",
+    Home: "Go home",
+    ZoomIn: "Zoom in",
+    ZoomOut: "Zoom out",
+  } as Record<string, string>,
   units: {
     micrometre: "µm",
     millimetre: "mm",
@@ -82,5 +117,137 @@ export const en = {
 
 export type Strings = typeof en;
 
+export const fr: Strings = {
+  locale: "fr-FR",
+  language: {
+    other: "en",
+    otherName: "English",
+    switchHint: "Show in English",
+  },
+  app: {
+    name: "IAIN",
+    tagline: "Pathologie numérique · coopération C³",
+  },
+  worklist: {
+    title: "Liste de travail",
+    searchLabel: "Rechercher des lames",
+    searchPlaceholder: "Rechercher par nom ou par centre…",
+    loading: "Chargement des lames…",
+    loadFailed: (why) => `Impossible de charger la liste de travail\u00a0: ${why}`,
+    empty: "Aucune lame pour l’instant. Pour en importer une\u00a0: iain ingest FICHIER",
+    noMatch: (query) => `Aucune lame ne correspond à «\u00a0${query}\u00a0».`,
+    count: (shown, total) =>
+      shown === total
+        ? `${total} lame${total > 1 ? "s" : ""}`
+        : `${shown} lame${shown > 1 ? "s" : ""} sur ${total}`,
+    columns: {
+      thumbnail: "Aperçu",
+      name: "Nom",
+      centre: "Centre",
+      vendor: "Format du scanner",
+      size: "Taille",
+      status: "État",
+      added: "Ajoutée le",
+    },
+    open: (name) => `Ouvrir ${name}`,
+    notReady: "Cette lame n’est pas encore prête.",
+  },
+  vendors: { ...en.vendors, "generic-tiff": "TIFF générique" },
+  status: {
+    ready: "Prête",
+    processing: "En cours de traitement",
+    failed: "Échec",
+  },
+  viewer: {
+    back: "Liste de travail",
+    loading: "Chargement de la lame…",
+    notFoundTitle: "Lame introuvable",
+    notFound: (id) => `La lame «\u00a0${id}\u00a0» n’existe pas, ou vous n’avez pas accès à cette lame.`,
+    loadFailed: (why) => `Impossible de charger la lame\u00a0: ${why}`,
+    imageFailed: (why) => `Impossible d’ouvrir l’image de la lame\u00a0: ${why}`,
+    backToWorklist: "Retour à la liste de travail",
+    protocol: "Tuiles",
+    protocols: { dzi: "DeepZoom", iiif: "IIIF" },
+    protocolHint: "Protocole utilisé pour charger les tuiles de l’image",
+    magnificationHint: "Grossissement à l’écran (40× ≈ 0,25 µm par pixel)",
+    noScale: "Pas d’échelle\u00a0: taille des pixels inconnue",
+    scaleHint: "Barre d’échelle",
+    toolbar: "Affichage",
+    magnifications: "Grossissement",
+    magnifyTo: (mag) => `Afficher au ${mag} (comme avec un objectif ${mag})`,
+    rotateLeft: "Pivoter de 90° vers la gauche",
+    rotateRight: "Pivoter de 90° vers la droite",
+    rotation: "Rotation",
+    flip: "Retourner (miroir horizontal)",
+    copyLink: "Copier le lien",
+    copyLinkHint: "Copier un lien vers cette vue exacte",
+    linkCopied: "Lien copié",
+    help: "Raccourcis clavier",
+    close: "Fermer",
+    shortcuts: [
+      ["+ / −", "Zoomer / dézoomer"],
+      ["← ↑ → ↓", "Se déplacer"],
+      ["1 … 6", "1,25×, 2,5×, 5×, 10×, 20×, 40×"],
+      ["r / R", "Pivoter de 90° à droite / à gauche"],
+      ["f", "Miroir horizontal"],
+      ["h", "Lame entière (vue initiale)"],
+      ["n / p", "Lame suivante / précédente de la liste de travail"],
+      ["?", "Afficher ou masquer cette aide"],
+    ],
+  },
+  osd: {
+    FullPage: "Plein écran",
+    Home: "Lame entière",
+    ZoomIn: "Zoomer",
+    ZoomOut: "Dézoomer",
+  },
+  units: {
+    micrometre: "µm",
+    millimetre: "mm",
+    pixels: "px",
+    perPixel: "µm/px",
+    times: "×",
+    bytes: ["o", "ko", "Mo", "Go", "To"],
+  },
+  errors: {
+    network: "le serveur IAIN ne répond pas",
+    http: (status) => `erreur HTTP ${status}`,
+  },
+};
+
+export type Language = "en" | "fr";
+
+const LANGUAGE_KEY = "iain.language";
+
+/** The stored choice if any, else the browser's first language that we speak, else English. */
+export function preferredLanguage(stored: string | null, browser: readonly string[]): Language {
+  if (stored === "en" || stored === "fr") return stored;
+  for (const tag of browser) {
+    const primary = tag.toLowerCase().split("-")[0];
+    if (primary === "fr" || primary === "en") return primary;
+  }
+  return "en";
+}
+
+function storedLanguage(): string | null {
+  try {
+    return localStorage.getItem(LANGUAGE_KEY);
+  } catch {
+    return null; // storage disabled: follow the browser
+  }
+}
+
+/** Stores the choice and reloads the page (same URL, so the same view) in that language. */
+export function setLanguage(language: Language): void {
+  try {
+    localStorage.setItem(LANGUAGE_KEY, language);
+  } catch {
+    // Not stored: this page still switches.
+  }
+  window.location.reload();
+}
+
+export const language: Language = preferredLanguage(storedLanguage(), navigator.languages);
+
 /** The strings in use. */
-export const t: Strings = en;
+export const t: Strings = language === "fr" ? fr : en;

@@ -5,7 +5,8 @@ import { ApiError, centreNames, getSlide, type SlideDetail } from "./api";
 import { h, mount } from "./dom";
 import { formatDimensions, formatVendor, scanResolution } from "./format";
 import { appHeader } from "./header";
-import { viewerUrl, worklistUrl, type Protocol } from "./routes";
+import { applyView, currentView, setUpNavigation, type Navigation } from "./navigation";
+import { viewerUrl, worklistUrl, type Protocol, type ViewState } from "./routes";
 import { ScaleControl } from "./scale";
 import { t } from "./strings";
 
@@ -14,6 +15,7 @@ export interface ViewerHandle {
   readonly slide: SlideDetail;
   readonly viewer: OpenSeadragon.Viewer;
   readonly scale: ScaleControl;
+  readonly navigation: Navigation;
   protocol: Protocol;
   /** True once every tile needed for the current view, at the best resolution, is drawn. */
   fullyLoaded(): boolean;
@@ -35,7 +37,13 @@ export type PageState = "loading" | "ready" | "error";
  */
 const DRAWER = "canvas";
 
-export async function showViewer(root: HTMLElement, slideId: string, protocol: Protocol): Promise<void> {
+/** `view`: where to open (a shared link's), else the whole slide. */
+export async function showViewer(
+  root: HTMLElement,
+  slideId: string,
+  protocol: Protocol,
+  view: ViewState | null,
+): Promise<void> {
   document.title = `${t.viewer.loading} · ${t.app.name}`;
   const setState = (state: PageState): void => {
     root.dataset.state = state;
@@ -62,16 +70,18 @@ export async function showViewer(root: HTMLElement, slideId: string, protocol: P
   const switcher = protocolSwitch(protocol, (next) => handle.setProtocol(next));
   const osd = h("div", { class: "osd", id: "osd" });
   const message = h("p", { class: "osd-message", role: "alert", hidden: true });
+  const main = h("main", { class: "viewer-main" }, osd, message);
   mount(
     root,
     h(
       "div",
       { class: "page viewer-page" },
       appHeader(back, slideTitle(slide, centres.get(slide.centre) ?? slide.centre), switcher.element),
-      h("main", { class: "viewer-main" }, osd, message),
+      main,
     ),
   );
 
+  for (const [name, text] of Object.entries(t.osd)) OpenSeadragon.setString(`Tooltips.${name}`, text);
   const viewer = OpenSeadragon({
     element: osd,
     prefixUrl: __OSD_IMAGES_URL__,
@@ -84,7 +94,8 @@ export async function showViewer(root: HTMLElement, slideId: string, protocol: P
     navigatorBackground: "#1b1c1f",
     navigatorBorderColor: "#555",
     navigatorOpacity: 1, // not see-through: the slide behind it looked like part of the minimap
-    showRotationControl: true,
+    showRotationControl: false, // the toolbar has rotation and flip
+    keyboardNavEnabled: false, // navigation.ts handles keys on the whole page
     autoHideControls: false,
     visibilityRatio: 0.5,
     minZoomImageRatio: 0.8,
@@ -94,12 +105,16 @@ export async function showViewer(root: HTMLElement, slideId: string, protocol: P
     gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: true },
   });
   const scale = new ScaleControl(viewer, slide.mpp);
+  const navigation = setUpNavigation(viewer, slide, () => handle.protocol, main);
 
   let restoreBounds: OpenSeadragon.Rect | null = null;
+  let openAt = view;
   viewer.addHandler("open", () => {
     message.hidden = true;
     if (restoreBounds) viewer.viewport.fitBounds(restoreBounds, true);
+    if (openAt) applyView(viewer, openAt, true);
     restoreBounds = null;
+    openAt = null;
     setState("ready");
   });
   viewer.addHandler("open-failed", (event) => {
@@ -112,13 +127,14 @@ export async function showViewer(root: HTMLElement, slideId: string, protocol: P
     slide,
     viewer,
     scale,
+    navigation,
     protocol,
     fullyLoaded: () => viewer.world.getItemCount() > 0 && viewer.world.getItemAt(0).getFullyLoaded(),
     setProtocol(next) {
       if (next === handle.protocol) return;
       handle.protocol = next;
       switcher.select(next);
-      history.replaceState(null, "", viewerUrl(slide.id, next));
+      history.replaceState(null, "", viewerUrl(slide.id, next, currentView(viewer)));
       restoreBounds = viewer.world.getItemCount() > 0 ? viewer.viewport.getBounds(true) : null;
       setState("loading");
       viewer.open({ tileSource: tileSource(slide, next) });

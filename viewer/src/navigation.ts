@@ -1,0 +1,336 @@
+/**
+ * Getting around a slide: the view in the address bar (shareable links), the toolbar
+ * (magnifications, rotation, flip, copy link, help) and the keyboard shortcuts.
+ */
+
+import OpenSeadragon from "openseadragon";
+import { listSlides, type SlideDetail } from "./api";
+import { h } from "./dom";
+import { formatMagnification, imageZoomAt, OBJECTIVES } from "./format";
+import { normalizeDegrees, viewerUrl, type Protocol, type ViewState } from "./routes";
+import { t } from "./strings";
+
+/** How often, at most, the address bar follows the view while it moves. */
+const URL_UPDATE_MS = 250;
+/** Zoom factor of one +/- key press; arrow keys pan by this fraction of the view. */
+const KEY_ZOOM = 1.4;
+const KEY_PAN = 0.2;
+
+/** The view now, in level-0 pixels; null before the image is open. */
+export function currentView(viewer: OpenSeadragon.Viewer): ViewState | null {
+  const item = viewer.world.getItemAt(0);
+  if (!item) return null;
+  const viewport = viewer.viewport;
+  const centre = item.viewportToImageCoordinates(viewport.getCenter(true));
+  return {
+    x: centre.x,
+    y: centre.y,
+    zoom: item.viewportToImageZoom(viewport.getZoom(true)),
+    rotation: normalizeDegrees(viewport.getRotation(true)),
+    flip: viewport.getFlip(),
+  };
+}
+
+export function applyView(viewer: OpenSeadragon.Viewer, view: ViewState, immediately: boolean): void {
+  const item = viewer.world.getItemAt(0);
+  if (!item) return;
+  const viewport = viewer.viewport;
+  viewport.setFlip(view.flip);
+  viewport.setRotation(view.rotation, immediately);
+  viewport.zoomTo(item.imageToViewportZoom(view.zoom), undefined, immediately);
+  viewport.panTo(item.imageToViewportCoordinates(view.x, view.y), immediately);
+}
+
+export interface Navigation {
+  /** Writes the current view into the address bar now. */
+  updateUrl(): void;
+  zoomToMagnification(mag: number): void;
+  rotateBy(degrees: number): void;
+  toggleFlip(): void;
+  toggleHelp(show?: boolean): void;
+  /** Opens the next (+1) or previous (-1) ready slide of the worklist, if there is one. */
+  goToSlide(step: 1 | -1): Promise<void>;
+}
+
+export function setUpNavigation(
+  viewer: OpenSeadragon.Viewer,
+  slide: SlideDetail,
+  protocol: () => Protocol,
+  main: HTMLElement,
+): Navigation {
+  const viewport = viewer.viewport;
+
+  // ---- the address bar --------------------------------------------------------------------
+  let timer: number | undefined;
+  const updateUrl = (): void => {
+    window.clearTimeout(timer);
+    timer = undefined;
+    const view = currentView(viewer);
+    if (view) history.replaceState(null, "", viewerUrl(slide.id, protocol(), view));
+  };
+  const scheduleUrlUpdate = (): void => {
+    timer ??= window.setTimeout(updateUrl, URL_UPDATE_MS);
+  };
+  for (const event of ["viewport-change", "rotate", "flip", "animation-finish"] as const) {
+    viewer.addHandler(event, scheduleUrlUpdate);
+  }
+
+  // ---- actions ----------------------------------------------------------------------------
+  const rotation = h("input", {
+    type: "range",
+    class: "rotation",
+    min: 0,
+    max: 359,
+    step: 1,
+    value: 0,
+    "aria-label": t.viewer.rotation,
+    title: t.viewer.rotation,
+  });
+  const rotationText = h("output", { class: "rotation-value" }, "0°");
+  const showRotation = (): void => {
+    const degrees = Math.round(normalizeDegrees(viewport.getRotation())) % 360;
+    rotation.value = String(degrees);
+    rotationText.textContent = `${degrees}°`;
+  };
+  viewer.addHandler("rotate", showRotation);
+  rotation.addEventListener("input", () => viewport.setRotation(Number(rotation.value), true));
+
+  const flip = button(t.viewer.flip, "⇋", () => navigation.toggleFlip(), "f");
+  const showFlip = (): void => flip.setAttribute("aria-pressed", String(viewport.getFlip()));
+  viewer.addHandler("flip", showFlip);
+  showFlip();
+
+  const copied = h("span", { class: "copied", role: "status" });
+  const copy = button(t.viewer.copyLinkHint, t.viewer.copyLink, () => {
+    updateUrl();
+    void copyText(window.location.href).then((ok) => {
+      copied.textContent = ok ? t.viewer.linkCopied : "";
+      window.setTimeout(() => (copied.textContent = ""), 2000);
+    });
+  });
+
+  const help = helpOverlay(() => navigation.toggleHelp(false));
+  main.append(help);
+
+  let worklist: Promise<string[]> | null = null;
+  const navigation: Navigation = {
+    updateUrl,
+    zoomToMagnification(mag) {
+      const item = viewer.world.getItemAt(0);
+      if (slide.mpp === null || !item) return;
+      viewport.zoomTo(item.imageToViewportZoom(imageZoomAt(mag, slide.mpp)));
+    },
+    rotateBy(degrees) {
+      // From the target angle, unnormalised: a quick r r r animates the short way round.
+      viewport.setRotation(viewport.getRotation() + degrees);
+    },
+    toggleFlip() {
+      viewport.toggleFlip();
+    },
+    toggleHelp(show = help.hidden) {
+      help.hidden = !show;
+      if (show) help.querySelector("button")?.focus();
+    },
+    async goToSlide(step) {
+      worklist ??= listSlides().then((slides) => slides.filter((s) => s.status === "ready").map((s) => s.id));
+      let ids: string[];
+      try {
+        ids = await worklist;
+      } catch {
+        worklist = null; // try again on the next key press
+        return;
+      }
+      const next = ids[ids.indexOf(slide.id) + step];
+      if (ids.includes(slide.id) && next !== undefined) window.location.assign(viewerUrl(next, protocol()));
+    },
+  };
+
+  // ---- the toolbar (an OpenSeadragon control, so it stays in full-page mode) --------------
+  const magnifications =
+    slide.mpp === null
+      ? null
+      : h(
+          "div",
+          { class: "group magnifications", role: "group", "aria-label": t.viewer.magnifications },
+          ...OBJECTIVES.map((mag, i) => {
+            const label = formatMagnification(mag);
+            const b = button(t.viewer.magnifyTo(label), label, () => navigation.zoomToMagnification(mag));
+            b.dataset.magnification = String(mag);
+            b.setAttribute("aria-keyshortcuts", String(i + 1));
+            return b;
+          }),
+        );
+  // The button of the magnification on screen, if any, shows pressed.
+  const showMagnification = (): void => {
+    const item = viewer.world.getItemAt(0);
+    if (!magnifications || slide.mpp === null || !item) return;
+    const zoom = item.viewportToImageZoom(viewport.getZoom());
+    for (const b of magnifications.querySelectorAll("button")) {
+      const target = imageZoomAt(Number(b.dataset.magnification), slide.mpp);
+      b.setAttribute("aria-pressed", String(Math.abs(zoom / target - 1) < 0.01));
+    }
+  };
+  viewer.addHandler("zoom", showMagnification);
+  viewer.addHandler("open", showMagnification);
+  const toolbar = h(
+    "div",
+    { class: "view-toolbar", role: "toolbar", "aria-label": t.viewer.toolbar },
+    magnifications ?? false,
+    h(
+      "div",
+      { class: "group" },
+      button(t.viewer.rotateLeft, "⟲", () => navigation.rotateBy(-90), "R"),
+      rotation,
+      rotationText,
+      button(t.viewer.rotateRight, "⟳", () => navigation.rotateBy(90), "r"),
+      flip,
+    ),
+    h(
+      "div",
+      { class: "group" },
+      copy,
+      copied,
+      button(t.viewer.help, "?", () => navigation.toggleHelp(), "?"),
+    ),
+  );
+  // OpenSeadragon sizes the element it docks to 100% of its wrapper: style a child instead.
+  viewer.addControl(h("div", {}, toolbar), {
+    anchor: OpenSeadragon.ControlAnchor.BOTTOM_RIGHT,
+    autoFade: false,
+  });
+
+  // ---- keys -------------------------------------------------------------------------------
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || isTyping(event.target)) return;
+    // The digit keys by position: on a French (AZERTY) keyboard "1" unshifted is "&".
+    const key = /^(Digit|Numpad)[1-9]$/.test(event.code) ? event.code.slice(-1) : event.key;
+    if (!handleKey(key, viewer, navigation)) return;
+    event.preventDefault();
+  });
+
+  return navigation;
+}
+
+/** Returns false for a key that is not a shortcut. */
+function handleKey(key: string, viewer: OpenSeadragon.Viewer, navigation: Navigation): boolean {
+  const viewport = viewer.viewport;
+  const pan = (dx: number, dy: number): void => {
+    const size = viewport.getContainerSize();
+    viewport.panBy(viewport.deltaPointsFromPixels(new OpenSeadragon.Point(dx * size.x, dy * size.y)));
+    viewport.applyConstraints(); // as a drag would: not off the slide
+  };
+  const zoom = (factor: number): void => {
+    viewport.zoomBy(factor);
+    viewport.applyConstraints(); // as the mouse wheel would: not past the zoom limits
+  };
+  const digit = Number(key);
+  if (Number.isInteger(digit) && digit >= 1 && digit <= OBJECTIVES.length) {
+    navigation.zoomToMagnification(OBJECTIVES[digit - 1] ?? 1);
+    return true;
+  }
+  switch (key) {
+    case "+":
+    case "=":
+      zoom(KEY_ZOOM);
+      return true;
+    case "-":
+    case "_":
+      zoom(1 / KEY_ZOOM);
+      return true;
+    case "ArrowLeft":
+      pan(-KEY_PAN, 0);
+      return true;
+    case "ArrowRight":
+      pan(KEY_PAN, 0);
+      return true;
+    case "ArrowUp":
+      pan(0, -KEY_PAN);
+      return true;
+    case "ArrowDown":
+      pan(0, KEY_PAN);
+      return true;
+    case "r":
+      navigation.rotateBy(90);
+      return true;
+    case "R":
+      navigation.rotateBy(-90);
+      return true;
+    case "f":
+    case "F":
+      navigation.toggleFlip();
+      return true;
+    case "h":
+    case "H":
+      viewport.goHome();
+      return true;
+    case "n":
+      void navigation.goToSlide(1);
+      return true;
+    case "p":
+      void navigation.goToSlide(-1);
+      return true;
+    case "?":
+      navigation.toggleHelp();
+      return true;
+    case "Escape":
+      navigation.toggleHelp(false);
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** Keys in a text field (or on the rotation slider, whose arrows turn it) are not shortcuts. */
+function isTyping(target: EventTarget | null): boolean {
+  return (
+    target instanceof HTMLElement &&
+    (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName))
+  );
+}
+
+function button(title: string, text: string, onClick: () => void, shortcut?: string): HTMLButtonElement {
+  const b = h("button", { type: "button", title, "aria-keyshortcuts": shortcut }, text);
+  if (text !== title) b.setAttribute("aria-label", title);
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function helpOverlay(close: () => void): HTMLElement {
+  const closeButton = h("button", { type: "button", class: "close" }, t.viewer.close);
+  closeButton.addEventListener("click", close);
+  const overlay = h(
+    "div",
+    { class: "help-overlay", hidden: true },
+    h(
+      "section",
+      { class: "help", role: "dialog", "aria-label": t.viewer.help },
+      h("h2", {}, t.viewer.help),
+      h(
+        "dl",
+        {},
+        ...t.viewer.shortcuts.flatMap(([keys, what]) => [h("dt", {}, h("kbd", {}, keys)), h("dd", {}, what)]),
+      ),
+      closeButton,
+    ),
+  );
+  overlay.addEventListener("click", (event) => {
+    if (event.target === overlay) close();
+  });
+  return overlay;
+}
+
+/** The clipboard API where the page may use it (https, localhost), else the old way. */
+async function copyText(text: string): Promise<boolean> {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    const area = h("textarea", { readonly: true, class: "offscreen" });
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    const ok = document.execCommand("copy");
+    area.remove();
+    return ok;
+  }
+}
