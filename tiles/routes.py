@@ -5,6 +5,7 @@ SlideLocator (`app.state.slide_locator`), and the hub will make it per-caller.""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any
 
@@ -102,8 +103,6 @@ async def iiif_base(request: Request, slide_id: str, loc: Location) -> Response:
 
 @router.get("/iiif/3/{slide_id}/info.json", tags=["iiif"])
 async def iiif_info(request: Request, service: Service, loc: Location) -> Response:
-    import json
-
     service_id = str(request.url).removesuffix("/info.json").split("?")[0]
     body: dict[str, Any] = service.iiif_info(loc, service_id)
     return Response(
