@@ -102,6 +102,9 @@ export async function showViewer(
     maxZoomPixelRatio: 2, // up to 2× past the scan's own resolution
     zoomPerScroll: 1.4,
     animationTime: 0.6,
+    // OpenSeadragon starts one tile load per frame by default: a 1920×1080 view needs ~60
+    // tiles, i.e. a full second at 60 fps, whatever the server's speed.
+    maxTilesPerFrame: 16,
     gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: true },
   });
   const scale = new ScaleControl(viewer, slide.mpp);
