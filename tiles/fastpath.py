@@ -14,12 +14,12 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tiles.location import SlideLocator
-from tiles.service import TileService
+from tiles.service import IMMUTABLE, TileService
 
 _TILE_PATH = re.compile(
     r"/slides/([a-z0-9]{1,64})_files/(\d{1,3})/(\d{1,9})_(\d{1,9})\.(?:jpeg|jpg)"
 )
-IMMUTABLE = b"public, max-age=31536000, immutable"
+_IMMUTABLE = IMMUTABLE.encode()
 
 
 class CachedTiles:
@@ -56,7 +56,7 @@ class CachedTiles:
 
 
 async def _send(send: Send, status: int, etag: bytes, body: bytes, scope: Scope) -> None:
-    headers = [(b"etag", etag), (b"cache-control", IMMUTABLE)]
+    headers = [(b"etag", etag), (b"cache-control", _IMMUTABLE)]
     if status == 200:
         headers += [
             (b"content-type", b"image/jpeg"),

@@ -14,9 +14,8 @@ from fastapi.concurrency import run_in_threadpool
 
 from tiles.errors import SlideNotFound, TileNotFound
 from tiles.location import SlideLocation, SlideLocator
-from tiles.service import Rendered, TileService
+from tiles.service import IMMUTABLE, Rendered, TileService
 
-IMMUTABLE = "public, max-age=31536000, immutable"
 _TILE_NAME = re.compile(r"(\d{1,9})_(\d{1,9})\.(?:jpeg|jpg)")
 _SLIDE_ID = re.compile(r"[a-z0-9]{1,64}")
 
@@ -89,10 +88,8 @@ async def deepzoom_tile(
     etag = service.deepzoom_etag(loc, z, col, row)
     if _not_modified(request, etag):
         return _unchanged(etag)
-    hit = service.cached(etag, "image/jpeg")
-    if hit is None:
-        hit = await run_in_threadpool(service.deepzoom_tile, loc, z, col, row)
-    return _image(hit)
+    # Cache hits were answered by tiles.fastpath; deepzoom_tile checks the cache once more.
+    return _image(await run_in_threadpool(service.deepzoom_tile, loc, z, col, row))
 
 
 @router.get("/iiif/3/{slide_id}", include_in_schema=False)

@@ -27,6 +27,8 @@ from tiles.render import MEDIA_TYPES, encode, render_region
 # Bump when rendering changes, so clients and caches drop old tiles.
 RENDER_VERSION = "1"
 MAX_THUMBNAIL = 2048
+# Every image output is immutable for a given slide content (see the module docstring).
+IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 @dataclass(frozen=True)
