@@ -81,33 +81,7 @@ export async function showViewer(
     ),
   );
 
-  for (const [name, text] of Object.entries(t.osd)) OpenSeadragon.setString(`Tooltips.${name}`, text);
-  const viewer = OpenSeadragon({
-    element: osd,
-    prefixUrl: __OSD_IMAGES_URL__,
-    tileSources: tileSource(slide, protocol),
-    drawer: DRAWER,
-    showNavigator: true,
-    navigatorPosition: "TOP_RIGHT",
-    navigatorAutoFade: false,
-    navigatorSizeRatio: 0.18,
-    navigatorBackground: "#1b1c1f",
-    navigatorBorderColor: "#555",
-    navigatorOpacity: 1, // not see-through: the slide behind it looked like part of the minimap
-    showRotationControl: false, // the toolbar has rotation and flip
-    keyboardNavEnabled: false, // navigation.ts handles keys on the whole page
-    autoHideControls: false,
-    visibilityRatio: 0.5,
-    minZoomImageRatio: 0.8,
-    maxZoomPixelRatio: 2, // up to 2× past the scan's own resolution
-    zoomPerScroll: 1.4,
-    animationTime: 0.6,
-    // OpenSeadragon starts one tile load per frame by default: a 1920×1080 view needs ~60
-    // tiles, i.e. a full second at 60 fps, whatever the server's speed.
-    maxTilesPerFrame: 16,
-    gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: true },
-  });
-  const scale = new ScaleControl(viewer, slide.mpp);
+  const { viewer, scale } = createSlideViewer(osd, slide, protocol);
   const navigation = setUpNavigation(viewer, slide, () => handle.protocol, main);
 
   let restoreBounds: OpenSeadragon.Rect | null = null;
@@ -146,7 +120,56 @@ export async function showViewer(
   window.iain = handle;
 }
 
-function tileSource(slide: SlideDetail, protocol: Protocol): string {
+/** What a page may change about a slide viewer; the defaults are the single-slide page's. */
+export interface SlideViewerOptions {
+  /** The minimap in the top-right corner. */
+  showNavigator?: boolean;
+  /** Zoom and home buttons; the compare page hides them in its small viewports. */
+  showNavigationControl?: boolean;
+}
+
+/**
+ * An OpenSeadragon viewer on `slide` in `element`, with the scale bar: the one place its
+ * options live, shared by the slide page and the compare page.
+ */
+export function createSlideViewer(
+  element: HTMLElement,
+  slide: SlideDetail,
+  protocol: Protocol,
+  options: SlideViewerOptions = {},
+): { viewer: OpenSeadragon.Viewer; scale: ScaleControl } {
+  for (const [name, text] of Object.entries(t.osd)) OpenSeadragon.setString(`Tooltips.${name}`, text);
+  const viewer = OpenSeadragon({
+    element,
+    prefixUrl: __OSD_IMAGES_URL__,
+    tileSources: tileSource(slide, protocol),
+    drawer: DRAWER,
+    showNavigator: options.showNavigator ?? true,
+    showNavigationControl: options.showNavigationControl ?? true,
+    navigatorPosition: "TOP_RIGHT",
+    navigatorAutoFade: false,
+    navigatorSizeRatio: 0.18,
+    navigatorBackground: "#1b1c1f",
+    navigatorBorderColor: "#555",
+    navigatorOpacity: 1, // not see-through: the slide behind it looked like part of the minimap
+    showRotationControl: false, // the toolbar has rotation and flip
+    keyboardNavEnabled: false, // navigation.ts handles keys on the whole page
+    autoHideControls: false,
+    visibilityRatio: 0.5,
+    minZoomImageRatio: 0.8,
+    maxZoomPixelRatio: 2, // up to 2× past the scan's own resolution
+    zoomPerScroll: 1.4,
+    animationTime: 0.6,
+    // OpenSeadragon starts one tile load per frame by default: a 1920×1080 view needs ~60
+    // tiles, i.e. a full second at 60 fps, whatever the server's speed.
+    maxTilesPerFrame: 16,
+    gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: true },
+  });
+  const scale = new ScaleControl(viewer, slide.mpp);
+  return { viewer, scale };
+}
+
+export function tileSource(slide: SlideDetail, protocol: Protocol): string {
   return protocol === "iiif" ? slide.iiif_url : slide.dzi_url;
 }
 
