@@ -5,11 +5,18 @@ Servers, each measured alone (the others stopped) with bench/tile_load.py:
   iain-local  `iain serve`, slide in a local-directory store
   iain-local-transcode  the same with IAIN_ZERO_TRANSCODE=false (every tile re-encoded)
   iain-s3     `iain serve`, slide in a real S3 server (SeaweedFS on 127.0.0.1)
+  iain-s3-transcode     the same with IAIN_ZERO_TRANSCODE=false
+and the floors, which no tile server can beat:
+  floor-asgi     the same web stack answering one constant in-memory tile, as large as
+                 the traces' mean tile, from a bare ASGI app (bench/floor_server.py)
+  floor-fastapi  the same through a plain FastAPI route
+  floor-range    no tile server: the load generator range-GETs each stored tile's bytes
+                 straight from the S3 server (presigned URL + Range header)
 At each viewer count, the viewers share a fixed number of tiles: a cold run (traces the
 server has never seen), then a warm run (exactly the same tiles again); iain's tile cache
 is sized to hold a whole trace.
-Also measured: ingest time, and the GET requests that the first tile of a never-opened
-slide costs from S3.
+Also measured: ingest time, the GET requests that the first tile of a never-opened slide
+costs from S3, and the S3 server's RSS over --rss-tiles requests with the default cache.
 
     python bench/compare_tiles.py [--slide bench/out/bench-60000x40000.tiff] [--tiles 12000]
 """
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import socket
 import subprocess
@@ -28,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import tifffile
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -40,7 +49,17 @@ from tiles.pool import ReaderPool  # noqa: E402
 from tiles.service import TileService  # noqa: E402
 
 PY = sys.executable
-SERVERS = ("reference", "iain-local", "iain-local-transcode", "iain-s3")
+# floor-range runs before the constant floors: their tile has the mean size it measured.
+SERVERS = (
+    "reference",
+    "iain-local",
+    "iain-local-transcode",
+    "iain-s3",
+    "iain-s3-transcode",
+    "floor-range",
+    "floor-asgi",
+    "floor-fastapi",
+)
 
 
 def free_port() -> int:
@@ -71,10 +90,18 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def load(base: str, slide: str, viewers: int, tiles: int, seed: int, out: Path) -> Any:
+def load(
+    base: str,
+    slide: str,
+    viewers: int,
+    tiles: int,
+    seed: int,
+    out: Path,
+    extra: tuple[str, ...] = (),
+) -> Any:
     cmd = [PY, str(REPO / "bench" / "tile_load.py"), "--base", base, "--slide", slide]
     cmd += ["--viewers", str(viewers), "--tiles", str(tiles), "--seconds", "300"]
-    cmd += ["--seed", str(seed)]
+    cmd += ["--seed", str(seed), *extra]
     cmd += ["--json", str(out)]
     subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text())["results"][0]
@@ -113,6 +140,63 @@ def cold_gets(server: SeaweedS3, slide: Path) -> tuple[int, int]:
     return counts[0], counts[1]
 
 
+def slide_size(slide: Path) -> tuple[int, int]:
+    with tifffile.TiffFile(slide) as tif:
+        height, width = tif.series[0].levels[0].shape[:2]
+    return int(width), int(height)
+
+
+def range_map(slide: Path, url: str, tile_size: int = 256) -> dict[str, Any]:
+    """Each DeepZoom level that is a stored level -> its tiles' byte ranges in the object."""
+    width, height = slide_size(slide)
+    z_max = math.ceil(math.log2(max(width, height)))
+    levels: dict[str, Any] = {}
+    with tifffile.TiffFile(slide) as tif:
+        for level in tif.series[0].levels:
+            page = level.keyframe
+            w = page.shape[1]
+            z = z_max - round(math.log2(width / w))
+            if page.tilewidth != tile_size or math.ceil(width / 2 ** (z_max - z)) != w:
+                continue
+            levels[str(z)] = {
+                "cols": math.ceil(w / tile_size),
+                "offsets": list(page.dataoffsets),
+                "counts": list(page.databytecounts),
+            }
+    return {"url": url, "levels": levels}
+
+
+def mean_tile_bytes(ranges: dict[str, Any]) -> int:
+    counts: list[int] = [c for level in ranges["levels"].values() for c in level["counts"]]
+    return round(sum(counts) / max(1, len(counts)))
+
+
+def rss_over_requests(
+    env: dict[str, str], slide_id: str, total: int, chunk: int, out: Path
+) -> list[tuple[int, float]]:
+    """Server RSS after every `chunk` tiles of fresh 8-viewer traces, `total` in all."""
+    port = free_port()
+    proc = subprocess.Popen([PY, "-m", "iain.cli", "serve", "--port", str(port)], env=env)
+    samples: list[tuple[int, float]] = []
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(f"{base}/slides/{slide_id}.dzi", proc)
+        samples.append((0, rss_mib(proc.pid)))
+        done = 0
+        seed = 1000
+        while done < total:
+            # Alternate fresh traces and replays: misses and hits, as real viewers make.
+            seed += 1 if (done // chunk) % 2 == 0 else 0
+            r = load(base, slide_id, 8, chunk // 8, seed, out / f"rss-{done}.json")
+            done += int(r["tiles"]) + int(r["errors"])
+            samples.append((done, rss_mib(proc.pid)))
+            print(f"rss: {done} requests, {samples[-1][1]:.0f} MiB", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    return samples
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--slide", type=Path, default=REPO / "bench/out/bench-60000x40000.tiff")
@@ -123,6 +207,10 @@ def main() -> int:
         help="tiles per viewer count, shared among its viewers",
     )
     ap.add_argument("--viewers", default="1,8,32")
+    ap.add_argument("--servers", default=",".join(SERVERS), help="which servers to measure")
+    ap.add_argument(
+        "--rss-tiles", type=int, default=100_000, help="requests for the RSS run (0: skip it)"
+    )
     ap.add_argument("--out", type=Path, default=REPO / "bench/out/compare")
     args = ap.parse_args()
     if not args.slide.exists():
@@ -138,6 +226,17 @@ def main() -> int:
         s3_env = {**base_env, "IAIN_HOME": f"{tmp}/s3home", **s3.env("bench")}
         local_id, results["ingest_local_s"] = ingest(local_env, args.slide)
         s3_id, results["ingest_s3_s"] = ingest(s3_env, args.slide)
+        bucket = S3Store(
+            s3.endpoint, "bench", access_key=s3.access_key, secret_key=s3.secret_key, secure=False
+        )
+        original = next(o.key for o in bucket.list(f"slides/{s3_id}/original/"))
+        ranges = range_map(args.slide, bucket.presign_get(original, 24 * 3600))
+        ranges_file = args.out / "range-map.json"
+        ranges_file.write_text(json.dumps(ranges))
+        results["mean_stored_tile_bytes"] = mean_tile_bytes(ranges)
+        width, height = slide_size(args.slide)
+        floor = [PY, str(REPO / "bench/floor_server.py"), "--width", str(width)]
+        floor += ["--height", str(height), "--tile-bytes", "{tile_bytes}"]
 
         servers = {
             "reference": (
@@ -153,8 +252,29 @@ def main() -> int:
                 local_id,
             ),
             "iain-s3": ([PY, "-m", "iain.cli", "serve"], s3_env, s3_id),
+            "iain-s3-transcode": (
+                [PY, "-m", "iain.cli", "serve"],
+                {**s3_env, "IAIN_ZERO_TRANSCODE": "false"},
+                s3_id,
+            ),
+            "floor-asgi": ([*floor, "--mode", "asgi"], base_env, "floor"),
+            "floor-fastapi": ([*floor, "--mode", "fastapi"], base_env, "floor"),
+            # The .dzi from the constant server; every tile from S3 by range.
+            "floor-range": ([*floor, "--mode", "asgi"], base_env, "floor"),
         }
-        for name, (cmd, env, slide_id) in servers.items():
+        chosen = args.servers.split(",")
+        for name in SERVERS:
+            if name not in chosen:
+                continue
+            cmd, env, slide_id = servers[name]
+            # The constant tile: as large as the tiles the same traces fetched from S3.
+            tile_bytes = round(
+                results["floor-range"]["warm"][0]["mean_bytes"]
+                if "floor-range" in results
+                else results["mean_stored_tile_bytes"]
+            )
+            cmd = [part.format(tile_bytes=tile_bytes) for part in cmd]
+            extra = ("--range-map", str(ranges_file)) if name == "floor-range" else ()
             port = free_port()
             proc = subprocess.Popen([*cmd, "--port", str(port)], env=env)
             try:
@@ -167,13 +287,21 @@ def main() -> int:
                     for state in ("cold", "warm"):
                         out = args.out / f"{name}-{viewers}-{state}.json"
                         runs[state].append(
-                            load(base, slide_id, viewers, args.tiles // viewers, viewers, out)
+                            load(
+                                base, slide_id, viewers, args.tiles // viewers, viewers, out, extra
+                            )
                         )
                 results[name] = {**runs, "rss_mib": rss_mib(proc.pid)}
                 print(f"{name}: done, RSS {results[name]['rss_mib']:.0f} MiB", flush=True)
             finally:
                 proc.terminate()
                 proc.wait(20)
+        if args.rss_tiles:
+            # The default tile cache (256 MiB), as a deployment runs.
+            rss_env = {**s3_env, "IAIN_TILE_CACHE_MB": "256"}
+            results["rss_series"] = rss_over_requests(
+                rss_env, s3_id, args.rss_tiles, max(8000, args.rss_tiles // 10), args.out
+            )
 
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     print(report(results))
@@ -185,19 +313,40 @@ def _levels(runs: list[Any]) -> dict[int, Any]:
 
 
 def report(results: dict[str, Any]) -> str:
+    """Markdown table: each run against the reference and against its floor.
+
+    Warm runs are compared with the constant-tile floor (bare ASGI, the stricter one), cold
+    runs with the range-GET floor (fetching the stored bytes from S3 is the least any tile
+    server must do for a tile it has not seen)."""
+    measured = [n for n in SERVERS if n in results]
     lines = [
-        "| server | cache | viewers | tiles | tiles/s | × reference | p50 ms | p99 ms | errors "
-        "| kB/tile |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server | cache | viewers | tiles | tiles/s | × reference | % of floor | p50 ms "
+        "| p99 ms | errors | kB/tile |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    ref = {state: _levels(results["reference"][state]) for state in ("cold", "warm")}
-    for name in SERVERS:
+
+    def per_viewers(name: str, state: str) -> dict[int, Any]:
+        return _levels(results[name][state]) if name in results else {}
+
+    floors = {"warm": "floor-asgi", "cold": "floor-range"}
+    for name in measured:
         for state in ("cold", "warm"):
-            for viewers, r in sorted(_levels(results[name][state]).items()):
-                ratio = r["tiles_per_s"] / ref[state][viewers]["tiles_per_s"]
+            ref = per_viewers("reference", state)
+            floor = per_viewers(floors[state], state)
+            for viewers, r in sorted(per_viewers(name, state).items()):
+                ratio = (
+                    f"{r['tiles_per_s'] / ref[viewers]['tiles_per_s']:.1f}"
+                    if viewers in ref
+                    else "–"
+                )
+                share = (
+                    f"{100 * r['tiles_per_s'] / floor[viewers]['tiles_per_s']:.0f} %"
+                    if viewers in floor and not name.startswith("floor")
+                    else "–"
+                )
                 lines.append(
                     f"| {name} | {state} | {viewers} | {r['tiles']} | {r['tiles_per_s']:.0f} "
-                    f"| {ratio:.1f} "
+                    f"| {ratio} | {share} "
                     f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} "
                     f"| {r['mean_bytes'] / 1000:.1f} |"
                 )
@@ -206,9 +355,17 @@ def report(results: dict[str, Any]) -> str:
         f"Cold first tile from S3: {results['cold_first_tile_gets']} GETs "
         f"(next tile: {results['next_tile_gets']}). Ingest of the slide: "
         f"{results['ingest_local_s']:.1f} s to local disk, {results['ingest_s3_s']:.1f} s to S3. "
+        f"Mean stored tile: {results['mean_stored_tile_bytes'] / 1000:.1f} kB. "
         "Server RSS after the runs: "
-        + ", ".join(f"{n} {results[n]['rss_mib']:.0f} MiB" for n in SERVERS)
+        + ", ".join(f"{n} {results[n]['rss_mib']:.0f} MiB" for n in measured)
     )
+    series = results.get("rss_series")
+    if series:
+        lines.append("")
+        lines.append(
+            "iain-s3 RSS (MiB) after N requests, default 256 MiB tile cache: "
+            + ", ".join(f"{n}: {mib:.0f}" for n, mib in series)
+        )
     return "\n".join(lines)
 
 
