@@ -7,6 +7,7 @@ from storage.base import (
     ObjectNotFound,
     ObjectStore,
     StorageError,
+    UploadGone,
 )
 from storage.local import LocalStore
 from storage.s3 import S3Store
@@ -21,5 +22,6 @@ __all__ = [
     "ObjectStore",
     "S3Store",
     "StorageError",
+    "UploadGone",
     "open_store",
 ]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, Protocol, runtime_checkable
 
 # Objects larger than this are uploaded in parts by backends that support it.
 DEFAULT_PART_SIZE = 16 * 1024 * 1024
+# S3's smallest part (every part but the last) of a multipart upload; SeaweedFS enforces it too.
+S3_MIN_PART_SIZE = 5 * 1024 * 1024
 
 
 class StorageError(Exception):
@@ -29,6 +31,10 @@ class InvalidKey(StorageError):
 
 class InvalidRange(StorageError):
     """A range read asked for bytes outside the object."""
+
+
+class UploadGone(StorageError):
+    """A multipart upload that is unknown, completed or aborted."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,28 @@ class ObjectStore(Protocol):
 
     def presign_get(self, key: str, expires_s: int = 3600) -> str:
         """A URL that lets its holder GET the object until it expires."""
+        ...
+
+    # Multipart uploads: parts arrive one by one (in any order, each replaceable) and become
+    # one object only on completion; until then nothing is visible under the key.
+    min_part_size: int  # every part but the last must be at least this big
+
+    def create_multipart(self, key: str) -> str:
+        """Starts a multipart upload to `key`; returns its upload id."""
+        ...
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        """Stores part `number` (1-based); returns its etag, needed to complete."""
+        ...
+
+    def complete_multipart(
+        self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]
+    ) -> ObjectInfo:
+        """Joins the parts (number, etag), in number order, into the object at `key`."""
+        ...
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Drops an upload and its parts; an unknown upload is not an error."""
         ...
 
 

@@ -9,21 +9,34 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote, urlencode
 
-from storage.base import InvalidRange, ObjectInfo, ObjectNotFound, StorageError, check_key
+from storage.base import (
+    InvalidRange,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageError,
+    UploadGone,
+    check_key,
+)
 
 _TMP_PREFIX = ".tmp-"
 _COPY_CHUNK = 1024 * 1024
+# Parts of multipart uploads: one folder per upload; the .tmp- names keep them out of list().
+_MULTIPART_DIR = ".tmp-multipart"
 
 
 class LocalStore:
     """Objects are files under `root`; writes go to a temporary file renamed into place,
     so a crash mid-write never leaves a half object visible."""
+
+    # Parts are files joined on completion: any size works.
+    min_part_size = 1
 
     def __init__(self, root: str | Path, *, url_base: str = "", signing_key: bytes = b"") -> None:
         self.root = Path(root).resolve()
@@ -177,3 +190,91 @@ class LocalStore:
         if expires < time.time() or not self._signing_key:
             return False
         return hmac.compare_digest(self.signature(key, expires), signature)
+
+    # --- Multipart uploads: parts are files in a folder of their own, joined on completion.
+
+    def _upload_dir(self, key: str, upload_id: str) -> Path:
+        check_key(key)
+        folder = self.root / _MULTIPART_DIR / upload_id
+        if not upload_id.isalnum() or not (folder / f"{_TMP_PREFIX}key").is_file():
+            raise UploadGone(f"no multipart upload {upload_id!r} to {key!r}", key)
+        if (folder / f"{_TMP_PREFIX}key").read_text() != key:
+            raise UploadGone(f"multipart upload {upload_id!r} is not for {key!r}", key)
+        return folder
+
+    def create_multipart(self, key: str) -> str:
+        check_key(key)
+        upload_id = uuid.uuid4().hex
+        folder = self.root / _MULTIPART_DIR / upload_id
+        folder.mkdir(parents=True)
+        (folder / f"{_TMP_PREFIX}key").write_text(key)
+        return upload_id
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        folder = self._upload_dir(key, upload_id)
+        if not 1 <= number <= 10_000:
+            raise StorageError(f"part number {number} is outside 1..10000", key)
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, folder / f"{_TMP_PREFIX}part-{number:05d}")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+    def complete_multipart(
+        self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]
+    ) -> ObjectInfo:
+        folder = self._upload_dir(key, upload_id)
+        if not parts:
+            raise StorageError("a multipart upload needs at least one part", key)
+        paths: list[Path] = []
+        for number, etag in sorted(parts):
+            path = folder / f"{_TMP_PREFIX}part-{number:05d}"
+            if not path.is_file():
+                raise StorageError(f"part {number} of {key!r} was never uploaded", key)
+            if _md5_of(path) != etag:
+                raise StorageError(f"part {number} of {key!r} does not match its etag", key)
+            paths.append(path)
+        info = self.put(key, _Joined(paths))  # type: ignore[arg-type]
+        shutil.rmtree(folder, ignore_errors=True)
+        return info
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        try:
+            folder = self._upload_dir(key, upload_id)
+        except UploadGone:
+            return
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _md5_of(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as f:
+        while chunk := f.read(_COPY_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _Joined:
+    """Reads a list of files as one stream."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self._paths = list(paths)
+        self._current: BinaryIO | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        while True:
+            if self._current is None:
+                if not self._paths:
+                    return b""
+                self._current = self._paths.pop(0).open("rb")
+            data = self._current.read(n)
+            if data:
+                return data
+            self._current.close()
+            self._current = None

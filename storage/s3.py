@@ -5,31 +5,37 @@ from __future__ import annotations
 import io
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
 import urllib3
 from minio import Minio
+from minio.datatypes import Part
 from minio.error import S3Error
 from minio.helpers import check_bucket_name
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from storage.base import (
     DEFAULT_PART_SIZE,
+    S3_MIN_PART_SIZE,
     InvalidRange,
     ObjectInfo,
     ObjectNotFound,
     StorageError,
+    UploadGone,
     check_key,
 )
 
 _NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound"}
+_NO_UPLOAD = {"NoSuchUpload"}
 
 
 class S3Store:
     """A bucket on an S3-compatible server. Connections are pooled (one urllib3 pool shared
     by all threads) and transient failures are retried with exponential backoff."""
+
+    min_part_size = S3_MIN_PART_SIZE
 
     def __init__(
         self,
@@ -228,3 +234,63 @@ class S3Store:
             raise self._error(exc, key) from exc
         except (Urllib3Error, OSError) as exc:
             raise StorageError(f"presigning {key!r} failed: {exc}", key) from exc
+
+    # --- Multipart uploads, with the S3 calls themselves: the server keeps the parts, and
+    # the object appears only when CompleteMultipartUpload succeeds.
+
+    def _multipart_error(self, exc: S3Error, key: str, upload_id: str) -> StorageError:
+        if exc.code in _NO_UPLOAD:
+            return UploadGone(f"no multipart upload {upload_id!r} to {key!r}", key)
+        return self._error(exc, key)
+
+    def create_multipart(self, key: str) -> str:
+        check_key(key)
+        self._ensure_bucket()
+        self._count("POST")
+        try:
+            return self._client._create_multipart_upload(self.bucket, key, {})
+        except S3Error as exc:
+            raise self._error(exc, key) from exc
+        except (Urllib3Error, OSError) as exc:
+            raise StorageError(f"starting an upload to {key!r} failed: {exc}", key) from exc
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        check_key(key)
+        if not 1 <= number <= 10_000:
+            raise StorageError(f"part number {number} is outside 1..10000", key)
+        self._count("PUT")
+        try:
+            return self._client._upload_part(self.bucket, key, data, None, upload_id, number)
+        except S3Error as exc:
+            raise self._multipart_error(exc, key, upload_id) from exc
+        except (Urllib3Error, OSError) as exc:
+            raise StorageError(f"upload of part {number} of {key!r} failed: {exc}", key) from exc
+
+    def complete_multipart(
+        self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]
+    ) -> ObjectInfo:
+        check_key(key)
+        if not parts:
+            raise StorageError("a multipart upload needs at least one part", key)
+        self._count("POST")
+        try:
+            self._client._complete_multipart_upload(
+                self.bucket, key, upload_id, [Part(n, etag) for n, etag in sorted(parts)]
+            )
+        except S3Error as exc:
+            raise self._multipart_error(exc, key, upload_id) from exc
+        except (Urllib3Error, OSError) as exc:
+            raise StorageError(f"completing the upload of {key!r} failed: {exc}", key) from exc
+        return self.stat(key)
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        check_key(key)
+        self._count("DELETE")
+        try:
+            self._client._abort_multipart_upload(self.bucket, key, upload_id)
+        except S3Error as exc:
+            if exc.code in _NO_UPLOAD or exc.code in _NOT_FOUND:
+                return
+            raise self._error(exc, key) from exc
+        except (Urllib3Error, OSError) as exc:
+            raise StorageError(f"aborting the upload of {key!r} failed: {exc}", key) from exc

@@ -24,6 +24,7 @@ from storage import (
     ObjectNotFound,
     ObjectStore,
     StorageError,
+    UploadGone,
 )
 
 MiB = 1024 * 1024
@@ -434,3 +435,44 @@ def test_download_replaces_the_file(store: ObjectStore, tmp_path: Path) -> None:
     store.download("slides/a.svs", str(dest))
     assert dest.read_bytes() == b"new content"
     assert os.listdir(downloads) == ["a.svs"]  # no temporary file left behind
+
+
+# --- multipart uploads ----------------------------------------------------------------------
+
+
+def test_multipart_parts_in_any_order_become_one_object_on_completion(store: ObjectStore) -> None:
+    first, second, last = (
+        payload(store.min_part_size, 1),
+        payload(store.min_part_size, 2),
+        payload(1000, 3),
+    )
+    upload = store.create_multipart("slides/big.svs")
+    etags = {3: store.upload_part("slides/big.svs", upload, 3, last)}
+    etags[1] = store.upload_part("slides/big.svs", upload, 1, payload(store.min_part_size, 9))
+    etags[2] = store.upload_part("slides/big.svs", upload, 2, second)
+    # A part sent again (a retry after a dropped connection) replaces the earlier one.
+    etags[1] = store.upload_part("slides/big.svs", upload, 1, first)
+    assert not store.exists("slides/big.svs")
+    assert keys(store) == []
+    info = store.complete_multipart("slides/big.svs", upload, list(etags.items()))
+    assert info.size == 2 * store.min_part_size + 1000
+    assert store.get("slides/big.svs") == first + second + last
+    assert keys(store) == ["slides/big.svs"]
+
+
+def test_aborted_multipart_leaves_nothing(store: ObjectStore) -> None:
+    upload = store.create_multipart("slides/gone.svs")
+    store.upload_part("slides/gone.svs", upload, 1, b"some bytes")
+    store.abort_multipart("slides/gone.svs", upload)
+    store.abort_multipart("slides/gone.svs", upload)  # twice is fine
+    assert keys(store) == []
+    with pytest.raises(UploadGone):
+        store.upload_part("slides/gone.svs", upload, 2, b"more bytes")
+
+
+def test_completing_with_a_wrong_etag_is_refused(store: ObjectStore) -> None:
+    upload = store.create_multipart("slides/x.svs")
+    etag = store.upload_part("slides/x.svs", upload, 1, b"content")
+    with pytest.raises(StorageError):
+        store.complete_multipart("slides/x.svs", upload, [(1, "0" * len(etag))])
+    assert not store.exists("slides/x.svs")
