@@ -22,6 +22,7 @@ def ingest_path(
     name: str | None = None,
     on_inspected: Callable[[Inspection], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    slide_id: str | None = None,
 ) -> Slide:
     """Validates and stores one slide; raises a TilesError saying why it was refused.
 
@@ -31,7 +32,9 @@ def ingest_path(
     inspection = inspect_in_sandbox(path)
     if on_inspected is not None:
         on_inspected(inspection)
-    slide_id = new_slide_id()
+    # A caller may choose the id beforehand (the drop-folder watcher journals it, so a
+    # restart after a crash can tell whether the slide was recorded).
+    slide_id = slide_id or new_slide_id()
     try:
         loc = store_original(store, slide_id, inspection, progress)
         return catalogue.add_slide(name or path.name, centre, loc, inspection)

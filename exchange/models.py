@@ -50,6 +50,10 @@ class Slide(Base):
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The de-identified view's address: random, unrelated to `id` (see tiles.deid).
+    public_id: Mapped[str | None] = mapped_column(String(32), unique=True, index=True, default=None)
+    # Allow-listed metadata for the de-identified view (tiles.deid.public_metadata).
+    public_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class Annotation(Base):
@@ -67,4 +71,99 @@ class Annotation(Base):
     # Optimistic concurrency: every write bumps it; a write naming an older one is refused.
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Overlay(Base):
+    """A layer computed over a slide (by an inference worker, say): a heatmap stored as a
+    tiled pyramid, or a set of GeoJSON features in level-0 pixels. Immutable once written."""
+
+    __tablename__ = "overlays"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    slide_id: Mapped[str] = mapped_column(ForeignKey("slides.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # heatmap, features
+    name: Mapped[str] = mapped_column(String(200))
+    # What the viewer shows as the legend: a colour ramp with its range, or class colours.
+    legend: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The object holding the pyramid (heatmap) or the FeatureCollection (features).
+    storage_key: Mapped[str] = mapped_column(String(1000))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    # Heatmap: its own resolution and colour map; features: how many.
+    width: Mapped[int | None] = mapped_column(Integer, default=None)
+    height: Mapped[int | None] = mapped_column(Integer, default=None)
+    colour_map: Mapped[str | None] = mapped_column(String(32), default=None)
+    feature_count: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Upload(Base):
+    """A resumable upload: its files arrive part by part; the slide `slide_id` is recorded
+    only once every file is complete and verified."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    slide_id: Mapped[str] = mapped_column(String(32), unique=True)
+    centre: Mapped[str] = mapped_column(ForeignKey("centres.code"))
+    name: Mapped[str] = mapped_column(String(500))
+    part_size: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open, complete, failed
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class UploadFile(Base):
+    __tablename__ = "upload_files"
+
+    upload_id: Mapped[str] = mapped_column(
+        ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(1000))  # relative, '/'-separated
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(1000))
+    multipart_id: Mapped[str] = mapped_column(String(1000))  # the storage's upload id
+    assembled: Mapped[bool] = mapped_column(default=False)  # its object exists in storage
+
+
+class UploadPart(Base):
+    __tablename__ = "upload_parts"
+
+    upload_id: Mapped[str] = mapped_column(
+        ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True
+    )
+    file_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    etag: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class Conversion(Base):
+    """A slide's normalised pyramid (tiles.convert): the job that builds it, then where it is.
+
+    status: queued, converting (with percent), ready (the pyramid serves the tiles),
+    skipped (the original is as good: `note` says why) or failed (`error` says why; the
+    original keeps serving)."""
+
+    __tablename__ = "conversions"
+
+    slide_id: Mapped[str] = mapped_column(
+        ForeignKey("slides.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    percent: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The worker process converting it now (a crash or kill is noticed by its supervisor).
+    worker_pid: Mapped[int | None] = mapped_column(Integer, default=None)
+    pyramid_key: Mapped[str | None] = mapped_column(String(1000), default=None)
+    pyramid_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    pyramid_index_key: Mapped[str | None] = mapped_column(String(1000), default=None)
+    pyramid_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    pyramid_levels: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    seconds: Mapped[float | None] = mapped_column(Float, default=None)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -12,15 +12,26 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from exchange import annotation_routes
+from exchange import annotation_routes, overlay_routes, upload_routes
 from exchange import routes as exchange_routes
 from exchange.annotations import AnnotationNotFound, InvalidAnnotation, StaleAnnotation
 from exchange.catalogue import Catalogue
 from exchange.errors import ExchangeError, SlideMissing, UnknownCentre
+from exchange.overlays import InvalidOverlay, OverlayNotFound
+from exchange.uploads import (
+    ChecksumMismatch,
+    InvalidUpload,
+    UploadConflict,
+    UploadNotFound,
+    Uploads,
+)
 from iain.settings import Settings
 from storage import InvalidKey, LocalStore, ObjectNotFound, ObjectStore, StorageError, open_store
+from storage.aio import AsyncRangeReader
+from storage.s3 import S3Store
 from tiles import routes as tile_routes
 from tiles.cache import TileCache
+from tiles.deid import View, public_message
 from tiles.errors import (
     CorruptSlide,
     ImageNotFound,
@@ -52,6 +63,12 @@ STATUS: dict[type[Exception], int] = {
     AnnotationNotFound: 404,
     InvalidAnnotation: 400,
     StaleAnnotation: 409,
+    OverlayNotFound: 404,
+    InvalidOverlay: 400,
+    UploadNotFound: 404,
+    InvalidUpload: 400,
+    UploadConflict: 409,
+    ChecksumMismatch: 422,
     ObjectNotFound: 404,
     InvalidKey: 400,
     StorageError: 503,
@@ -95,24 +112,42 @@ def create_app(settings: Settings) -> FastAPI:
         limits=Limits(4096, 4096, 4096 * 4096),
     )
 
+    # Stored tiles from S3 are fetched in the event loop (see tiles/fastpath.py).
+    ranges = AsyncRangeReader(store) if isinstance(store, S3Store) else None
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         pool.close()
+        if ranges is not None:
+            await ranges.close()
 
     app = FastAPI(title="IAIN", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.store = store
     app.state.catalogue = catalogue
+    app.state.uploads = Uploads(
+        store,
+        catalogue,
+        part_size=settings.upload_part_size,
+        max_bytes=settings.upload_max_gb * 1024**3,
+        work_dir=settings.cache_dir / "uploads",
+    )
     app.state.slide_locator = catalogue
     app.state.tile_service = service
+    app.state.range_reader = ranges
 
     @app.exception_handler(TilesError)
     @app.exception_handler(ExchangeError)
     @app.exception_handler(StorageError)
-    async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+        status = status_of(exc)
         message = getattr(exc, "message", None) or str(exc)
-        return JSONResponse({"detail": message}, status_code=status_of(exc))
+        # Set by the routes once they know the view; a storage or parser message may quote
+        # the slide id or its file name, which a de-identified view must not show.
+        if getattr(request.state, "slide_view", View.FULL) is not View.FULL:
+            message = public_message(exc, status)
+        return JSONResponse({"detail": message}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -128,7 +163,9 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
     app.include_router(exchange_routes.router)
+    app.include_router(upload_routes.router)
     app.include_router(annotation_routes.router)
+    app.include_router(overlay_routes.router)
     app.include_router(tile_routes.router)
 
     @app.get("/api/health", tags=["ops"])
@@ -163,9 +200,15 @@ def create_app(settings: Settings) -> FastAPI:
         app.add_api_route(
             "/viewer/{_path:path}", viewer_page, methods=["GET"], include_in_schema=False
         )
+        app.add_api_route(  # the compare page (viewer/src/compare.ts)
+            "/compare", viewer_page, methods=["GET"], include_in_schema=False
+        )
         app.mount("/", StaticFiles(directory=dist), name="viewer")
     # Cache hits skip the framework; everything else goes through the routes above.
-    app.add_middleware(CachedTiles, parts=lambda: (app.state.tile_service, app.state.slide_locator))
+    app.add_middleware(
+        CachedTiles,
+        parts=lambda: (app.state.tile_service, app.state.slide_locator, ranges),
+    )
     return app
 
 

@@ -123,6 +123,86 @@ def demo(host: Host = None, port: Port = None) -> None:
     _serve(settings, host, port)
 
 
+@cli.command()
+def upload(
+    path: Annotated[Path, typer.Argument(help="a slide file, an MRXS file or a DICOM folder")],
+    hub: Annotated[str, typer.Option(help="the hub's URL")] = "http://127.0.0.1:8000",
+    centre: Annotated[str, typer.Option(help="owning centre: caen, lille, rouen...")] = "caen",
+    name: Annotated[str, typer.Option(help="slide name (default: the file name)")] = "",
+) -> None:
+    """Send a slide to a hub in parts; run it again after an interruption to resume."""
+    from iain.upload_client import UploadFailed
+    from iain.upload_client import upload as send
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"{path.name}: checksums", total=None)
+
+        def started(upload_id: str, total: int, already: int, left: int) -> None:
+            resumed = f", resuming: {already} already stored" if already else ""
+            err.print(f"upload {upload_id}: {total} parts{resumed}")
+            bar.update(task, description=f"{path.name}: sending", total=left, completed=0)
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+
+        try:
+            report = send(
+                hub,
+                path,
+                centre,
+                name=name,
+                on_start=started,
+                on_bytes=advance,
+                on_hashing=advance,
+            )
+        except UploadFailed as exc:
+            err.print(f"[red]upload failed[/red] {path}: {exc}")
+            raise typer.Exit(1) from exc
+    s = report.slide
+    out.print(f"{s['id']}  {s['name']}  {s['vendor']} {s['width']}x{s['height']}  centre={centre}")
+
+
+@cli.command()
+def watch(
+    folder: Annotated[Path, typer.Argument(help="the drop folder scanners write into")],
+    centre: Annotated[str, typer.Option(help="owning centre of what is dropped")] = "caen",
+    settle: Annotated[float, typer.Option(help="seconds a file must stay unchanged")] = 5.0,
+    interval: Annotated[float, typer.Option(help="seconds between two looks")] = 2.0,
+    once: Annotated[bool, typer.Option(help="ingest what is complete now, then exit")] = False,
+) -> None:
+    """Ingest every slide dropped into FOLDER once; failures go to FOLDER/failed/."""
+    from iain.watch import Watcher
+
+    settings = _settings()
+    try:
+        watcher = Watcher(
+            build_store(settings),
+            Catalogue.open(settings.database_url),
+            folder,
+            centre,
+            settle_s=settle,
+            log=out.print,
+        )
+    except ExchangeError as exc:
+        err.print(f"[red]cannot watch:[/red] {exc.message}")
+        raise typer.Exit(2) from exc
+    if not once:
+        out.print(f"watching {folder} (centre {centre}); Ctrl-C stops")
+    try:
+        outcomes = watcher.run(interval_s=interval, once=once)
+    except KeyboardInterrupt:
+        return
+    if any(o.slide_id is None for o in outcomes):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     cli(prog_name="iain")
 

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     max_open_slides: int = 64
     local_copy_cache_mb: int = 4096
     testdata: Path = Path("../shared/testdata")
+    # Resumable uploads: part size in bytes (S3 needs at least 5 MiB) and the largest upload.
+    upload_part_size: int = 16 * 1024 * 1024
+    upload_max_gb: int = 200
 
     @model_validator(mode="after")
     def _defaults_under_home(self) -> Settings:
