@@ -8,7 +8,9 @@ from rich.console import Console
 
 from exchange.catalogue import Catalogue
 from exchange.ingest import ingest_path
+from exchange.overlays import add_features, add_heatmap, list_overlays
 from iain.app import build_store
+from iain.sample_overlays import CLASS_COLOURS, blob_heatmap, cell_features
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
 from storage import ObjectStore
@@ -40,6 +42,7 @@ def prepare_demo(
             synthetic.parent.mkdir(parents=True, exist_ok=True)
             write_synthetic_slide(synthetic, width, height, seed=7)
         _ingest(store, catalogue, synthetic, "caen", console)
+    _seed_overlays(store, catalogue, console)
     if not settings.testdata.is_dir():
         console.print(f"(no sample slides at {settings.testdata}; the synthetic slide only)")
         return
@@ -47,6 +50,20 @@ def prepare_demo(
         path = settings.testdata / relative
         if path.exists() and path.name not in have:
             _ingest(store, catalogue, path, centre, console)
+
+
+def _seed_overlays(store: ObjectStore, catalogue: Catalogue, console: Console) -> None:
+    """A heatmap and 10,000 cell outlines on the synthetic slide, as an inference worker
+    would write them, so the viewer's layers panel has something to show."""
+    slide = next((s for s in catalogue.list_slides() if s.name == SYNTHETIC_NAME), None)
+    if slide is None or list_overlays(catalogue, slide.id):
+        return
+    # One heatmap value per 64x64 slide pixels: a patch classifier's typical stride.
+    field = blob_heatmap(max(1, slide.width // 64), max(1, slide.height // 64), seed=7)
+    add_heatmap(store, catalogue, slide.id, field, name="Tumour probability", label="P(tumour)")
+    cells = cell_features(slide.width, slide.height, count=10_000, seed=7)
+    add_features(store, catalogue, slide.id, cells, name="Cells", class_colours=CLASS_COLOURS)
+    console.print(f"  added a demo heatmap and {len(cells)} cell outlines to {slide.id}")
 
 
 def _ingest(

@@ -114,8 +114,8 @@ class TileService:
         if hit is not None:
             return hit
         started = time.perf_counter()
-        level = self._stored_level(loc, dz, z)
-        if level is not None and z_tile.width == z_tile.height == self.tile_size:
+        level = self.passthrough_level(loc, dz, z, col, row)
+        if level is not None:
             stored = self.pool.run(loc, lambda r: r.stored_jpeg(level, col, row, self.tile_size))
             if stored is not None:
                 return self._store(etag, stored, "image/jpeg", "stored", started)
@@ -124,6 +124,25 @@ class TileService:
         )
         data = encode(image, "jpeg", self.jpeg_quality)
         return self._store(etag, data, "image/jpeg", "transcode", started)
+
+    def passthrough_level(
+        self, loc: SlideLocation, dz: DeepZoom, z: int, col: int, row: int
+    ) -> int | None:
+        """The stored level whose tile (col, row) may be DeepZoom tile (z, col, row) as it
+        is stored, if the grids match there; None means the tile must be rendered."""
+        level = self._stored_level(loc, dz, z)
+        if level is None:
+            return None
+        z_tile = dz.z_tile(z, col, row)
+        l_size = loc.l_sizes[level]
+        if (
+            z_tile.width == z_tile.height == self.tile_size
+            # A level rounded down may lack the last pixel of a DeepZoom edge tile.
+            and (col + 1) * self.tile_size <= l_size.width
+            and (row + 1) * self.tile_size <= l_size.height
+        ):
+            return level
+        return None
 
     def _stored_level(self, loc: SlideLocation, dz: DeepZoom, z: int) -> int | None:
         """The slide level whose pixel grid is exactly DeepZoom level z, if any."""
