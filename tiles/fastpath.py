@@ -1,19 +1,27 @@
-"""A bare-ASGI fast path for DeepZoom tiles already in the tile cache.
+"""A bare-ASGI fast path for DeepZoom tiles already in the tile cache, or stored as they are.
 
 A cached tile needs no decode, only a lookup; through FastAPI's routing and dependency
 machinery that lookup costs several times more CPU than the lookup itself. This layer
-answers cache hits and revalidations (304) directly and hands every other request, misses
-included, to the application unchanged, so the route stays the single place that renders
-and checks ranges. It sees slides only through the same SlideLocator as the routes."""
+answers cache hits and revalidations (304) directly. With an asynchronous range reader (S3
+storage), it also answers a miss whose tile is served as stored (zero-transcode) on a slide
+already open: one ranged GET awaited in the event loop, no thread, no framework. Every other
+request goes to the application unchanged, so the route stays the single place that renders,
+checks ranges and reports errors: whatever goes wrong here is simply left to the route.
+It sees slides only through the same SlideLocator as the routes."""
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tiles.location import SlideLocator
+from storage import StorageError
+from storage.aio import AsyncRangeReader
+from tiles.errors import TilesError
+from tiles.location import SlideLocation, SlideLocator
+from tiles.readers.tiff import TiffReader
 from tiles.service import IMMUTABLE, TileService
 
 _TILE_PATH = re.compile(
@@ -22,8 +30,11 @@ _TILE_PATH = re.compile(
 _IMMUTABLE = IMMUTABLE.encode()
 
 
+Parts = Callable[[], tuple[TileService, SlideLocator, AsyncRangeReader | None]]
+
+
 class CachedTiles:
-    def __init__(self, app: ASGIApp, parts: Callable[[], tuple[TileService, SlideLocator]]) -> None:
+    def __init__(self, app: ASGIApp, parts: Parts) -> None:
         self.app = app
         # Resolved at first use: the composition root sets them after building the stack.
         self._parts = parts
@@ -36,7 +47,7 @@ class CachedTiles:
         if match is None:
             await self.app(scope, receive, send)
             return
-        service, locator = self._parts()
+        service, locator, ranges = self._parts()
         loc = locator.locate(match.group(1))
         if loc is None:
             await self.app(scope, receive, send)
@@ -49,19 +60,54 @@ class CachedTiles:
                 await _send(send, 304, etag_bytes, b"", scope)
                 return
         data = service.cache.get(etag)
+        timing = b"cache"
+        if data is None and ranges is not None:
+            started = time.perf_counter()
+            data = await _stored_tile(service, ranges, loc, z, col, row)
+            if data is not None:
+                service.cache.put(etag, data)
+                timing = b"stored;dur=%.2f" % ((time.perf_counter() - started) * 1000)
         if data is None:
             await self.app(scope, receive, send)
             return
-        await _send(send, 200, etag_bytes, data, scope)
+        await _send(send, 200, etag_bytes, data, scope, timing)
 
 
-async def _send(send: Send, status: int, etag: bytes, body: bytes, scope: Scope) -> None:
+async def _stored_tile(
+    service: TileService,
+    ranges: AsyncRangeReader,
+    loc: SlideLocation,
+    z: int,
+    col: int,
+    row: int,
+) -> bytes | None:
+    """The tile as stored, if the route would serve it so and the slide is open; else None."""
+    reader = service.pool.peek(loc)
+    if not isinstance(reader, TiffReader):
+        return None  # not open yet (opening is blocking I/O: the route does it) or not TIFF
+    try:
+        dz = service.deepzoom(loc)
+        level = service.passthrough_level(loc, dz, z, col, row)
+        if level is None:
+            return None
+        span = reader.stored_jpeg_span(level, col, row, service.tile_size)
+        if span is None:
+            return None
+        data = await ranges.get_range(loc.main_key, span.offset, span.length)
+        return span.jpeg(data)
+    except (TilesError, StorageError):
+        return None  # the route tries again and answers with the right error
+
+
+async def _send(
+    send: Send, status: int, etag: bytes, body: bytes, scope: Scope, timing: bytes = b"cache"
+) -> None:
     headers = [(b"etag", etag), (b"cache-control", _IMMUTABLE)]
     if status == 200:
         headers += [
             (b"content-type", b"image/jpeg"),
             (b"content-length", b"%d" % len(body)),
-            (b"server-timing", b"cache"),
+            (b"server-timing", timing),
         ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})

@@ -74,6 +74,11 @@ class LocalCopies:
                 total -= size
 
 
+def _reader_key(loc: SlideLocation) -> str:
+    # One slide may have two readers: its original and its normalised pyramid.
+    return f"{loc.slide_id}\0{loc.main_key}"
+
+
 class ReaderPool:
     def __init__(
         self,
@@ -91,25 +96,31 @@ class ReaderPool:
         self._opening: dict[str, threading.Lock] = {}
 
     def get(self, loc: SlideLocation) -> SlideReader:
+        key = _reader_key(loc)
         with self._lock:
-            reader = self._readers.get(loc.slide_id)
+            reader = self._readers.get(key)
             if reader is not None:
-                self._readers.move_to_end(loc.slide_id)
+                self._readers.move_to_end(key)
                 return reader
-            opening = self._opening.setdefault(loc.slide_id, threading.Lock())
+            opening = self._opening.setdefault(key, threading.Lock())
         # One thread opens a given slide; others wait for it rather than open it twice.
         with opening:
             with self._lock:
-                reader = self._readers.get(loc.slide_id)
+                reader = self._readers.get(key)
             if reader is None:
                 reader = self._open(loc)
                 with self._lock:
-                    self._readers[loc.slide_id] = reader
-                    self._opening.pop(loc.slide_id, None)
+                    self._readers[key] = reader
+                    self._opening.pop(key, None)
                     while len(self._readers) > self.max_open:
                         _, old = self._readers.popitem(last=False)
                         old.close()
         return reader
+
+    def peek(self, loc: SlideLocation) -> SlideReader | None:
+        """The slide's reader if it is open already (never opens one: no I/O)."""
+        with self._lock:
+            return self._readers.get(_reader_key(loc))
 
     def _open(self, loc: SlideLocation) -> SlideReader:
         try:
@@ -121,15 +132,17 @@ class ReaderPool:
 
                 return TiffReader(fetch, loc.main_size, primed=primed)
             with self._lock:
-                in_use = set(self._readers)
+                in_use = {key.split("\0")[0] for key in self._readers}
             return OpenSlideReader(str(self.copies.path(self.store, loc, in_use)))
         except StorageError as exc:
             raise SlideUnavailable(f"slide data unavailable: {exc}") from exc
 
     def evict(self, slide_id: str) -> None:
+        """Closes every reader of the slide (original and pyramid)."""
         with self._lock:
-            reader = self._readers.pop(slide_id, None)
-        if reader is not None:
+            keys = [k for k in self._readers if k.split("\0")[0] == slide_id]
+            readers = [self._readers.pop(k) for k in keys]
+        for reader in readers:
             with contextlib.suppress(Exception):
                 reader.close()
 

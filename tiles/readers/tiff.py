@@ -54,6 +54,23 @@ class _TiledLevel:
     jpeg_rgb: bool
 
 
+@dataclass(frozen=True)
+class StoredSpan:
+    """A stored JPEG tile's bytes in the file, and the head that makes them standalone."""
+
+    offset: int
+    length: int
+    # SOI + the level's shared tables (+ the Adobe marker of RGB JPEG), replacing the SOI.
+    head: bytes
+    level: int
+    index: int
+
+    def jpeg(self, data: bytes) -> bytes:
+        if not data.startswith(b"\xff\xd8"):
+            raise CorruptSlide(f"stored tile {self.index} of level {self.level} is not a JPEG")
+        return self.head + data[2:]
+
+
 def _tiled_level(page: Any) -> _TiledLevel | None:
     """The fast-path description of a page, or None when the page is not a simple case."""
     if not page.is_tiled or page.planarconfig != 1 or page.dtype != np.uint8:
@@ -164,6 +181,14 @@ class TiffReader:
     def stored_jpeg(self, level: int, col: int, row: int, tile_size: int) -> bytes | None:
         """The stored tile at (col, row) of `level` as a standalone JPEG, without decoding,
         when the level is tiled in tile_size x tile_size JPEG; otherwise None."""
+        span = self.stored_jpeg_span(level, col, row, tile_size)
+        if span is None:
+            return None
+        return span.jpeg(self._fetch(span.offset, span.length))
+
+    def stored_jpeg_span(self, level: int, col: int, row: int, tile_size: int) -> StoredSpan | None:
+        """Where the stored tile's bytes are, for a caller that fetches them itself (the
+        asynchronous tile path); None when stored_jpeg would return None. No I/O."""
         lvl = self._levels[level] if 0 <= level < len(self._levels) else None
         if lvl is None or not lvl.jpeg_passthrough:
             return None
@@ -172,16 +197,13 @@ class TiffReader:
         index = row * lvl.cols + col
         if index >= len(lvl.offsets) or lvl.counts[index] <= 0:
             return None
-        data = self._fetch(int(lvl.offsets[index]), int(lvl.counts[index]))
-        if not data.startswith(b"\xff\xd8"):
-            raise CorruptSlide(f"stored tile {index} of level {level} is not a JPEG")
         head = b"\xff\xd8"
         if lvl.jpegtables:
             # JPEGTables is a JPEG stream with tables only: SOI, DQT/DHT..., EOI.
             head = lvl.jpegtables[:-2] if lvl.jpegtables.endswith(b"\xff\xd9") else lvl.jpegtables
         if lvl.jpeg_rgb:
             head += _ADOBE_RGB
-        return head + data[2:]
+        return StoredSpan(int(lvl.offsets[index]), int(lvl.counts[index]), head, level, index)
 
     def _read_tiles(self, lvl: _TiledLevel, r: Region) -> np.ndarray:
         out = np.full((r.height, r.width, 3), 255, np.uint8)
