@@ -415,7 +415,11 @@ class Uploads:
             target = root / files[0].path if len(files) == 1 else root
             inspection = inspect_in_sandbox(target)
             loc = self._location(upload.slide_id, files, inspection, root)
-            slide = self.catalogue.add_slide(upload.name, upload.centre, loc, inspection)
+            # Like `iain ingest`: queued for its normalised pyramid, served from the original
+            # until it is built.
+            slide = self.catalogue.add_slide(
+                upload.name, upload.centre, loc, inspection, convert=True
+            )
         self._set_status(upload.id, "complete")
         return slide
 

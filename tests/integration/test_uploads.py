@@ -1,0 +1,364 @@
+"""Resumable uploads through the HTTP API and `iain upload`, on a local store and on a real
+S3 server (SeaweedFS), including a client killed in the middle of an upload."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from exchange.catalogue import Catalogue
+from exchange.models import UploadPart
+from iain.app import build_store, create_app
+from iain.settings import Settings
+from iain.synthetic import write_synthetic_slide
+from tests.hub import ingest
+from tests.s3server import SeaweedS3
+from tests.testdata import sample
+
+KiB, MiB = 1024, 1024 * 1024
+IAIN = [sys.executable, "-m", "iain.cli"]
+NDPI = "hamamatsu/test3-DAPI-2-(387).ndpi"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def big_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real pyramidal TIFF of ~35 MB: 7 or more parts of 5 MiB, the smallest S3 allows."""
+    path = tmp_path_factory.mktemp("big") / "big-slide.tiff"
+    write_synthetic_slide(path, 8000, 6000, seed=4, quality=95)
+    return path
+
+
+@pytest.fixture
+def local_settings(tmp_path: Path) -> Settings:
+    # Small parts: a real sample slide of 3.5 MB arrives in 14 of them.
+    return Settings(home=tmp_path / "home", tile_cache_mb=0, upload_part_size=256 * KiB)
+
+
+@pytest.fixture
+def s3_settings(tmp_path: Path, s3_server: SeaweedS3) -> Iterator[Settings]:
+    bucket = "up-" + uuid.uuid4().hex[:12]
+    settings = Settings(
+        home=tmp_path / "home",
+        tile_cache_mb=0,
+        storage_url=f"s3://{s3_server.endpoint}/{bucket}",
+        s3_access_key=s3_server.access_key,
+        s3_secret_key=s3_server.secret_key,  # type: ignore[arg-type]
+        s3_secure=False,
+        upload_part_size=5 * MiB,
+    )
+    yield settings
+    s3_server.remove_bucket(bucket)
+
+
+def start(client: TestClient, files: list[tuple[str, bytes]], **extra: object) -> dict:
+    body = {
+        "centre": "caen",
+        "files": [{"path": p, "size": len(d), "sha256": sha256(d)} for p, d in files],
+        **extra,
+    }
+    response = client.post("/api/uploads", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def send_parts(client: TestClient, upload: dict, files: list[bytes], reverse: bool = False):
+    size = upload["part_size"]
+    todo = [(f["index"], n) for f in upload["files"] for n in range(1, f["parts"] + 1)]
+    for index, n in reversed(todo) if reverse else todo:
+        part = files[index][(n - 1) * size : n * size]
+        response = client.put(
+            f"/api/uploads/{upload['id']}/files/{index}/parts/{n}",
+            content=part,
+            headers={"X-Part-Sha256": sha256(part)},
+        )
+        assert response.status_code == 200, response.text
+
+
+def tiles(client: httpx.Client | TestClient, slide_id: str) -> list[bytes]:
+    """A few DeepZoom tiles across the pyramid: full resolution, middle, the top."""
+    found = []
+    for z in (0, 6, 9, 11, 12):
+        response = client.get(f"/slides/{slide_id}_files/{z}/0_0.jpeg")
+        assert response.status_code == 200, (z, response.text)
+        found.append(response.content)
+    return found
+
+
+def object_keys(settings: Settings, prefix: str = "") -> list[str]:
+    return [o.key for o in build_store(settings).list(prefix)]
+
+
+# --- through the API ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_slide_sent_in_parts_appears_only_once_complete_with_the_tiles_of_a_direct_ingest(
+    backend: str, request: pytest.FixtureRequest, big_slide: Path
+) -> None:
+    settings: Settings = request.getfixturevalue(f"{backend}_settings")
+    path = sample(NDPI) if backend == "local" else big_slide
+    data = path.read_bytes()
+    with TestClient(create_app(settings)) as client:
+        upload = start(client, [(path.name, data)])
+        assert upload["files"][0]["parts"] == -(-len(data) // upload["part_size"]) >= 7
+        send_parts(client, upload, [data], reverse=True)  # any order works
+        state = client.get(f"/api/uploads/{upload['id']}").json()
+        assert state["files"][0]["stored"] == list(range(1, upload["files"][0]["parts"] + 1))
+        assert client.get("/api/slides").json() == []  # every part stored, still no slide
+        done = client.post(f"/api/uploads/{upload['id']}/complete")
+        assert done.status_code == 200, done.text
+        slide = done.json()
+        assert [s["id"] for s in client.get("/api/slides").json()] == [slide["id"]]
+        direct = ingest(settings, path)
+        assert tiles(client, slide["id"]) == tiles(client, direct)
+        detail = client.get(f"/api/slides/{slide['id']}").json()
+        assert detail["size_bytes"] == len(data)
+        # Completing twice (a client that lost the answer) gives the same slide.
+        again = client.post(f"/api/uploads/{upload['id']}/complete")
+        assert again.json()["id"] == slide["id"]
+        assert len(client.get("/api/slides").json()) == 2
+    # The original is stored once, where the parts were joined: no second copy.
+    assert object_keys(settings, f"slides/{slide['id']}/original/") == [
+        f"slides/{slide['id']}/original/{path.name}"
+    ]
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_wrong_checksum_is_refused_and_nothing_is_visible(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    settings: Settings = request.getfixturevalue(f"{backend}_settings")
+    data = sample("aperio/CMU-1-Small-Region.svs").read_bytes()
+    with TestClient(create_app(settings)) as client:
+        body = {
+            "centre": "caen",
+            "files": [{"path": "slide.svs", "size": len(data), "sha256": sha256(b"other")}],
+        }
+        upload = client.post("/api/uploads", json=body).json()
+        send_parts(client, upload, [data])
+        refused = client.post(f"/api/uploads/{upload['id']}/complete")
+        assert refused.status_code == 422
+        assert "slide.svs" in refused.json()["detail"]
+        assert "SHA-256" in refused.json()["detail"]
+        assert client.get("/api/slides").json() == []
+        state = client.get(f"/api/uploads/{upload['id']}").json()
+        assert state["status"] == "failed" and "SHA-256" in state["error"]
+        assert client.post(f"/api/uploads/{upload['id']}/complete").status_code == 409
+    assert object_keys(settings, "slides/") == []
+
+
+def test_part_damaged_in_transit_is_refused_and_can_be_sent_again(
+    local_settings: Settings,
+) -> None:
+    data = sample(NDPI).read_bytes()
+    with TestClient(create_app(local_settings)) as client:
+        upload = start(client, [("s.ndpi", data)])
+        part = data[: upload["part_size"]]
+        url = f"/api/uploads/{upload['id']}/files/0/parts/1"
+        damaged = client.put(url, content=part, headers={"X-Part-Sha256": sha256(b"x")})
+        assert damaged.status_code == 422 and "part 1" in damaged.json()["detail"]
+        assert client.get(f"/api/uploads/{upload['id']}").json()["files"][0]["stored"] == []
+        ok = client.put(url, content=part, headers={"X-Part-Sha256": sha256(part)})
+        assert ok.status_code == 200
+        assert client.get(f"/api/uploads/{upload['id']}").json()["files"][0]["stored"] == [1]
+
+
+def test_dicom_series_uploaded_as_several_files_becomes_one_slide(s3_settings: Settings) -> None:
+    folder = sample("dicom/openslide-boxes/boxes_0.dcm").parent
+    files = [(p.name, p.read_bytes()) for p in sorted(folder.glob("*.dcm"))]
+    files.append(("scanner-notes.txt", b"stray file that is no part of the slide"))
+    with TestClient(create_app(s3_settings)) as client:
+        upload = start(client, files, name="boxes series")
+        send_parts(client, upload, [d for _, d in files])
+        done = client.post(f"/api/uploads/{upload['id']}/complete")
+        assert done.status_code == 200, done.text
+        slide = done.json()
+        assert slide["name"] == "boxes series"
+        assert (slide["width"], slide["height"]) == (16, 16)
+        assert client.get(f"/slides/{slide['id']}_files/0/0_0.jpeg").status_code == 200
+    assert object_keys(s3_settings, f"slides/{slide['id']}/original/") == [
+        f"slides/{slide['id']}/original/boxes_0.dcm",
+        f"slides/{slide['id']}/original/boxes_1.dcm",
+    ]
+
+
+def test_upload_that_is_no_slide_is_refused_and_leaves_nothing(local_settings: Settings) -> None:
+    data = sample("broken/unopenable.tiff").read_bytes()
+    with TestClient(create_app(local_settings)) as client:
+        upload = start(client, [("scan.tiff", data)])
+        send_parts(client, upload, [data])
+        refused = client.post(f"/api/uploads/{upload['id']}/complete")
+        assert refused.status_code in (415, 422)
+        assert "compression" in refused.json()["detail"]
+        assert client.get("/api/slides").json() == []
+    assert object_keys(local_settings, "slides/") == []
+
+
+def test_upload_survives_a_hub_restart(local_settings: Settings) -> None:
+    data = sample(NDPI).read_bytes()
+    with TestClient(create_app(local_settings)) as client:
+        upload = start(client, [("s.ndpi", data)])
+        size = upload["part_size"]
+        for n in (1, 2, 3):
+            part = data[(n - 1) * size : n * size]
+            client.put(f"/api/uploads/{upload['id']}/files/0/parts/{n}", content=part)
+    with TestClient(create_app(local_settings)) as client:  # a new hub process
+        state = client.get(f"/api/uploads/{upload['id']}").json()
+        assert state["files"][0]["stored"] == [1, 2, 3]
+        incomplete = client.post(f"/api/uploads/{upload['id']}/complete")
+        assert incomplete.status_code == 409 and "lacks" in incomplete.json()["detail"]
+        for n in range(4, state["files"][0]["parts"] + 1):
+            part = data[(n - 1) * size : n * size]
+            client.put(f"/api/uploads/{upload['id']}/files/0/parts/{n}", content=part)
+        assert client.post(f"/api/uploads/{upload['id']}/complete").status_code == 200
+
+
+def test_abort_drops_every_stored_byte(s3_settings: Settings, big_slide: Path) -> None:
+    data = big_slide.read_bytes()
+    with TestClient(create_app(s3_settings)) as client:
+        upload = start(client, [("big.tiff", data)])
+        size = upload["part_size"]
+        client.put(f"/api/uploads/{upload['id']}/files/0/parts/1", content=data[:size])
+        assert client.delete(f"/api/uploads/{upload['id']}").status_code == 204
+        assert client.get(f"/api/uploads/{upload['id']}").status_code == 404
+        gone = client.put(f"/api/uploads/{upload['id']}/files/0/parts/2", content=b"x")
+        assert gone.status_code == 404
+    assert object_keys(s3_settings) == []
+
+
+@pytest.mark.parametrize(
+    ("files", "word"),
+    [
+        ([{"path": "../escape.svs", "size": 1, "sha256": "0" * 64}], "invalid file path"),
+        ([{"path": "/etc/passwd", "size": 1, "sha256": "0" * 64}], "invalid file path"),
+        ([{"path": "a/./b.svs", "size": 1, "sha256": "0" * 64}], "invalid file path"),
+        ([{"path": "x.svs", "size": 1, "sha256": "nothex"}], "sha256"),
+        ([{"path": "x.svs", "size": 1, "sha256": "0" * 64}] * 2, "twice"),
+        ([{"path": f"f{i}.dcm", "size": 1, "sha256": "0" * 64} for i in range(5001)], "many"),
+        ([{"path": "x.svs", "size": 10**15, "sha256": "0" * 64}], "limit"),
+        ([], "at least one file"),
+    ],
+)
+def test_malformed_uploads_are_refused(local_settings: Settings, files: list, word: str) -> None:
+    with TestClient(create_app(local_settings)) as client:
+        response = client.post("/api/uploads", json={"centre": "caen", "files": files})
+        assert response.status_code == 400
+        assert word in response.json()["detail"]
+        assert client.get("/api/slides").json() == []
+
+
+def test_bad_part_requests_get_clear_errors(local_settings: Settings) -> None:
+    data = sample(NDPI).read_bytes()
+    with TestClient(create_app(local_settings)) as client:
+        unknown_centre = client.post(
+            "/api/uploads",
+            json={"centre": "nowhere", "files": [{"path": "a", "size": 1, "sha256": "0" * 64}]},
+        )
+        assert unknown_centre.status_code == 400
+        assert client.get("/api/uploads/doesnotexist").status_code == 404
+        upload = start(client, [("s.ndpi", data)])
+        base = f"/api/uploads/{upload['id']}/files"
+        assert client.put(f"{base}/0/parts/99", content=b"x").status_code == 400
+        assert client.put(f"{base}/5/parts/1", content=b"x").status_code == 404
+        short = client.put(f"{base}/0/parts/1", content=b"too short")
+        assert short.status_code == 400 and "must be" in short.json()["detail"]
+        too_long = client.put(f"{base}/0/parts/1", content=b"x" * (upload["part_size"] + 1))
+        assert too_long.status_code == 400
+
+
+# --- `iain upload`, killed and resumed --------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serving(settings: Settings) -> Iterator[str]:
+    """The hub on a real port, in a thread of this process."""
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=_free_port(), log_level="warning"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the hub did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def upload_command(path: Path, hub: str, state_dir: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "XDG_STATE_HOME": str(state_dir), "COLUMNS": "200"}
+    return subprocess.Popen(
+        [*IAIN, "upload", str(path), "--hub", hub, "--centre", "rouen"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stored_parts(catalogue: Catalogue) -> int:
+    with catalogue.session() as session:
+        return int(session.scalar(select(func.count()).select_from(UploadPart)) or 0)
+
+
+def test_upload_killed_in_the_middle_resumes_where_it_stopped(
+    s3_settings: Settings, big_slide: Path, tmp_path: Path
+) -> None:
+    catalogue = Catalogue.open(s3_settings.database_url)
+    parts = -(-big_slide.stat().st_size // (5 * MiB))
+    with serving(s3_settings) as hub:
+        first = upload_command(big_slide, hub, tmp_path / "state")
+        deadline = time.monotonic() + 60
+        while stored_parts(catalogue) < 2:
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "no part arrived"
+            time.sleep(0.005)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        at_kill = stored_parts(catalogue)
+        assert 2 <= at_kill < parts  # killed in the middle
+        assert httpx.get(f"{hub}/api/slides").json() == []
+
+        second = upload_command(big_slide, hub, tmp_path / "state")
+        out, err = second.communicate(timeout=300)
+        assert second.returncode == 0, err
+        # It asked the hub what it had and sent only the rest.
+        assert f"{parts} parts, resuming: {at_kill} already stored" in err
+        slide_id = out.split()[0]
+        with httpx.Client(base_url=hub) as client:
+            listed = client.get("/api/slides").json()
+            assert [(s["id"], s["centre"]) for s in listed] == [(slide_id, "rouen")]
+            direct = ingest(s3_settings, big_slide)
+            assert tiles(client, slide_id) == tiles(client, direct)
+    assert stored_parts(catalogue) == parts  # no part was stored twice under another number
