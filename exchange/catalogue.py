@@ -5,18 +5,20 @@ about the database."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import string
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from exchange.centres import SEED_CENTRES
 from exchange.errors import UnknownCentre
 from exchange.models import Base, Centre, Slide
+from tiles.deid import View, public_metadata
 from tiles.formats import ReaderKind
 from tiles.geometry import Size
 from tiles.ingest import Inspection
@@ -26,8 +28,39 @@ _ID_ALPHABET = string.ascii_lowercase + string.digits
 ID_LENGTH = 12
 
 
+# Opaque ids are longer than slide ids (124 random bits): never guessed, never confused.
+PUBLIC_ID_LENGTH = 24
+
+
 def new_slide_id() -> str:
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(ID_LENGTH))
+
+
+def new_public_id() -> str:
+    """The opaque id of a slide's de-identified view: random, so it says nothing of the
+    slide id, the file or the centre."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(PUBLIC_ID_LENGTH))
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Adds the nullable columns (and their indexes) that newer code declares to tables an
+    older version created: create_all only creates missing tables, and there is no
+    migration tool yet."""
+    inspector = inspect(engine)
+    tables = set(inspector.get_table_names())
+    with engine.begin() as conn:
+        for table in Base.metadata.sorted_tables:
+            if table.name not in tables:
+                continue
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            added = [c for c in table.columns if c.name not in present and c.nullable]
+            for column in added:
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+            names = {c.name for c in added}
+            for index in table.indexes:
+                if names & {c.name for c in index.columns}:
+                    index.create(conn, checkfirst=True)
 
 
 def make_engine(url: str) -> Engine:
@@ -71,6 +104,11 @@ class Catalogue:
             for code, name, city in SEED_CENTRES:
                 if code not in known:
                     session.add(Centre(code=code, name=name, city=city))
+        _add_missing_columns(self.engine)
+        with self._sessions.begin() as session:
+            # Slides ingested before de-identified views existed get their opaque id now.
+            for slide in session.scalars(select(Slide).where(Slide.public_id.is_(None))):
+                slide.public_id = new_public_id()
 
     def session(self) -> Session:
         return self._sessions()
@@ -109,6 +147,8 @@ class Catalogue:
             index_key=loc.index_key,
             content_hash=loc.content_hash,
             size_bytes=inspection.total_bytes,
+            public_id=new_public_id(),
+            public_metadata=public_metadata(props),
         )
         with self._sessions.begin() as session:
             session.add(slide)
@@ -118,6 +158,18 @@ class Catalogue:
         with self.session() as session:
             return session.get(Slide, slide_id)
 
+    def resolve(self, any_id: str) -> tuple[Slide, View] | None:
+        """The slide a request names, and the view that name gives: its id gives the full
+        view, its opaque public id the de-identified one."""
+        if len(any_id) > 64:
+            return None
+        with self.session() as session:
+            slide = session.get(Slide, any_id)
+            if slide is not None:
+                return slide, View.FULL
+            slide = session.scalars(select(Slide).where(Slide.public_id == any_id)).first()
+            return None if slide is None else (slide, View.DEIDENTIFIED)
+
     def list_slides(self) -> Sequence[Slide]:
         with self.session() as session:
             return session.scalars(select(Slide).order_by(Slide.created_at, Slide.id)).all()
@@ -126,10 +178,13 @@ class Catalogue:
         loc = self._locations.get(slide_id)
         if loc is not None:
             return loc
-        slide = self.get(slide_id)
-        if slide is None or slide.status != "ready":
+        found = self.resolve(slide_id)
+        if found is None or found[0].status != "ready":
             return None
+        slide, view = found
         loc = location_of(slide)
+        if view is not View.FULL:
+            loc = dataclasses.replace(loc, view=view)
         with self._lock:
             self._locations[slide_id] = loc
         return loc

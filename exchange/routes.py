@@ -6,9 +6,9 @@ import shutil
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
@@ -16,6 +16,7 @@ from exchange.catalogue import Catalogue
 from exchange.ingest import ingest_path
 from exchange.models import Slide
 from storage import ObjectStore
+from tiles.deid import View, public_date, public_vendor
 from tiles.errors import InvalidRequest, SlideNotFound
 
 router = APIRouter(prefix="/api", tags=["slides"])
@@ -70,9 +71,13 @@ class SlideDetailOut(SlideOut):
     levels: list[LevelOut]
     associated_images: dict[str, str]
     size_bytes: int
+    # Allow-listed vendor metadata under our own keys (tiles.deid.public_metadata).
+    metadata: dict[str, Any]
 
 
-def _summary(slide: Slide) -> dict[str, object]:
+def _summary(slide: Slide, view: View = View.FULL) -> dict[str, object]:
+    if view is not View.FULL:
+        return _deidentified_summary(slide)
     mpp = slide.mpp_x if slide.mpp_x is not None else slide.mpp_y
     return {
         "id": slide.id,
@@ -94,15 +99,65 @@ def _summary(slide: Slide) -> dict[str, object]:
     }
 
 
-def _detail(slide: Slide) -> SlideDetailOut:
+def _deidentified_summary(slide: Slide) -> dict[str, object]:
+    """The de-identified view: addressed and named by the opaque id, no file name, no
+    error text (it may quote the file name), the date cut to its year."""
+    public_id = slide.public_id or ""
+    mpp = slide.mpp_x if slide.mpp_x is not None else slide.mpp_y
+    return {
+        "id": public_id,
+        "name": public_id,
+        "centre": slide.centre,
+        "status": slide.status,
+        "error": None,
+        "vendor": public_vendor(slide.vendor),
+        "width": slide.width,
+        "height": slide.height,
+        "mpp": mpp,
+        "mpp_x": slide.mpp_x,
+        "mpp_y": slide.mpp_y,
+        "objective_power": slide.objective_power,
+        "created_at": public_date(slide.created_at),
+        "dzi_url": f"/slides/{public_id}.dzi",
+        "iiif_url": f"/iiif/3/{public_id}/info.json",
+        "thumbnail_url": f"/api/slides/{public_id}/thumbnail",
+    }
+
+
+def _metadata(slide: Slide) -> dict[str, Any]:
+    if slide.public_metadata is not None:
+        return dict(slide.public_metadata)
+    # Ingested before the allow-list was recorded: what the catalogue row itself holds.
+    out: dict[str, Any] = {
+        "vendor": public_vendor(slide.vendor),
+        "width": slide.width,
+        "height": slide.height,
+        "levels": slide.levels,
+    }
+    for key, value in (
+        ("mpp_x", slide.mpp_x),
+        ("mpp_y", slide.mpp_y),
+        ("objective_power", slide.objective_power),
+    ):
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _detail(slide: Slide, view: View = View.FULL) -> SlideDetailOut:
     w0 = slide.levels[0][0]
+    full = view is View.FULL
     return SlideDetailOut(
-        **_summary(slide),  # type: ignore[arg-type]
+        **_summary(slide, view),  # type: ignore[arg-type]
         levels=[LevelOut(width=w, height=h, downsample=w0 / w) for w, h in slide.levels],
+        # Empty on the de-identified view: label and macro show the glass label (tiles.deid).
         associated_images={
             name: f"/api/slides/{slide.id}/associated/{name}" for name in slide.associated
-        },
+        }
+        if full
+        else {},
         size_bytes=slide.size_bytes,
+        metadata=_metadata(slide),
     )
 
 
@@ -112,16 +167,27 @@ def list_centres(catalogue: CatalogueDep) -> list[CentreOut]:
 
 
 @router.get("/slides")
-def list_slides(catalogue: CatalogueDep) -> list[SlideOut]:
-    return [SlideOut(**_summary(s)) for s in catalogue.list_slides()]  # type: ignore[arg-type]
+def list_slides(
+    catalogue: CatalogueDep,
+    view: Annotated[
+        View, Query(description="deidentified: every slide as another centre sees it")
+    ] = View.FULL,
+) -> list[SlideOut]:
+    # Until access control decides the view per caller, the caller asks for it.
+    slides = catalogue.list_slides()
+    if view is not View.FULL:
+        slides = [s for s in slides if s.public_id is not None]
+    return [SlideOut(**_summary(s, view)) for s in slides]  # type: ignore[arg-type]
 
 
 @router.get("/slides/{slide_id}")
-def slide_detail(slide_id: str, catalogue: CatalogueDep) -> SlideDetailOut:
-    slide = catalogue.get(slide_id) if len(slide_id) <= 64 else None
-    if slide is None:
+def slide_detail(request: Request, slide_id: str, catalogue: CatalogueDep) -> SlideDetailOut:
+    found = catalogue.resolve(slide_id)
+    if found is None:
         raise SlideNotFound(f"no slide {slide_id!r}")
-    return _detail(slide)
+    slide, view = found
+    request.state.slide_view = view
+    return _detail(slide, view)
 
 
 @router.post("/slides", status_code=201)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from tiles.deid import View
 from tiles.formats import ReaderKind
 from tiles.geometry import Size
 
@@ -24,6 +25,8 @@ class SlideLocation:
     # sha256 of the original: immutable tiles are tagged with it.
     content_hash: str
     l_sizes: tuple[Size, ...]
+    # What the caller may see of the slide (tiles.deid): chosen by the locator per access.
+    view: View = View.FULL
 
     @property
     def l0_size(self) -> Size:

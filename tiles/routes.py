@@ -31,11 +31,13 @@ def get_locator(request: Request) -> SlideLocator:
 
 
 async def get_location(
-    slide_id: str, locator: Annotated[SlideLocator, Depends(get_locator)]
+    request: Request, slide_id: str, locator: Annotated[SlideLocator, Depends(get_locator)]
 ) -> SlideLocation:
     loc = locator.locate(slide_id) if _SLIDE_ID.fullmatch(slide_id) else None
     if loc is None:
         raise SlideNotFound(f"no slide {slide_id!r}")
+    # The error handler reads it: errors on a de-identified view get generic messages.
+    request.state.slide_view = loc.view
     return loc
 
 

@@ -16,6 +16,7 @@ from xml.sax.saxutils import quoteattr
 from PIL import Image, ImageOps
 
 from tiles.cache import TileCache
+from tiles.deid import check_associated
 from tiles.errors import ImageNotFound, InvalidRequest
 from tiles.geometry import DeepZoom, Region, Size
 from tiles.iiif import FEATURES, FORMATS, ImageRequest, Limits, parse_request
@@ -268,7 +269,9 @@ class TileService:
         return self._store(etag, encode(image, "jpeg", 90), "image/jpeg", "transcode", started)
 
     def associated_etag(self, loc: SlideLocation, name: str) -> str:
-        return self.etag(loc, f"associated/{name}")
+        # Checked before any ETag: a revalidation must not reveal a hidden image either.
+        check_associated(loc.view, name)
+        return self.etag(loc, f"associated/{loc.view.value}/{name}")
 
     def associated(self, loc: SlideLocation, name: str) -> Rendered:
         etag = self.associated_etag(loc, name)
