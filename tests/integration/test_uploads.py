@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -70,7 +71,7 @@ def s3_settings(tmp_path: Path, s3_server: SeaweedS3) -> Iterator[Settings]:
     s3_server.remove_bucket(bucket)
 
 
-def start(client: TestClient, files: list[tuple[str, bytes]], **extra: object) -> dict:
+def start(client: TestClient, files: list[tuple[str, bytes]], **extra: object) -> dict[str, Any]:
     body = {
         "centre": "caen",
         "files": [{"path": p, "size": len(d), "sha256": sha256(d)} for p, d in files],
@@ -78,10 +79,13 @@ def start(client: TestClient, files: list[tuple[str, bytes]], **extra: object) -
     }
     response = client.post("/api/uploads", json=body)
     assert response.status_code == 201, response.text
-    return response.json()
+    upload: dict[str, Any] = response.json()
+    return upload
 
 
-def send_parts(client: TestClient, upload: dict, files: list[bytes], reverse: bool = False):
+def send_parts(
+    client: TestClient, upload: dict[str, Any], files: list[bytes], reverse: bool = False
+) -> None:
     size = upload["part_size"]
     todo = [(f["index"], n) for f in upload["files"] for n in range(1, f["parts"] + 1)]
     for index, n in reversed(todo) if reverse else todo:
@@ -259,7 +263,9 @@ def test_abort_drops_every_stored_byte(s3_settings: Settings, big_slide: Path) -
         ([], "at least one file"),
     ],
 )
-def test_malformed_uploads_are_refused(local_settings: Settings, files: list, word: str) -> None:
+def test_malformed_uploads_are_refused(
+    local_settings: Settings, files: list[dict[str, Any]], word: str
+) -> None:
     with TestClient(create_app(local_settings)) as client:
         response = client.post("/api/uploads", json={"centre": "caen", "files": files})
         assert response.status_code == 400
