@@ -48,6 +48,8 @@ class CachedTiles:
             await self.app(scope, receive, send)
             return
         service, locator, ranges = self._parts()
+        # A de-identified view (an opaque id) locates too: its DeepZoom tiles are the full
+        # view's pixels, same ETag and bytes, so nothing here depends on the view (tiles.deid).
         loc = locator.locate(match.group(1))
         if loc is None:
             await self.app(scope, receive, send)
