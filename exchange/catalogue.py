@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from exchange.centres import SEED_CENTRES
 from exchange.errors import UnknownCentre
-from exchange.models import Base, Centre, Slide
+from exchange.models import Base, Centre, Conversion, Slide
 from tiles.deid import View, public_metadata
 from tiles.formats import ReaderKind
 from tiles.geometry import Size
@@ -124,14 +124,21 @@ class Catalogue:
                 raise UnknownCentre(f"unknown centre {code!r} (known: {known})")
 
     def add_slide(
-        self, name: str, centre: str, loc: SlideLocation, inspection: Inspection
+        self,
+        name: str,
+        centre: str,
+        loc: SlideLocation,
+        inspection: Inspection,
+        *,
+        convert: bool = False,
     ) -> Slide:
+        """Records a stored slide; with `convert`, queues its normalised pyramid too."""
         props = inspection.properties
         slide = Slide(
             id=loc.slide_id,
             name=name,
             centre=centre,
-            status="ready",
+            status="queued" if convert else "ready",
             vendor=props.vendor,
             reader=loc.kind.value,
             width=props.l0_size.width,
@@ -152,6 +159,9 @@ class Catalogue:
         )
         with self._sessions.begin() as session:
             session.add(slide)
+            if convert:
+                session.flush()  # the job refers to the slide
+                session.add(Conversion(slide_id=slide.id, status="queued"))
         return slide
 
     def get(self, slide_id: str) -> Slide | None:
@@ -179,15 +189,49 @@ class Catalogue:
         if loc is not None:
             return loc
         found = self.resolve(slide_id)
-        if found is None or found[0].status != "ready":
+        if found is None or found[0].status not in VIEWABLE:
             return None
         slide, view = found
         loc = location_of(slide)
         if view is not View.FULL:
             loc = dataclasses.replace(loc, view=view)
-        with self._lock:
-            self._locations[slide_id] = loc
+        with self.session() as session:
+            conversion = session.get(Conversion, slide.id)
+        if conversion is not None and conversion.status == "ready":
+            loc = pyramid_location(conversion, loc)
+        # Until its conversion ends, a slide is served from its original and looked up
+        # again on each request, so the pyramid takes over as soon as it is ready.
+        if slide.status == "ready":
+            with self._lock:
+                self._locations[slide_id] = loc
         return loc
+
+    def forget(self, slide_id: str) -> None:
+        """Drops cached locations of a slide whose tiles move (a conversion rerun)."""
+        with self._lock:
+            for key in [k for k, v in self._locations.items() if v.slide_id == slide_id]:
+                del self._locations[key]
+
+
+# Statuses whose slide can be shown: while its pyramid is queued, being built, or could not
+# be built, a slide is served from its original (validated at ingest).
+VIEWABLE = ("ready", "queued", "converting", "failed")
+
+
+def pyramid_location(conversion: Conversion, original: SlideLocation) -> SlideLocation:
+    """The slide's normalised pyramid, a tiled JPEG TIFF (tiles.convert)."""
+    assert conversion.pyramid_key is not None and conversion.pyramid_levels is not None
+    return dataclasses.replace(
+        original,
+        kind=ReaderKind.TIFF,
+        main_key=conversion.pyramid_key,
+        main_size=conversion.pyramid_size or 0,
+        keys=(conversion.pyramid_key,),
+        index_key=conversion.pyramid_index_key,
+        content_hash=conversion.pyramid_hash or "",
+        l_sizes=tuple(Size(int(w), int(h)) for w, h in conversion.pyramid_levels),
+        original=original,
+    )
 
 
 def location_of(slide: Slide) -> SlideLocation:

@@ -23,11 +23,14 @@ def ingest_path(
     on_inspected: Callable[[Inspection], None] | None = None,
     progress: Callable[[int], None] | None = None,
     slide_id: str | None = None,
+    convert: bool = True,
 ) -> Slide:
     """Validates and stores one slide; raises a TilesError saying why it was refused.
 
     Nothing is recorded until the original is fully stored, so a crash leaves at most
-    unreferenced objects, never a slide without its bytes."""
+    unreferenced objects, never a slide without its bytes. With `convert`, the slide is
+    recorded `queued` for its normalised pyramid (exchange.conversion), which a worker
+    builds; until then it is served from its original."""
     catalogue.check_centre(centre)
     inspection = inspect_in_sandbox(path)
     if on_inspected is not None:
@@ -37,7 +40,7 @@ def ingest_path(
     slide_id = slide_id or new_slide_id()
     try:
         loc = store_original(store, slide_id, inspection, progress)
-        return catalogue.add_slide(name or path.name, centre, loc, inspection)
+        return catalogue.add_slide(name or path.name, centre, loc, inspection, convert=convert)
     except BaseException:
         for obj in list(store.list(slide_prefix(slide_id))):
             store.delete(obj.key)

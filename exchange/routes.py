@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from exchange.catalogue import Catalogue
+from exchange.conversion import job
 from exchange.ingest import ingest_path
 from exchange.models import Slide
 from storage import ObjectStore
@@ -67,12 +68,24 @@ class SlideOut(BaseModel):
     thumbnail_url: str
 
 
+class ConversionOut(BaseModel):
+    # queued, converting, ready (tiles from the pyramid), skipped (the original is as
+    # good: note says why), failed (error says why; tiles from the original)
+    status: str
+    percent: float
+    note: str | None
+    error: str | None
+    seconds: float | None
+
+
 class SlideDetailOut(SlideOut):
     levels: list[LevelOut]
     associated_images: dict[str, str]
     size_bytes: int
     # Allow-listed vendor metadata under our own keys (tiles.deid.public_metadata).
     metadata: dict[str, Any]
+    # The normalised pyramid (exchange.conversion); None for slides that never had one.
+    conversion: ConversionOut | None = None
 
 
 def _summary(slide: Slide, view: View = View.FULL) -> dict[str, object]:
@@ -187,7 +200,19 @@ def slide_detail(request: Request, slide_id: str, catalogue: CatalogueDep) -> Sl
         raise SlideNotFound(f"no slide {slide_id!r}")
     slide, view = found
     request.state.slide_view = view
-    return _detail(slide, view)
+    out = _detail(slide, view)
+    conversion = job(catalogue, slide.id)
+    if conversion is not None:
+        # The error may quote the file name: never on the de-identified view.
+        full = view is View.FULL
+        out.conversion = ConversionOut(
+            status=conversion.status,
+            percent=conversion.percent,
+            note=conversion.note,
+            error=conversion.error if full else None,
+            seconds=conversion.seconds,
+        )
+    return out
 
 
 @router.post("/slides", status_code=201)

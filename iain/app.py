@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from exchange import annotation_routes, overlay_routes, upload_routes
 from exchange import routes as exchange_routes
 from exchange.annotations import AnnotationNotFound, InvalidAnnotation, StaleAnnotation
 from exchange.catalogue import Catalogue
+from exchange.conversion import ConversionConfig, ConversionWorker
 from exchange.errors import ExchangeError, SlideMissing, UnknownCentre
 from exchange.overlays import InvalidOverlay, OverlayNotFound
 from exchange.uploads import (
@@ -93,6 +95,26 @@ def build_store(settings: Settings) -> ObjectStore:
     )
 
 
+def conversion_config(settings: Settings) -> ConversionConfig:
+    """What a conversion worker process needs (it opens its own store)."""
+    return ConversionConfig(
+        store_factory=functools.partial(
+            open_store,
+            settings.storage_url,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key.get_secret_value(),
+            secure=settings.s3_secure,
+            region=settings.s3_region,
+            signing_key=settings.secret_key.get_secret_value().encode(),
+        ),
+        work_dir=(settings.cache_dir / "conversions").resolve(),
+        tile_size=settings.tile_size,
+        jpeg_quality=settings.jpeg_quality,
+        timeout_s=settings.convert_timeout_s,
+        memory_bytes=settings.convert_memory_mb * 1024 * 1024,
+    )
+
+
 def create_app(settings: Settings) -> FastAPI:
     settings.check_production()
     store = build_store(settings)
@@ -117,7 +139,16 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Conversions run in worker processes supervised by a thread: a crash there never
+        # takes the server down; tiles switch to the pyramid when it is ready.
+        worker = None
+        if settings.convert_worker:
+            worker = ConversionWorker(catalogue, conversion_config(settings), pool.evict)
+            worker.start()
+        app.state.conversion_worker = worker
         yield
+        if worker is not None:
+            worker.stop()
         pool.close()
         if ranges is not None:
             await ranges.close()

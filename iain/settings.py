@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     max_open_slides: int = 64
     local_copy_cache_mb: int = 4096
     testdata: Path = Path("../shared/testdata")
+    # Normalised pyramids (tiles.convert): the hub runs queued conversions in a worker
+    # process, within these limits; false leaves them queued (another hub may run them).
+    convert_worker: bool = True
+    convert_timeout_s: float = 3600.0
+    convert_memory_mb: int = 4096
     # Resumable uploads: part size in bytes (S3 needs at least 5 MiB) and the largest upload.
     upload_part_size: int = 16 * 1024 * 1024
     upload_max_gb: int = 200

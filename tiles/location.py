@@ -27,10 +27,18 @@ class SlideLocation:
     l_sizes: tuple[Size, ...]
     # What the caller may see of the slide (tiles.deid): chosen by the locator per access.
     view: View = View.FULL
+    # Set when the tiles come from a normalised pyramid (tiles.convert): the untouched
+    # original, which still gives the associated images and vendor properties.
+    original: SlideLocation | None = None
 
     @property
     def l0_size(self) -> Size:
         return self.l_sizes[0]
+
+    @property
+    def source(self) -> SlideLocation:
+        """Where associated images and vendor properties are read: the original."""
+        return self.original or self
 
 
 class SlideLocator(Protocol):

@@ -87,7 +87,7 @@ class TileService:
     # -- metadata -----------------------------------------------------------------------
 
     def properties(self, loc: SlideLocation) -> SlideProperties:
-        return self.pool.get(loc).properties
+        return self.pool.get(loc.source).properties
 
     def deepzoom(self, loc: SlideLocation) -> DeepZoom:
         return DeepZoom(loc.l0_size, self.tile_size, 0)
@@ -146,12 +146,16 @@ class TileService:
         return None
 
     def _stored_level(self, loc: SlideLocation, dz: DeepZoom, z: int) -> int | None:
-        """The slide level whose pixel grid is exactly DeepZoom level z, if any."""
+        """The slide level whose pixel grid is exactly DeepZoom level z, if any: its size is
+        level 0's halved z_max - z times, rounded up (DeepZoom) or down (libvips pyramids,
+        most scanners); either way each pixel covers the same level-0 square."""
         if not self.zero_transcode:
             return None
         size = dz.z_size(z)
+        k = dz.z_max - z
+        floor = Size(loc.l0_size.width >> k, loc.l0_size.height >> k)
         for level, l_size in enumerate(loc.l_sizes):
-            if l_size == size:
+            if l_size in (size, floor):
                 return level
         return None
 
@@ -285,6 +289,6 @@ class TileService:
             return reader.associated_image(name)
 
         started = time.perf_counter()
-        image = self.pool.run(loc, read)
+        image = self.pool.run(loc.source, read)
         data = encode(image, "jpeg", 90)
         return self._store(etag, data, MEDIA_TYPES["jpeg"], "transcode", started)

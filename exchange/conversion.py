@@ -1,0 +1,420 @@
+"""Conversion jobs: each ingested slide gets its normalised pyramid (tiles.convert), built
+in a worker process.
+
+A job lives in the catalogue (models.Conversion) and the slide's status mirrors it:
+queued -> converting (percent) -> ready, or failed (error). A worker process may crash,
+run out of memory or be killed: only it dies; its supervisor (a thread of the hub, or the
+`iain ingest` command) notices, retries once, then marks the slide failed with the reason.
+Meanwhile, and after a failure, the slide is served from its original."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import resource
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+
+from exchange.catalogue import Catalogue, location_of
+from exchange.models import Conversion, Slide, utcnow
+from storage import ObjectStore, StorageError
+from tiles.errors import TilesError
+from tiles.location import SlideLocation, original_key
+
+# A worker that dies is given one more chance: a kill by an operator or the OOM killer
+# should not doom a slide, a file that crashes the converter every time should.
+MAX_ATTEMPTS = 2
+PROGRESS_INTERVAL_S = 0.5
+IDLE_POLL_S = 0.5
+
+_CONTEXT = multiprocessing.get_context("forkserver")
+
+Message = tuple[str, Any]
+
+
+@dataclass(frozen=True)
+class ConversionConfig:
+    """What a worker process needs; picklable (the store is rebuilt in the worker)."""
+
+    store_factory: Callable[[], ObjectStore]
+    work_dir: Path
+    tile_size: int = 256
+    jpeg_quality: int = 80
+    timeout_s: float = 3600.0
+    memory_bytes: int = 4 * 1024**3
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # ready, skipped, failed, queued (a retry)
+    detail: str | None = None
+
+
+# -- the job table ------------------------------------------------------------------------------
+
+
+def job(catalogue: Catalogue, slide_id: str) -> Conversion | None:
+    with catalogue.session() as session:
+        return session.get(Conversion, slide_id)
+
+
+def _set(catalogue: Catalogue, slide_id: str, slide_status: str | None, **fields: Any) -> None:
+    with catalogue.session() as session, session.begin():
+        session.execute(
+            update(Conversion)
+            .where(Conversion.slide_id == slide_id)
+            .values(updated_at=utcnow(), **fields)
+        )
+        if slide_status is not None:
+            error = fields.get("error") if slide_status == "failed" else None
+            session.execute(
+                update(Slide).where(Slide.id == slide_id).values(status=slide_status, error=error)
+            )
+
+
+def claim(catalogue: Catalogue, slide_id: str | None = None) -> str | None:
+    """Marks a queued job (this slide's, or the oldest) as converting; returns its slide id,
+    or None if there is none, or another worker took it first."""
+    with catalogue.session() as session:
+        query = select(Conversion.slide_id).where(Conversion.status == "queued")
+        if slide_id is not None:
+            query = query.where(Conversion.slide_id == slide_id)
+        candidates = list(session.scalars(query.order_by(Conversion.updated_at).limit(5)))
+    for candidate in candidates:
+        with catalogue.session() as session, session.begin():
+            taken = session.execute(
+                update(Conversion)
+                .where(Conversion.slide_id == candidate, Conversion.status == "queued")
+                .values(
+                    status="converting",
+                    percent=0.0,
+                    attempts=Conversion.attempts + 1,
+                    updated_at=utcnow(),
+                )
+            )
+            if taken.rowcount == 1:  # type: ignore[attr-defined]
+                session.execute(
+                    update(Slide)
+                    .where(Slide.id == candidate)
+                    .values(status="converting", error=None)
+                )
+                return candidate
+    return None
+
+
+def requeue(catalogue: Catalogue, slide_id: str) -> bool:
+    """Queues a slide's conversion again (after a failure, or to rebuild its pyramid)."""
+    with catalogue.session() as session, session.begin():
+        if session.get(Slide, slide_id) is None:
+            return False
+        conversion = session.get(Conversion, slide_id)
+        if conversion is None:
+            session.add(Conversion(slide_id=slide_id, status="queued"))
+        elif conversion.status == "converting":
+            return True
+        else:
+            conversion.status, conversion.error, conversion.percent = "queued", None, 0.0
+            conversion.attempts, conversion.updated_at = 0, utcnow()
+        session.execute(
+            update(Slide).where(Slide.id == slide_id).values(status="queued", error=None)
+        )
+    catalogue.forget(slide_id)
+    return True
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def requeue_interrupted(catalogue: Catalogue) -> list[str]:
+    """Jobs left `converting` by a hub or command that stopped: queued again."""
+    with catalogue.session() as session:
+        stale = [
+            c.slide_id
+            for c in session.scalars(select(Conversion).where(Conversion.status == "converting"))
+            if not _alive(c.worker_pid)
+        ]
+    for slide_id in stale:
+        _set(catalogue, slide_id, "queued", status="queued", worker_pid=None)
+    return stale
+
+
+# -- the worker process ---------------------------------------------------------------------
+
+
+def _download(store: ObjectStore, loc: SlideLocation, folder: Path) -> Path:
+    prefix = original_key(loc.slide_id, "")
+    for key in loc.keys:
+        dest = folder / key.removeprefix(prefix)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        store.download(key, str(dest))
+    return folder / loc.main_key.removeprefix(prefix)
+
+
+def _convert(config: ConversionConfig, loc: SlideLocation, send: Callable[[Message], None]) -> None:
+    # Imported here: libvips loads in the worker only, never in the hub.
+    from tiles.convert import (
+        convert_file,
+        one_tile_reason,
+        open_stored,
+        serves_directly,
+        store_pyramid,
+    )
+
+    if loc.l0_size.width <= config.tile_size and loc.l0_size.height <= config.tile_size:
+        send(("skipped", one_tile_reason(config.tile_size)))
+        return
+    store = config.store_factory()
+    reader = open_stored(store, loc)
+    if reader is not None:
+        try:
+            reason = serves_directly(reader, config.tile_size)
+        finally:
+            reader.close()
+        if reason is not None:
+            send(("skipped", reason))
+            return
+    folder = config.work_dir / loc.slide_id
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        main = _download(store, loc, folder / "original")
+        last = [0.0]
+
+        def progress(percent: float) -> None:
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_INTERVAL_S / 2:
+                last[0] = now
+                send(("progress", min(99.0, percent)))
+
+        out = folder / "pyramid.tiff"
+        started = time.monotonic()
+        how = convert_file(
+            main,
+            out,
+            quality=config.jpeg_quality,
+            tile_size=config.tile_size,
+            progress=progress,
+        )
+        seconds = time.monotonic() - started
+        pyramid = store_pyramid(store, loc.slide_id, out)
+        send(("done", (pyramid, seconds, how)))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _worker(config: ConversionConfig, loc: SlideLocation, conn: Connection) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (config.memory_bytes, config.memory_bytes))
+    try:
+        _convert(config, loc, conn.send)
+    except TilesError as exc:
+        conn.send(("failed", exc.message))
+    except StorageError as exc:
+        conn.send(("failed", f"storage error: {exc}"))
+    except MemoryError:
+        conn.send(("failed", "the conversion needs more memory than allowed"))
+    except Exception as exc:  # a converter bug: report it, never crash the supervisor
+        conn.send(("failed", f"conversion error ({type(exc).__name__}: {exc})"))
+    conn.close()
+
+
+def _died(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        return f"the conversion worker was killed (signal {-exitcode})"
+    return f"the conversion worker crashed (exit code {exitcode})"
+
+
+def run_job(
+    catalogue: Catalogue,
+    config: ConversionConfig,
+    slide_id: str,
+    *,
+    on_progress: Callable[[float], None] | None = None,
+    stop: threading.Event | None = None,
+) -> Outcome:
+    """Runs a claimed job in a worker process and records how it ended."""
+    slide = catalogue.get(slide_id)
+    conversion = job(catalogue, slide_id)
+    if slide is None or conversion is None:
+        return Outcome("failed", "the slide is gone")
+    receiver, sender = _CONTEXT.Pipe(duplex=False)
+    child = _CONTEXT.Process(target=_worker, args=(config, location_of(slide), sender), daemon=True)
+    child.start()
+    sender.close()
+    _set(catalogue, slide_id, None, worker_pid=child.pid)
+    deadline = time.monotonic() + config.timeout_s
+    last_write = 0.0
+    result: Message | None = None
+    try:
+        while result is None:
+            if stop is not None and stop.is_set():
+                # The hub is stopping: the job goes back to the queue, untouched.
+                _set(
+                    catalogue,
+                    slide_id,
+                    "queued",
+                    status="queued",
+                    worker_pid=None,
+                    attempts=max(0, conversion.attempts - 1),
+                )
+                return Outcome("queued", "the hub stopped")
+            if time.monotonic() > deadline:
+                result = ("failed", f"the conversion took longer than {config.timeout_s:g} s")
+                break
+            if not receiver.poll(0.2):
+                continue
+            try:
+                message: Message = receiver.recv()
+            except EOFError:
+                child.join(5)
+                result = ("died", _died(child.exitcode))
+                break
+            if message[0] == "progress":
+                percent = float(message[1])
+                if on_progress is not None:
+                    on_progress(percent)
+                now = time.monotonic()
+                if now - last_write >= PROGRESS_INTERVAL_S:
+                    last_write = now
+                    _set(catalogue, slide_id, None, percent=round(percent, 1))
+            else:
+                result = message
+    finally:
+        receiver.close()
+        if child.is_alive():
+            child.kill()
+        child.join(5)
+    return _record(catalogue, slide_id, result)
+
+
+def _record(catalogue: Catalogue, slide_id: str, result: Message) -> Outcome:
+    kind, detail = result
+    if kind == "done":
+        pyramid, seconds, how = detail
+        _set(
+            catalogue,
+            slide_id,
+            "ready",
+            status="ready",
+            percent=100.0,
+            error=None,
+            worker_pid=None,
+            note=f"pyramid written in {seconds:.1f} s (pixels read by {how})",
+            seconds=seconds,
+            pyramid_key=pyramid.key,
+            pyramid_size=pyramid.size,
+            pyramid_index_key=pyramid.index_key,
+            pyramid_hash=pyramid.content_hash,
+            pyramid_levels=[[s.width, s.height] for s in pyramid.l_sizes],
+        )
+        return Outcome("ready")
+    if kind == "skipped":
+        _set(
+            catalogue,
+            slide_id,
+            "ready",
+            status="skipped",
+            percent=100.0,
+            error=None,
+            worker_pid=None,
+            note=detail,
+        )
+        return Outcome("skipped", detail)
+    conversion = job(catalogue, slide_id)
+    if kind == "died" and conversion is not None and conversion.attempts < MAX_ATTEMPTS:
+        _set(
+            catalogue,
+            slide_id,
+            "queued",
+            status="queued",
+            worker_pid=None,
+            error=f"{detail}; retrying",
+        )
+        return Outcome("queued", detail)
+    _set(catalogue, slide_id, "failed", status="failed", error=detail, worker_pid=None)
+    return Outcome("failed", detail)
+
+
+# -- supervisors ------------------------------------------------------------------------------
+
+
+def convert_now(
+    catalogue: Catalogue,
+    config: ConversionConfig,
+    slide_id: str,
+    on_progress: Callable[[float], None] | None = None,
+) -> Outcome:
+    """Converts one queued slide here and now (retrying a dead worker once), or follows
+    the worker that took it first; returns how it ended."""
+    while True:
+        if claim(catalogue, slide_id) == slide_id:
+            outcome = run_job(catalogue, config, slide_id, on_progress=on_progress)
+            if outcome.status != "queued":
+                return outcome
+            continue
+        conversion = job(catalogue, slide_id)
+        if conversion is None:
+            return Outcome("failed", "the slide is gone")
+        if conversion.status in ("ready", "skipped", "failed"):
+            detail = conversion.error if conversion.status == "failed" else conversion.note
+            return Outcome(conversion.status, detail)
+        if on_progress is not None:
+            on_progress(conversion.percent)
+        time.sleep(IDLE_POLL_S)
+
+
+class ConversionWorker:
+    """The hub's supervisor: a thread that runs queued jobs, one at a time, each in its own
+    worker process."""
+
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        config: ConversionConfig,
+        on_done: Callable[[str], None] | None = None,
+    ) -> None:
+        self.catalogue = catalogue
+        self.config = config
+        self.on_done = on_done
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        requeue_interrupted(self.catalogue)
+        self._thread = threading.Thread(target=self._run, name="iain-conversions", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                slide_id = claim(self.catalogue)
+                if slide_id is None:
+                    self._stop.wait(IDLE_POLL_S)
+                    continue
+                run_job(self.catalogue, self.config, slide_id, stop=self._stop)
+                if self.on_done is not None:
+                    self.on_done(slide_id)
+            except Exception:  # the database is busy or gone: keep serving, try later
+                with contextlib.suppress(Exception):
+                    self._stop.wait(IDLE_POLL_S * 4)
