@@ -281,27 +281,34 @@ class Uploads:
 
     # --- parts ------------------------------------------------------------------------------
 
+    def _part(self, upload_id: str, index: int, number: int) -> tuple[UploadFile, int]:
+        """The file that part `number` of file `index` belongs to, and the part's length."""
+        if not _ID.fullmatch(upload_id):
+            raise UploadNotFound(f"no upload {upload_id[:40]!r}")
+        with self.catalogue.session() as session:
+            upload = session.get(Upload, upload_id)
+            if upload is None:
+                raise UploadNotFound(f"no upload {upload_id!r}")
+            f = session.get(UploadFile, (upload_id, index))
+        if upload.status != "open" or upload_id in self._completing:
+            state = "being completed" if upload.status == "open" else upload.status
+            raise UploadConflict(f"upload {upload_id!r} is {state}: it takes no more parts")
+        if f is None:
+            raise UploadNotFound(f"upload {upload_id!r} has no file {index}")
+        count = part_count(f.size, upload.part_size)
+        if not 1 <= number <= count:
+            raise InvalidUpload(f"file {f.path!r} has parts 1..{count}; there is no part {number}")
+        return f, part_length(f.size, upload.part_size, number)
+
     def part_length(self, upload_id: str, index: int, number: int) -> int:
         """How many bytes part `number` of file `index` must hold; checks both exist."""
-        upload, files, _parts = self._get(upload_id)
-        if upload.status != "open":
-            raise UploadConflict(f"upload {upload_id!r} is {upload.status}, not open")
-        if not 0 <= index < len(files):
-            raise UploadNotFound(f"upload {upload_id!r} has no file {index}")
-        count = part_count(files[index].size, upload.part_size)
-        if not 1 <= number <= count:
-            raise InvalidUpload(
-                f"file {files[index].path!r} has parts 1..{count}; there is no part {number}"
-            )
-        return part_length(files[index].size, upload.part_size, number)
+        return self._part(upload_id, index, number)[1]
 
     def put_part(
         self, upload_id: str, index: int, number: int, data: bytes, sha256: str | None = None
     ) -> str:
         """Stores one part (again, if it was already there); returns its SHA-256."""
-        expected = self.part_length(upload_id, index, number)
-        _upload, files, _parts = self._get(upload_id)
-        f = files[index]
+        f, expected = self._part(upload_id, index, number)
         if len(data) != expected:
             raise InvalidUpload(
                 f"part {number} of {f.path!r} must be {expected} bytes, got {len(data)}"

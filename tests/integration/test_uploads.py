@@ -368,3 +368,21 @@ def test_upload_killed_in_the_middle_resumes_where_it_stopped(
             direct = ingest(s3_settings, big_slide)
             assert tiles(client, slide_id) == tiles(client, direct)
     assert stored_parts(catalogue) == parts  # no part was stored twice under another number
+
+
+def test_a_hub_on_s3_refuses_parts_smaller_than_s3_allows(s3_settings: Settings) -> None:
+    too_small = s3_settings.model_copy(update={"upload_part_size": 1 * MiB})
+    with pytest.raises(ValueError, match="minimum"):
+        create_app(too_small)
+
+
+def test_a_completed_upload_takes_no_more_parts(local_settings: Settings) -> None:
+    data = sample("aperio/small.svs").read_bytes()
+    with TestClient(create_app(local_settings)) as client:
+        upload = start(client, [("small.svs", data)])
+        send_parts(client, upload, [data])
+        assert client.post(f"/api/uploads/{upload['id']}/complete").status_code == 200
+        late = client.put(f"/api/uploads/{upload['id']}/files/0/parts/1", content=data)
+        assert late.status_code == 409 and "complete" in late.json()["detail"]
+        assert client.delete(f"/api/uploads/{upload['id']}").status_code == 409
+        assert len(client.get("/api/slides").json()) == 1
