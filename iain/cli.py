@@ -8,12 +8,20 @@ from typing import Annotated
 import typer
 import uvicorn
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TransferSpeedColumn,
+)
 
 from exchange.catalogue import Catalogue
+from exchange.conversion import convert_now
 from exchange.errors import ExchangeError
 from exchange.ingest import ingest_path
-from iain.app import build_store, create_app
+from iain.app import build_store, conversion_config, create_app
 from iain.settings import Settings
 from storage import StorageError
 from tiles.errors import TilesError
@@ -52,8 +60,12 @@ def serve(host: Host = None, port: Port = None) -> None:
     _serve(_settings(), host, port)
 
 
-def ingest_paths(settings: Settings, paths: list[Path], centre: str) -> int:
-    """Ingests each path, printing the new id or the reason for refusal; returns failures."""
+def ingest_paths(
+    settings: Settings, paths: list[Path], centre: str, *, convert: bool = True
+) -> int:
+    """Ingests each path, printing the new id or the reason for refusal; returns failures.
+    With `convert`, builds each slide's normalised pyramid here (in a worker process),
+    showing its progress; otherwise a running hub builds it in the background."""
     store = build_store(settings)
     catalogue = Catalogue.open(settings.database_url)
     failures = 0
@@ -90,16 +102,48 @@ def ingest_paths(settings: Settings, paths: list[Path], centre: str) -> int:
             f"{slide.id}  {slide.name}  {slide.vendor} {slide.width}x{slide.height}  "
             f"centre={slide.centre}"
         )
+        if convert:
+            _convert(settings, catalogue, slide.id, path.name)
     return failures
+
+
+def _convert(settings: Settings, catalogue: Catalogue, slide_id: str, name: str) -> None:
+    """Builds the slide's pyramid with a progress bar; a failure leaves the slide served
+    from its original, so it is reported, not counted as a refusal."""
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        TaskProgressColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"{name}: converting", total=100)
+        outcome = convert_now(
+            catalogue,
+            conversion_config(settings),
+            slide_id,
+            on_progress=lambda percent: bar.update(task, completed=percent),
+        )
+    if outcome.status == "ready":
+        err.print(f"  {slide_id}: pyramid ready")
+    elif outcome.status == "skipped":
+        err.print(f"  {slide_id}: no conversion needed ({outcome.detail})")
+    else:
+        err.print(f"  [yellow]{slide_id}: conversion failed[/yellow] ({outcome.detail}); "
+                  "served from its original")
 
 
 @cli.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="slide files or folders (MRXS, DICOM)")],
     centre: Annotated[str, typer.Option(help="owning centre: caen, lille, rouen...")] = "caen",
+    background: Annotated[
+        bool, typer.Option(help="leave the pyramid to a running hub instead of building it now")
+    ] = False,
 ) -> None:
-    """Validate slides and store their originals; prints each new slide id."""
-    failures = ingest_paths(_settings(), paths, centre)
+    """Validate slides, store their originals and build their pyramids; prints each new
+    slide id."""
+    failures = ingest_paths(_settings(), paths, centre, convert=not background)
     if failures:
         err.print(f"{failures} of {len(paths)} refused")
         raise typer.Exit(1)
