@@ -66,6 +66,8 @@ class SlideOut(BaseModel):
     dzi_url: str
     iiif_url: str
     thumbnail_url: str
+    # "deidentified": no label, macro, annotations or overlays here (tiles.deid).
+    view: View = View.FULL
 
 
 class ConversionOut(BaseModel):
@@ -134,6 +136,7 @@ def _deidentified_summary(slide: Slide) -> dict[str, object]:
         "dzi_url": f"/slides/{public_id}.dzi",
         "iiif_url": f"/iiif/3/{public_id}/info.json",
         "thumbnail_url": f"/api/slides/{public_id}/thumbnail",
+        "view": View.DEIDENTIFIED,
     }
 
 

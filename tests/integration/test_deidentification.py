@@ -165,6 +165,7 @@ def test_the_deidentified_detail_keeps_only_allow_listed_metadata(client, seeded
     assert len(pid) == PUBLIC_ID_LENGTH and pid != seeded.slide_id
     detail = client.get(f"/api/slides/{pid}").json()
     assert detail["id"] == detail["name"] == pid
+    assert detail["view"] == "deidentified"
     assert detail["associated_images"] == {}
     assert detail["error"] is None
     assert detail["created_at"].startswith(f"{detail['created_at'][:4]}-01-01T00:00:00")
@@ -239,6 +240,7 @@ def test_tiles_of_both_views_are_byte_identical(settings, client, seeded):
 def test_the_full_view_still_shows_everything_to_the_owner(client, seeded):
     detail = client.get(f"/api/slides/{seeded.slide_id}").json()
     assert detail["id"] == seeded.slide_id and detail["name"] == FILE_NAME
+    assert detail["view"] == "full"
     assert set(detail["associated_images"]) == {"label", "macro", "thumbnail"}
     for name, url in detail["associated_images"].items():
         response = client.get(url)
