@@ -120,6 +120,8 @@ class Watcher:
         self.folder, self.centre = folder, centre
         self.settle_s, self.log = settle_s, log
         self._seen: dict[str, tuple[Signature, float]] = {}
+        # Ingested entries that could not be moved away (permissions...): never again.
+        self._done: dict[str, Signature] = {}
         self._state = folder / STATE_DIR
         self._pending = self._state / "pending.json"
 
@@ -166,6 +168,8 @@ class Watcher:
                 del self._seen[name]
         for entry in current:
             sig = signature(entry)
+            if self._done.get(entry.name) == sig:
+                continue
             seen = self._seen.get(entry.name)
             if seen is None or seen[0] != sig:
                 self._seen[entry.name] = (sig, now)
@@ -195,15 +199,23 @@ class Watcher:
             return self._fail(entry, exc.message)
         except Exception as exc:  # a bug must not stop the watcher, nor loop on one file
             return self._fail(entry, f"internal error: {type(exc).__name__}: {exc}")
-        _move(entry, self.folder / INGESTED)
+        self.log(f"{slide.id}  {entry.name}  {slide.vendor} {slide.width}x{slide.height}")
+        try:
+            _move(entry, self.folder / INGESTED)
+        except OSError as exc:
+            self._done[entry.name] = signature(entry)
+            self.log(f"ingested {entry.name} but cannot move it to {INGESTED}/: {exc}")
         self._pending.unlink(missing_ok=True)
         self._seen.pop(entry.name, None)
-        self.log(f"{slide.id}  {entry.name}  {slide.vendor} {slide.width}x{slide.height}")
         return Outcome(entry.name, slide.id)
 
     def _fail(self, entry: Entry, reason: str) -> Outcome:
-        moved = _move(entry, self.folder / FAILED)
-        moved.with_name(moved.name + REASON_SUFFIX).write_text(reason + "\n")
+        try:
+            moved = _move(entry, self.folder / FAILED)
+            moved.with_name(moved.name + REASON_SUFFIX).write_text(reason + "\n")
+        except OSError as exc:  # removed meanwhile, or no permission: say so, go on
+            self._done[entry.name] = signature(entry)
+            self.log(f"cannot move {entry.name} to {FAILED}/: {exc}")
         self._pending.unlink(missing_ok=True)
         self._seen.pop(entry.name, None)
         self.log(f"refused {entry.name}: {reason}")

@@ -386,3 +386,12 @@ def test_a_completed_upload_takes_no_more_parts(local_settings: Settings) -> Non
         assert late.status_code == 409 and "complete" in late.json()["detail"]
         assert client.delete(f"/api/uploads/{upload['id']}").status_code == 409
         assert len(client.get("/api/slides").json()) == 1
+
+
+def test_iain_upload_of_a_broken_file_says_why(local_settings: Settings, tmp_path: Path) -> None:
+    with serving(local_settings) as hub:
+        command = upload_command(sample("broken/unreadable.svs"), hub, tmp_path / "state")
+        _out, err = command.communicate(timeout=120)
+        assert command.returncode == 1
+        assert "upload failed" in err and "decoded" in err
+        assert httpx.get(f"{hub}/api/slides").json() == []

@@ -197,3 +197,18 @@ def test_watch_with_an_unknown_centre_says_so(settings: Settings, drop: Path, s3
     )
     assert result.returncode == 2
     assert "unknown centre" in result.stderr
+
+
+def test_a_file_removed_before_its_ingest_does_not_stop_the_watcher(
+    settings: Settings, drop: Path
+) -> None:
+    shutil.copy(sample(SVS), drop / "gone.svs")
+    w = watcher(settings, drop, settle_s=0)
+    [entry] = w.stable(now=0) or w.stable(now=1)
+    (drop / "gone.svs").unlink()  # the technician took it back
+    outcome = w.ingest(entry)
+    assert outcome is not None and outcome.slide_id is None
+    assert slides(settings) == []
+    shutil.copy(sample(SVS), drop / "next.svs")
+    w.poll(now=2)
+    assert [o.name for o in w.poll(now=3)] == ["next.svs"]
