@@ -1,6 +1,7 @@
 /** The slide page: a full-window OpenSeadragon viewer on the hub's DeepZoom or IIIF tiles. */
 
 import OpenSeadragon from "openseadragon";
+import { attachAnnotations, type Annotations } from "./annotate";
 import { ApiError, centreNames, getSlide, type SlideDetail } from "./api";
 import { h, mount } from "./dom";
 import { formatDimensions, formatVendor, scanResolution } from "./format";
@@ -16,6 +17,7 @@ export interface ViewerHandle {
   readonly viewer: OpenSeadragon.Viewer;
   readonly scale: ScaleControl;
   readonly navigation: Navigation;
+  readonly annotations: Annotations;
   protocol: Protocol;
   /** True once every tile needed for the current view, at the best resolution, is drawn. */
   fullyLoaded(): boolean;
@@ -83,6 +85,7 @@ export async function showViewer(
 
   const { viewer, scale } = createSlideViewer(osd, slide, protocol);
   const navigation = setUpNavigation(viewer, slide, () => handle.protocol, main);
+  const annotations = attachAnnotations(viewer, slide, main);
 
   let restoreBounds: OpenSeadragon.Rect | null = null;
   let openAt = view;
@@ -105,6 +108,7 @@ export async function showViewer(
     viewer,
     scale,
     navigation,
+    annotations,
     protocol,
     fullyLoaded: () => viewer.world.getItemCount() > 0 && viewer.world.getItemAt(0).getFullyLoaded(),
     setProtocol(next) {
