@@ -28,7 +28,7 @@ from sqlalchemy import delete, select
 from exchange.catalogue import Catalogue, new_slide_id
 from exchange.errors import ExchangeError
 from exchange.models import Slide, Upload, UploadFile, UploadPart
-from storage import ObjectStore, StorageError
+from storage import ObjectStore, StorageError, UploadGone
 from storage.base import check_key
 from tiles.errors import TilesError
 from tiles.ingest import Inspection
@@ -391,7 +391,15 @@ class Uploads:
                 self.store.put_bytes(f.key, b"")
             else:
                 etags = [(n, p.etag) for n, p in sorted(by_file[f.index].items())]
-                self.store.complete_multipart(f.key, f.multipart_id, etags)
+                try:
+                    self.store.complete_multipart(f.key, f.multipart_id, etags)
+                except UploadGone:
+                    # Joined just before a crash that lost our note of it: the object is
+                    # there (its SHA-256 is checked below); otherwise the parts are lost.
+                    if not self.store.exists(f.key):
+                        reason = f"the stored parts of {f.path!r} are gone: upload it again"
+                        self._set_status(upload_id, "failed", reason)
+                        raise UploadConflict(reason) from None
             with self.catalogue.session() as session, session.begin():
                 row = session.get(UploadFile, (upload_id, f.index))
                 if row is not None:

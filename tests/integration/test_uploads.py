@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from exchange.catalogue import Catalogue
-from exchange.models import UploadPart
+from exchange.models import UploadFile, UploadPart
 from iain.app import build_store, create_app
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
@@ -395,3 +395,26 @@ def test_iain_upload_of_a_broken_file_says_why(local_settings: Settings, tmp_pat
         assert command.returncode == 1
         assert "upload failed" in err and "decoded" in err
         assert httpx.get(f"{hub}/api/slides").json() == []
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_completion_cut_short_after_joining_the_parts_finishes_when_retried(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    # S3 servers differ: SeaweedFS accepts a second CompleteMultipartUpload, MinIO and AWS
+    # answer NoSuchUpload, as the local store does.
+    settings: Settings = request.getfixturevalue(f"{backend}_settings")
+    data = sample("aperio/CMU-1-Small-Region.svs").read_bytes()
+    with TestClient(create_app(settings)) as client:
+        upload = start(client, [("cmu.svs", data)])
+        send_parts(client, upload, [data])
+        # The hub joined the parts on S3, then died before noting it in the catalogue.
+        catalogue = Catalogue.open(settings.database_url)
+        with catalogue.session() as session:
+            f = session.get(UploadFile, (upload["id"], 0))
+            parts = [(p.number, p.etag) for p in session.scalars(select(UploadPart))]
+        assert f is not None and not f.assembled
+        build_store(settings).complete_multipart(f.key, f.multipart_id, parts)
+        done = client.post(f"/api/uploads/{upload['id']}/complete")
+        assert done.status_code == 200, done.text
+        assert [s["id"] for s in client.get("/api/slides").json()] == [done.json()["id"]]
