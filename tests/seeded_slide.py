@@ -8,6 +8,8 @@ reaches none of them."""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +112,44 @@ def _text_tags() -> list[tuple[int, str, int, str, bool]]:
     return [(code, "s", 0, value, True) for code, value in tags.items()]
 
 
+def _tile_jpegs(pixels: np.ndarray) -> Iterator[bytes]:
+    """The level's tiles as JPEG files that also carry identifiers where JPEG holds text: a
+    comment (COM) and EXIF (APP1), as some converters write them. Stored this way, tiles
+    are served as they are (zero-transcode), so these segments reach the client unless
+    they are stripped."""
+    height, width = pixels.shape[:2]
+    padded = np.full((-(-height // TILE) * TILE, -(-width // TILE) * TILE, 3), 255, np.uint8)
+    padded[:height, :width] = pixels
+    exif = Image.Exif()
+    exif[315] = PATIENT_NAME  # Artist
+    exif[270] = f"{PATIENT_NUMBER} {BIRTH_DATE}"  # ImageDescription
+    for y in range(0, padded.shape[0], TILE):
+        for x in range(0, padded.shape[1], TILE):
+            out = io.BytesIO()
+            Image.fromarray(padded[y : y + TILE, x : x + TILE]).save(
+                out,
+                "JPEG",
+                quality=85,
+                subsampling=0,
+                comment=f"{PATIENT_NAME} {ACCESSION}".encode(),
+                exif=exif.tobytes(),
+            )
+            yield out.getvalue()
+
+
+def _pyramid_level(pixels: np.ndarray) -> dict[str, Any]:
+    """tifffile arguments writing a level as the pre-encoded JPEG tiles of _tile_jpegs."""
+    return {
+        "data": _tile_jpegs(pixels),
+        "shape": pixels.shape,
+        "dtype": "uint8",
+        "tile": (TILE, TILE),
+        "compression": "jpeg",
+        "photometric": "ycbcr",
+        "subsampling": (1, 1),
+    }
+
+
 def write_seeded_svs(folder: Path) -> Path:
     """Writes the seeded slide into `folder` under its identifying file name."""
     path = folder / FILE_NAME
@@ -123,10 +163,7 @@ def write_seeded_svs(folder: Path) -> Path:
     common: dict[str, Any] = {"metadata": None, "software": software, "datetime": when}
     with tifffile.TiffWriter(path) as tif:
         tif.write(
-            tissue,
-            tile=(TILE, TILE),
-            compression="jpeg",
-            photometric="rgb",
+            **_pyramid_level(tissue),
             description=aperio_description(WIDTH, HEIGHT),
             extratags=_text_tags(),
             **common,
@@ -138,10 +175,7 @@ def write_seeded_svs(folder: Path) -> Path:
             **common,
         )
         tif.write(
-            level1,
-            tile=(TILE, TILE),
-            compression="jpeg",
-            photometric="rgb",
+            **_pyramid_level(level1),
             description=aperio_description(level1.shape[1], level1.shape[0]),
             **common,
         )

@@ -136,3 +136,51 @@ def check_associated(view: View, name: str) -> None:
     one, so the de-identified view does not tell whether a slide has a label."""
     if view is not View.FULL and name not in DEIDENTIFIED_ASSOCIATED:
         raise ImageNotFound(f"no associated image {name!r}")
+
+
+# JPEG segments kept in a stored tile: those that only say how to show the pixels.
+_KEPT_APP = (
+    (0xE0, b"JFIF\x00"),  # JFIF density (16 bytes; a longer one embeds a thumbnail)
+    (0xE2, b"ICC_PROFILE\x00"),  # colour profile
+    (0xEE, b"Adobe"),  # colour transform (the reader adds it to RGB tiles)
+)
+
+
+def _kept(marker: int, payload: bytes) -> bool:
+    if marker == 0xE0 and len(payload) != 14:
+        return False
+    return any(marker == m and payload.startswith(sig) for m, sig in _KEPT_APP)
+
+
+def strip_jpeg_text(data: bytes) -> bytes:
+    """A stored JPEG tile without the segments that can carry text: comments (COM), EXIF and
+    XMP (APP1), and the other application segments; the tables, frame and scan data are left
+    byte for byte. Tiles served as stored (zero-transcode) pass through here on both views,
+    so a tile is the same for every caller; a usual tile has no such segment and is returned
+    as it is."""
+    if not data.startswith(b"\xff\xd8"):
+        return data
+    out: list[bytes] | None = None
+    pos = 2
+    size = len(data)
+    while pos + 4 <= size and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xDA or not (0xC0 <= marker <= 0xFE) or 0xD0 <= marker <= 0xD9:
+            break  # start of scan (or something unexpected): the rest is kept as it is
+        end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        text = marker == 0xFE or (0xE0 <= marker <= 0xEF and not _kept(marker, data[pos + 4 : end]))
+        if end > size:
+            # Cut short: the tile is broken either way, but its text must not go out.
+            return b"".join(out or [data[:pos]]) if text else data
+        if text and out is None:
+            out = [data[:pos]]
+        elif not text and out is not None:
+            out.append(data[pos:end])
+        pos = end
+    if out is None:
+        return data
+    out.append(data[pos:])
+    return b"".join(out)

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storage import StorageError
 from storage.aio import AsyncRangeReader
+from tiles.deid import strip_jpeg_text
 from tiles.errors import TilesError
 from tiles.location import SlideLocation, SlideLocator
 from tiles.readers.tiff import TiffReader
@@ -96,7 +97,7 @@ async def _stored_tile(
         if span is None:
             return None
         data = await ranges.get_range(loc.main_key, span.offset, span.length)
-        return span.jpeg(data)
+        return strip_jpeg_text(span.jpeg(data))  # as the route serves it (TileService)
     except (TilesError, StorageError):
         return None  # the route tries again and answers with the right error
 

@@ -16,7 +16,7 @@ from xml.sax.saxutils import quoteattr
 from PIL import Image, ImageOps
 
 from tiles.cache import TileCache
-from tiles.deid import check_associated
+from tiles.deid import check_associated, strip_jpeg_text
 from tiles.errors import ImageNotFound, InvalidRequest
 from tiles.geometry import DeepZoom, Region, Size
 from tiles.iiif import FEATURES, FORMATS, ImageRequest, Limits, parse_request
@@ -26,7 +26,7 @@ from tiles.readers.base import SlideProperties, SlideReader
 from tiles.render import MEDIA_TYPES, encode, render_region
 
 # Bump when rendering changes, so clients and caches drop old tiles.
-RENDER_VERSION = "1"
+RENDER_VERSION = "2"  # 2: text segments stripped from stored tiles
 MAX_THUMBNAIL = 2048
 # Every image output is immutable for a given slide content (see the module docstring).
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -119,7 +119,9 @@ class TileService:
         if level is not None:
             stored = self.pool.run(loc, lambda r: r.stored_jpeg(level, col, row, self.tile_size))
             if stored is not None:
-                return self._store(etag, stored, "image/jpeg", "stored", started)
+                # Comments and EXIF/XMP segments of a stored tile may hold text (tiles.deid).
+                data = strip_jpeg_text(stored)
+                return self._store(etag, data, "image/jpeg", "stored", started)
         image = self.pool.run(
             loc, lambda r: render_region(r, l0_region, Size(z_tile.width, z_tile.height))
         )

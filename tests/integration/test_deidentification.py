@@ -7,6 +7,7 @@ slide's real id) appears in any response body or header, in any usual encoding."
 
 from __future__ import annotations
 
+import io
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,9 +15,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
 import pytest
+import tifffile
 from fastapi.testclient import TestClient
 from httpx import Response
+from PIL import Image
 
 from exchange.catalogue import PUBLIC_ID_LENGTH, Catalogue
 from iain.app import create_app
@@ -235,6 +239,26 @@ def test_tiles_of_both_views_are_byte_identical(settings, client, seeded):
             assert full.headers["etag"] == response.headers["etag"]
         thumb_full = other.get(f"/api/slides/{seeded.slide_id}/thumbnail").content
     assert client.get(f"/api/slides/{seeded.public_id}/thumbnail").content == thumb_full
+
+
+def test_stored_tiles_are_served_without_their_text_segments(settings, client, seeded):
+    original = next(settings.home.rglob(FILE_NAME))
+    with tifffile.TiffFile(original) as tif:
+        page = tif.pages[0]
+        with original.open("rb") as f:
+            f.seek(page.dataoffsets[0])
+            stored = f.read(page.databytecounts[0])
+    assert PATIENT_NAME.encode() in stored  # a COM and an EXIF segment name the patient
+    dz = DeepZoom(Size(WIDTH, HEIGHT), 256, 0)
+    served = client.get(f"/slides/{seeded.public_id}_files/{dz.z_max}/0_0.jpeg")
+    # Served as stored (no transcode): the same entropy-coded pixels, minus the text.
+    assert served.headers["server-timing"].startswith("stored")
+    assert PATIENT_NAME.encode() not in served.content and b"Exif" not in served.content
+    assert served.content.endswith(stored[stored.index(b"\xff\xda") :])
+    with Image.open(io.BytesIO(served.content)) as a, Image.open(io.BytesIO(stored)) as b:
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    full = client.get(f"/slides/{seeded.slide_id}_files/{dz.z_max}/0_0.jpeg")
+    assert full.content == served.content
 
 
 def test_the_full_view_still_shows_everything_to_the_owner(client, seeded):

@@ -12,6 +12,7 @@ from tiles.deid import (
     public_message,
     public_metadata,
     public_vendor,
+    strip_jpeg_text,
 )
 from tiles.errors import CorruptSlide, ImageNotFound, InvalidRequest, SlideUnavailable
 from tiles.geometry import Size
@@ -112,3 +113,53 @@ def test_errors_that_may_quote_storage_keys_get_generic_messages():
     # What only echoes the request is kept: the caller needs to know what was wrong.
     bad = InvalidRequest("thumbnail size must be within 1..2048")
     assert public_message(bad, 400) == bad.message
+
+
+def segment(marker: int, payload: bytes) -> bytes:
+    return bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+JFIF = segment(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00")
+TABLES = segment(0xDB, bytes(65)) + segment(0xC0, bytes(15))
+SCAN = segment(0xDA, bytes(10)) + b"\x12\xff\x00\x34DUPONT in the entropy data\xff\xd9"
+
+
+def test_text_segments_are_stripped_and_the_rest_kept_byte_for_byte():
+    icc = segment(0xE2, b"ICC_PROFILE\x00\x01\x01" + bytes(20))
+    adobe = segment(0xEE, b"Adobe\x00\x64\x00\x00\x00\x00\x00")
+    kept = b"\xff\xd8" + JFIF + icc + adobe + TABLES
+    tile = (
+        b"\xff\xd8"
+        + JFIF
+        + segment(0xFE, b"DUPONT^JEAN")  # comment
+        + segment(0xE1, b"Exif\x00\x00DUPONT")  # EXIF
+        + icc
+        + segment(0xED, b"Photoshop 3.0\x00DUPONT")  # IPTC
+        + adobe
+        + TABLES
+        + segment(0xE0, b"JFXX\x00\x10" + bytes(30))  # a JFIF extension thumbnail
+        + SCAN
+    )
+    assert strip_jpeg_text(tile) == kept + SCAN
+
+
+def test_a_tile_without_text_segments_is_returned_as_it_is():
+    tile = b"\xff\xd8" + JFIF + TABLES + SCAN
+    assert strip_jpeg_text(tile) is tile
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"not a jpeg",
+        b"\xff\xd8\xff\xfe\x00",  # a segment cut in its length
+    ],
+)
+def test_malformed_data_is_left_alone_for_the_decoder_to_judge(data):
+    assert strip_jpeg_text(data) == data
+
+
+def test_a_text_segment_longer_than_the_tile_is_cut_off():
+    tile = b"\xff\xd8" + JFIF + b"\xff\xfe\x01\x00DUPONT^JEAN"
+    assert strip_jpeg_text(tile) == b"\xff\xd8" + JFIF
