@@ -18,7 +18,9 @@ and drops the rest:
   and must match a plain charset and length;
 - the slide is addressed by an opaque id (random, unrelated to its id) and named by it;
 - error messages are generic (see `public_message`): a storage error names the object
-  key, which holds the slide id and the original file name.
+  key, which holds the slide id and the original file name;
+- JPEG tiles served as stored lose their text segments (`strip_jpeg_text`) on both views,
+  so tiles stay one and the same for every caller.
 
 Which view a caller gets is decided outside the tiles package (the hub's catalogue maps
 an opaque id to the de-identified view); the tile layer only honours `SlideLocation.view`.
