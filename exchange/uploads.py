@@ -21,6 +21,7 @@ import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import delete, select
@@ -269,6 +270,25 @@ class Uploads:
                 session.execute(delete(Upload).where(Upload.id == upload_id))
         finally:
             self._release(upload_id)
+
+    def prune(self, older_than: timedelta) -> list[str]:
+        """Aborts unfinished uploads (open or failed) started more than `older_than` ago:
+        their parts take space in storage that no listing shows. Returns their ids."""
+        cutoff = datetime.now(UTC) - older_than
+        with self.catalogue.session() as session:
+            stale = list(
+                session.scalars(
+                    select(Upload.id).where(Upload.status != "complete", Upload.created_at < cutoff)
+                )
+            )
+        pruned = []
+        for upload_id in stale:
+            try:
+                self.abort(upload_id)
+            except (UploadNotFound, UploadConflict):
+                continue  # completed or aborted meanwhile
+            pruned.append(upload_id)
+        return pruned
 
     def _abort_files(self, files: Sequence[UploadFile]) -> None:
         for f in files:

@@ -247,6 +247,27 @@ def watch(
         raise typer.Exit(1)
 
 
+@cli.command("prune-uploads")
+def prune_uploads(
+    days: Annotated[float, typer.Option(help="abort unfinished uploads older than this")] = 7,
+) -> None:
+    """Abort unfinished uploads and free the storage their parts take."""
+    from datetime import timedelta
+
+    from exchange.uploads import Uploads
+
+    settings = _settings()
+    uploads = Uploads(
+        build_store(settings),
+        Catalogue.open(settings.database_url),
+        part_size=settings.upload_part_size,
+        max_bytes=settings.upload_max_gb * 1024**3,
+        work_dir=settings.cache_dir / "uploads",
+    )
+    pruned = uploads.prune(timedelta(days=days))
+    out.print(f"{len(pruned)} unfinished upload(s) aborted")
+
+
 def main() -> None:
     cli(prog_name="iain")
 

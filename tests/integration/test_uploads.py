@@ -418,3 +418,30 @@ def test_completion_cut_short_after_joining_the_parts_finishes_when_retried(
         done = client.post(f"/api/uploads/{upload['id']}/complete")
         assert done.status_code == 200, done.text
         assert [s["id"] for s in client.get("/api/slides").json()] == [done.json()["id"]]
+
+
+def test_prune_uploads_frees_what_abandoned_uploads_stored(
+    s3_settings: Settings, s3_server: SeaweedS3
+) -> None:
+    data = sample("aperio/CMU-1-Small-Region.svs").read_bytes()
+    with TestClient(create_app(s3_settings)) as client:
+        abandoned = start(client, [("a.svs", data)])
+        send_parts(client, abandoned, [data])
+        finished = start(client, [("b.svs", data)])
+        send_parts(client, finished, [data])
+        slide = client.post(f"/api/uploads/{finished['id']}/complete").json()
+    bucket = s3_settings.storage_url.rsplit("/", 1)[1]
+    environ = {**os.environ, **s3_server.env(bucket), "IAIN_HOME": str(s3_settings.home)}
+    kept = subprocess.run([*IAIN, "prune-uploads"], env=environ, capture_output=True, text=True)
+    assert "0 unfinished" in kept.stdout, kept.stderr  # a week has not passed
+    pruned = subprocess.run(
+        [*IAIN, "prune-uploads", "--days", "0"], env=environ, capture_output=True, text=True
+    )
+    assert "1 unfinished" in pruned.stdout, pruned.stderr
+    with TestClient(create_app(s3_settings)) as client:
+        assert client.get(f"/api/uploads/{abandoned['id']}").status_code == 404
+        assert client.get(f"/api/uploads/{finished['id']}").json()["slide_id"] == slide["id"]
+    assert {k.split("/")[1] for k in object_keys(s3_settings)} == {slide["id"]}
+    # S3 keeps no hidden parts of the abandoned upload either.
+    minio = s3_server.client()
+    assert list(minio._list_multipart_uploads(bucket).uploads) == []
