@@ -104,3 +104,58 @@ export async function centreNames(): Promise<Map<string, string>> {
 export function thumbnailUrl(slide: SlideSummary, size: number): string {
   return `${slide.thumbnail_url}?size=${size}`;
 }
+
+/** A heatmap's legend: a colour ramp from `min` to `max` (evenly spaced `colours`). */
+export interface RampLegend {
+  type: "ramp";
+  colour_map: string;
+  colours: string[];
+  min: number;
+  max: number;
+  label: string;
+}
+
+/** A feature set's legend: one colour per class, with how many features have it. */
+export interface ClassesLegend {
+  type: "classes";
+  classes: { name: string; colour: string; count: number }[];
+}
+
+/** A layer computed over a slide: a heatmap (DeepZoom tiles) or GeoJSON features. */
+export interface OverlayInfo {
+  id: string;
+  slide_id: string;
+  kind: "heatmap" | "features";
+  name: string;
+  legend: RampLegend | ClassesLegend;
+  created_at: string;
+  feature_count: number | null;
+  dzi_url: string | null;
+  features_url: string | null;
+}
+
+export type Position = [number, number];
+
+/** GeoJSON as the hub stores overlay features: level-0 pixel coordinates. */
+export type OverlayGeometry =
+  | { type: "Point"; coordinates: Position }
+  | { type: "MultiPoint"; coordinates: Position[] }
+  | { type: "LineString"; coordinates: Position[] }
+  | { type: "MultiLineString"; coordinates: Position[][] }
+  | { type: "Polygon"; coordinates: Position[][] }
+  | { type: "MultiPolygon"; coordinates: Position[][][] };
+
+export interface OverlayFeature {
+  type: "Feature";
+  id?: string | number;
+  geometry: OverlayGeometry;
+  properties: { class?: string; score?: number; colour?: string; [key: string]: unknown };
+}
+
+export function listOverlays(slideId: string): Promise<OverlayInfo[]> {
+  return getJson<OverlayInfo[]>(`/api/slides/${encodeURIComponent(slideId)}/overlays`);
+}
+
+export async function getOverlayFeatures(url: string): Promise<OverlayFeature[]> {
+  return (await getJson<{ features: OverlayFeature[] }>(url)).features;
+}

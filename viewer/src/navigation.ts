@@ -7,6 +7,7 @@ import OpenSeadragon from "openseadragon";
 import { listSlides, type SlideDetail } from "./api";
 import { h } from "./dom";
 import { formatMagnification, imageZoomAt, OBJECTIVES } from "./format";
+import { TOGGLE_OVERLAYS_EVENT } from "./overlays";
 import { normalizeDegrees, viewerUrl, type Protocol, type ViewState } from "./routes";
 import { t } from "./strings";
 
@@ -271,6 +272,11 @@ function handleKey(key: string, viewer: OpenSeadragon.Viewer, navigation: Naviga
       return true;
     case "?":
       navigation.toggleHelp();
+      return true;
+    case "o":
+    case "O":
+      // overlays.ts listens: navigation knows keys, not layers.
+      document.dispatchEvent(new Event(TOGGLE_OVERLAYS_EVENT));
       return true;
     case "Escape":
       navigation.toggleHelp(false);

@@ -7,6 +7,7 @@ import { h, mount } from "./dom";
 import { formatDimensions, formatVendor, scanResolution } from "./format";
 import { appHeader } from "./header";
 import { applyView, currentView, setUpNavigation, type Navigation } from "./navigation";
+import { attachOverlays, type Overlays } from "./overlays";
 import { viewerUrl, worklistUrl, type Protocol, type ViewState } from "./routes";
 import { ScaleControl } from "./scale";
 import { t } from "./strings";
@@ -17,6 +18,8 @@ export interface ViewerHandle {
   readonly viewer: OpenSeadragon.Viewer;
   readonly scale: ScaleControl;
   readonly navigation: Navigation;
+  /** The layers panel: heatmaps and detections over the slide. */
+  readonly overlays: Overlays;
   readonly annotations: Annotations;
   protocol: Protocol;
   /** True once every tile needed for the current view, at the best resolution, is drawn. */
@@ -85,6 +88,7 @@ export async function showViewer(
 
   const { viewer, scale } = createSlideViewer(osd, slide, protocol);
   const navigation = setUpNavigation(viewer, slide, () => handle.protocol, main);
+  const overlays = attachOverlays(viewer, slide, main);
   const annotations = attachAnnotations(viewer, slide, main);
 
   let restoreBounds: OpenSeadragon.Rect | null = null;
@@ -108,6 +112,7 @@ export async function showViewer(
     viewer,
     scale,
     navigation,
+    overlays,
     annotations,
     protocol,
     fullyLoaded: () => viewer.world.getItemCount() > 0 && viewer.world.getItemAt(0).getFullyLoaded(),

@@ -1,0 +1,521 @@
+/**
+ * Overlays on the slide page: layers computed over a slide (AI heatmaps, detections) and
+ * the panel that shows, hides and fades them, with their legends.
+ *
+ * A heatmap is one more OpenSeadragon tiled image, laid over the slide (the hub serves it
+ * at the slide's size). Features, tens of thousands of them, are drawn on a canvas per layer
+ * above OpenSeadragon's, culled to the view and redrawn on every viewport change: SVG or HTML
+ * nodes would cost one DOM node each. A layer's opacity is its canvas's CSS opacity: the
+ * browser fades the layer as a whole (overlapping shapes do not darken), without a redraw. Tiny features (a cell when the whole slide is in
+ * view) become dots, so a zoomed-out view costs a rectangle per feature, not a polygon.
+ */
+
+import OpenSeadragon from "openseadragon";
+import {
+  getOverlayFeatures,
+  listOverlays,
+  type ClassesLegend,
+  type OverlayFeature,
+  type OverlayInfo,
+  type Position,
+  type RampLegend,
+  type SlideDetail,
+} from "./api";
+import { h } from "./dom";
+import { t } from "./strings";
+
+/** Dispatched on `document` by the `o` key (navigation.ts). */
+export const TOGGLE_OVERLAYS_EVENT = "iain:toggle-overlays";
+
+const DEFAULT_OPACITY: Record<OverlayInfo["kind"], number> = { heatmap: 0.6, features: 1 };
+/** Features smaller than this on screen (CSS px) are drawn as a dot of DOT px. */
+const DOT_BELOW = 4;
+const DOT = 2;
+const POINT_RADIUS = 4;
+const FILL_ALPHA = 0.22;
+
+export interface OverlayLayer {
+  readonly info: OverlayInfo;
+  visible: boolean;
+  opacity: number;
+}
+
+export interface Overlays {
+  readonly layers: OverlayLayer[];
+  /** Resolves once the list and every feature set are loaded (or failed). */
+  readonly ready: Promise<void>;
+  setVisible(id: string, visible: boolean): void;
+  setOpacity(id: string, opacity: number): void;
+  /** Hides every layer, or shows again those that were shown. */
+  toggleAll(): void;
+  /** The last features draw: how many features it drew and how long it took. */
+  readonly stats: { drawn: number; drawMs: number; draws: number };
+}
+
+/** A feature set packed for drawing: flat coordinates, bounding boxes, per-colour buckets. */
+interface PackedFeatures {
+  /** x0, y0, x1, y1 per feature, level-0 px. */
+  boxes: Float64Array;
+  /** Every position, x then y. */
+  coords: Float64Array;
+  /** Per feature: its parts (rings, lines, points) as [start, end) into coords/2. */
+  parts: Uint32Array[];
+  /** Per feature: 0 polygon, 1 line, 2 point(s). */
+  shapes: Uint8Array;
+  /** Colour → indices of its features. */
+  buckets: Map<string, Uint32Array>;
+}
+
+interface FeatureLayer extends OverlayLayer {
+  packed: PackedFeatures | null;
+  canvas: HTMLCanvasElement;
+}
+
+interface HeatmapLayer extends OverlayLayer {
+  item: OpenSeadragon.TiledImage | null;
+}
+
+export function attachOverlays(
+  viewer: OpenSeadragon.Viewer,
+  slide: SlideDetail,
+  main: HTMLElement,
+): Overlays {
+  const heatmaps: HeatmapLayer[] = [];
+  const featureLayers: FeatureLayer[] = [];
+  const layers: OverlayLayer[] = [];
+  const stats = { drawn: 0, drawMs: 0, draws: 0 };
+  let hiddenByKey: OverlayLayer[] = [];
+
+  const draw = (): void => {
+    const started = performance.now();
+    stats.drawn = 0;
+    for (const layer of featureLayers) stats.drawn += drawFeatures(viewer, layer);
+    stats.drawMs = performance.now() - started;
+    stats.draws += 1;
+  };
+  viewer.addHandler("update-viewport", draw);
+  viewer.addHandler("resize", draw);
+
+  const addHeatmap = (layer: HeatmapLayer): void => {
+    const slideItem = viewer.world.getItemAt(0);
+    if (!slideItem || !layer.info.dzi_url) return;
+    const bounds = slideItem.getBounds();
+    viewer.addTiledImage({
+      tileSource: layer.info.dzi_url,
+      x: bounds.x,
+      y: bounds.y,
+      width: bounds.width,
+      opacity: layer.visible ? layer.opacity : 0,
+      success: (event: unknown) => {
+        layer.item = (event as { item: OpenSeadragon.TiledImage }).item;
+        layer.item.setOpacity(layer.visible ? layer.opacity : 0);
+      },
+    });
+  };
+  // Opening another tile source (the DeepZoom / IIIF switch) empties the world: add again.
+  viewer.addHandler("open", () => {
+    for (const layer of heatmaps) {
+      layer.item = null;
+      addHeatmap(layer);
+    }
+  });
+
+  const apply = (layer: OverlayLayer): void => {
+    if (layer.info.kind === "heatmap") {
+      (layer as HeatmapLayer).item?.setOpacity(layer.visible ? layer.opacity : 0);
+    } else {
+      const canvas = (layer as FeatureLayer).canvas;
+      canvas.style.opacity = String(layer.opacity);
+      if (canvas.hidden === layer.visible) {
+        canvas.hidden = !layer.visible;
+        draw();
+      }
+    }
+    const row = panel.querySelector<HTMLElement>(`[data-overlay-id="${layer.info.id}"]`);
+    if (row) {
+      row.classList.toggle("hidden-layer", !layer.visible);
+      const box = row.querySelector<HTMLInputElement>("input[type=checkbox]");
+      if (box) box.checked = layer.visible;
+      const slider = row.querySelector<HTMLInputElement>("input[type=range]");
+      if (slider) slider.value = String(Math.round(layer.opacity * 100));
+    }
+  };
+  const find = (id: string): OverlayLayer | undefined => layers.find((l) => l.info.id === id);
+
+  const panel = h("section", {
+    class: "overlays-panel",
+    "aria-label": t.overlays.panelLabel,
+    "data-testid": "overlays-panel",
+    hidden: true,
+  });
+
+  const load = async (): Promise<void> => {
+    let infos: OverlayInfo[];
+    try {
+      infos = await listOverlays(slide.id);
+    } catch {
+      return; // no layers panel: the slide itself still shows
+    }
+    if (infos.length === 0) return;
+    for (const info of infos) {
+      const base = { info, visible: true, opacity: DEFAULT_OPACITY[info.kind] ?? 1 };
+      if (info.kind === "heatmap") {
+        const layer: HeatmapLayer = { ...base, item: null };
+        heatmaps.push(layer);
+        layers.push(layer);
+        if (viewer.world.getItemCount() > 0) addHeatmap(layer);
+      } else if (info.kind === "features") {
+        const canvas = h("canvas", { class: "overlay-features", "data-overlay-id": info.id });
+        // Above the slide, below the annotations' layer.
+        (featureLayers.at(-1)?.canvas ?? viewer.drawer.canvas).after(canvas);
+        const layer: FeatureLayer = { ...base, packed: null, canvas };
+        canvas.style.opacity = String(layer.opacity);
+        featureLayers.push(layer);
+        layers.push(layer);
+      }
+    }
+    buildPanel(panel, layers, overlays);
+    main.append(panel);
+    panel.hidden = false;
+    await Promise.all(
+      featureLayers.map(async (layer) => {
+        const row = panel.querySelector<HTMLElement>(`[data-overlay-id="${layer.info.id}"] .overlay-status`);
+        try {
+          const features = await getOverlayFeatures(layer.info.features_url ?? "");
+          layer.packed = pack(features, layer.info.legend as ClassesLegend);
+          if (row) row.textContent = "";
+        } catch (error) {
+          if (row)
+            row.textContent = t.overlays.failed(error instanceof Error ? error.message : String(error));
+        }
+      }),
+    );
+    draw();
+  };
+
+  const overlays: Overlays = {
+    layers,
+    stats,
+    ready: load(),
+    setVisible(id, visible) {
+      const layer = find(id);
+      if (!layer) return;
+      layer.visible = visible;
+      hiddenByKey = [];
+      apply(layer);
+    },
+    setOpacity(id, opacity) {
+      const layer = find(id);
+      if (!layer) return;
+      layer.opacity = Math.min(1, Math.max(0, opacity));
+      apply(layer);
+    },
+    toggleAll() {
+      const shown = layers.filter((l) => l.visible);
+      const again = shown.length > 0 ? [] : hiddenByKey.length > 0 ? hiddenByKey : layers;
+      for (const layer of shown) layer.visible = false;
+      for (const layer of again) layer.visible = true;
+      hiddenByKey = shown;
+      for (const layer of layers) apply(layer);
+    },
+  };
+  document.addEventListener(TOGGLE_OVERLAYS_EVENT, () => overlays.toggleAll());
+
+  return overlays;
+}
+
+// ---- the panel ------------------------------------------------------------------------------
+
+function buildPanel(panel: HTMLElement, layers: OverlayLayer[], overlays: Overlays): void {
+  const collapse = h("button", { type: "button", class: "overlays-collapse", "aria-expanded": "true" }, "−");
+  collapse.title = t.overlays.collapse;
+  collapse.addEventListener("click", () => {
+    const collapsed = !panel.classList.contains("collapsed");
+    panel.classList.toggle("collapsed", collapsed);
+    collapse.setAttribute("aria-expanded", String(!collapsed));
+    collapse.textContent = collapsed ? "+" : "−";
+    collapse.title = collapsed ? t.overlays.expand : t.overlays.collapse;
+  });
+  const list = h("ul", { class: "overlays-list" });
+  for (const layer of layers) list.append(layerRow(layer, overlays));
+  panel.replaceChildren(
+    h("header", { class: "overlays-header" }, h("h2", {}, t.overlays.panel), h("kbd", {}, "o"), collapse),
+    list,
+  );
+}
+
+function layerRow(layer: OverlayLayer, overlays: Overlays): HTMLElement {
+  const { info } = layer;
+  const box = h("input", { type: "checkbox", "aria-label": t.overlays.show(info.name) });
+  box.checked = layer.visible;
+  box.addEventListener("change", () => overlays.setVisible(info.id, box.checked));
+  const slider = h("input", {
+    type: "range",
+    min: 0,
+    max: 100,
+    step: 1,
+    value: Math.round(layer.opacity * 100),
+    "aria-label": t.overlays.opacity(info.name),
+    class: "overlay-opacity",
+  });
+  slider.addEventListener("input", () => overlays.setOpacity(info.id, Number(slider.value) / 100));
+  const legend = info.legend.type === "ramp" ? rampLegend(info.legend) : classesLegend(info.legend);
+  return h(
+    "li",
+    { class: `overlay-item kind-${info.kind}`, "data-overlay-id": info.id },
+    h(
+      "label",
+      { class: "overlay-name" },
+      box,
+      h("span", { title: info.name }, info.name),
+      h("span", { class: "overlay-kind" }, t.overlays.kinds[info.kind] ?? info.kind),
+    ),
+    slider,
+    legend,
+    h("p", { class: "overlay-status", role: "status" }, info.kind === "features" ? t.overlays.loading : ""),
+  );
+}
+
+function rampLegend(legend: RampLegend): HTMLElement {
+  const ramp = h("div", { class: "overlay-ramp", "data-testid": "overlay-ramp" });
+  ramp.style.background = `linear-gradient(to right, ${legend.colours.join(", ")})`;
+  return h(
+    "div",
+    { class: "overlay-legend ramp" },
+    legend.label ? h("span", { class: "overlay-ramp-label" }, legend.label) : null,
+    ramp,
+    h(
+      "div",
+      { class: "overlay-ramp-range" },
+      h("span", {}, formatValue(legend.min)),
+      h("span", {}, formatValue(legend.max)),
+    ),
+  );
+}
+
+function classesLegend(legend: ClassesLegend): HTMLElement {
+  return h(
+    "ul",
+    { class: "overlay-legend classes" },
+    ...legend.classes.map((c) => {
+      const swatch = h("span", { class: "overlay-swatch" });
+      swatch.style.background = c.colour;
+      return h(
+        "li",
+        { title: t.overlays.count(c.count) },
+        swatch,
+        h("span", { class: "overlay-class" }, c.name),
+        h("span", { class: "overlay-count" }, c.count.toLocaleString()),
+      );
+    }),
+  );
+}
+
+function formatValue(value: number): string {
+  return Number.isInteger(value) ? String(value) : value.toPrecision(3).replace(/\.?0+$/, "");
+}
+
+// ---- packing and drawing features -----------------------------------------------------------
+
+function pack(features: OverlayFeature[], legend: ClassesLegend): PackedFeatures {
+  const classColour = new Map(legend.classes.map((c) => [c.name, c.colour]));
+  const count = features.length;
+  const boxes = new Float64Array(count * 4);
+  const shapes = new Uint8Array(count);
+  const parts: Uint32Array[] = [];
+  const flat: number[] = [];
+  const byColour = new Map<string, number[]>();
+  features.forEach((feature, i) => {
+    const g = feature.geometry;
+    const lines: Position[][] =
+      g.type === "Point"
+        ? [[g.coordinates]]
+        : g.type === "MultiPoint"
+          ? g.coordinates.map((p) => [p])
+          : g.type === "LineString"
+            ? [g.coordinates]
+            : g.type === "MultiPolygon"
+              ? g.coordinates.flat()
+              : g.coordinates;
+    shapes[i] = g.type === "Point" || g.type === "MultiPoint" ? 2 : g.type.endsWith("LineString") ? 1 : 0;
+    const featureParts = new Uint32Array(lines.length * 2);
+    let x0 = Infinity;
+    let y0 = Infinity;
+    let x1 = -Infinity;
+    let y1 = -Infinity;
+    lines.forEach((line, k) => {
+      featureParts[2 * k] = flat.length / 2;
+      for (const [x, y] of line) {
+        flat.push(x, y);
+        if (x < x0) x0 = x;
+        if (x > x1) x1 = x;
+        if (y < y0) y0 = y;
+        if (y > y1) y1 = y;
+      }
+      featureParts[2 * k + 1] = flat.length / 2;
+    });
+    parts.push(featureParts);
+    boxes.set([x0, y0, x1, y1], i * 4);
+    const cls = feature.properties.class ?? "unclassified";
+    const colour = feature.properties.colour ?? classColour.get(cls) ?? "#ffd400";
+    const bucket = byColour.get(colour);
+    if (bucket) bucket.push(i);
+    else byColour.set(colour, [i]);
+  });
+  const buckets = new Map([...byColour].map(([colour, ids]) => [colour, Uint32Array.from(ids)]));
+  return { boxes, coords: Float64Array.from(flat), parts, shapes, buckets };
+}
+
+/** Level-0 px → canvas CSS px, as OpenSeadragon draws now: x' = a·x + c·y + e, y' = b·x + d·y + f. */
+type Affine = [number, number, number, number, number, number];
+
+function imageToScreen(viewer: OpenSeadragon.Viewer): Affine | null {
+  const item = viewer.world.getItemAt(0);
+  if (!item) return null;
+  const viewport = viewer.viewport;
+  const size = item.getContentSize();
+  const flip = viewport.getFlip();
+  const width = viewport.getContainerSize().x;
+  const at = (x: number, y: number): [number, number] => {
+    const pixel = viewport.pixelFromPoint(item.imageToViewportCoordinates(x, y, true), true);
+    // OpenSeadragon mirrors the drawn canvas about its middle; its conversions do not.
+    return [flip ? width - pixel.x : pixel.x, pixel.y];
+  };
+  const [ox, oy] = at(0, 0);
+  const [xx, xy] = at(size.x, 0);
+  const [yx, yy] = at(0, size.y);
+  return [(xx - ox) / size.x, (xy - oy) / size.x, (yx - ox) / size.y, (yy - oy) / size.y, ox, oy];
+}
+
+/** The level-0 rectangle holding everything on screen (the view may be rotated). */
+function visibleBox(m: Affine, width: number, height: number): [number, number, number, number] {
+  const [a, b, c, d, e, f] = m;
+  const det = a * d - b * c || 1;
+  let x0 = Infinity;
+  let y0 = Infinity;
+  let x1 = -Infinity;
+  let y1 = -Infinity;
+  for (const [sx, sy] of [
+    [0, 0],
+    [width, 0],
+    [0, height],
+    [width, height],
+  ] as const) {
+    const u = sx - e;
+    const v = sy - f;
+    const x = (d * u - c * v) / det;
+    const y = (a * v - b * u) / det;
+    x0 = Math.min(x0, x);
+    x1 = Math.max(x1, x);
+    y0 = Math.min(y0, y);
+    y1 = Math.max(y1, y);
+  }
+  return [x0, y0, x1, y1];
+}
+
+/** Draws a feature layer for the view now; returns how many features it drew. */
+function drawFeatures(viewer: OpenSeadragon.Viewer, layer: FeatureLayer): number {
+  const canvas = layer.canvas;
+  const ratio = window.devicePixelRatio || 1;
+  const cssWidth = viewer.container.clientWidth;
+  const cssHeight = viewer.container.clientHeight;
+  const width = Math.round(cssWidth * ratio);
+  const height = Math.round(cssHeight * ratio);
+  if (canvas.width !== width || canvas.height !== height) {
+    canvas.width = width;
+    canvas.height = height;
+  }
+  const ctx = canvas.getContext("2d");
+  if (!ctx) return 0;
+  ctx.setTransform(1, 0, 0, 1, 0, 0);
+  ctx.clearRect(0, 0, width, height);
+  const p = layer.packed;
+  if (!layer.visible || !p) return 0;
+  const m = imageToScreen(viewer);
+  if (!m) return 0;
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  const [a, b, c, d, e, f] = m;
+  const scale = Math.hypot(a, b);
+  // A margin of a point's radius, so that points at the edge are not cut off.
+  const margin = POINT_RADIUS / (scale || 1);
+  const [vx0, vy0, vx1, vy1] = visibleBox(m, cssWidth, cssHeight);
+  const bx0 = vx0 - margin;
+  const by0 = vy0 - margin;
+  const bx1 = vx1 + margin;
+  const by1 = vy1 + margin;
+  const tiny = DOT_BELOW / (scale || 1);
+  let drawn = 0;
+  ctx.lineWidth = 1.5;
+  ctx.lineJoin = "round";
+  const { boxes, coords, parts, shapes } = p;
+  for (const [colour, ids] of p.buckets) {
+    const shapesPath = new Path2D();
+    const linesPath = new Path2D();
+    const dots = new Path2D();
+    let hasShapes = false;
+    let hasLines = false;
+    let hasDots = false;
+    for (let n = 0; n < ids.length; n++) {
+      const i = ids[n] as number;
+      const o = i * 4;
+      const fx0 = boxes[o] as number;
+      const fy0 = boxes[o + 1] as number;
+      const fx1 = boxes[o + 2] as number;
+      const fy1 = boxes[o + 3] as number;
+      if (fx1 < bx0 || fx0 > bx1 || fy1 < by0 || fy0 > by1) continue;
+      drawn++;
+      const shape = shapes[i] as number;
+      if (shape !== 2 && fx1 - fx0 < tiny && fy1 - fy0 < tiny) {
+        const cx = (fx0 + fx1) / 2;
+        const cy = (fy0 + fy1) / 2;
+        dots.rect(a * cx + c * cy + e - DOT / 2, b * cx + d * cy + f - DOT / 2, DOT, DOT);
+        hasDots = true;
+        continue;
+      }
+      const featureParts = parts[i] as Uint32Array;
+      for (let k = 0; k < featureParts.length; k += 2) {
+        const start = featureParts[k] as number;
+        const end = featureParts[k + 1] as number;
+        if (shape === 2) {
+          for (let q = start; q < end; q++) {
+            const x = coords[2 * q] as number;
+            const y = coords[2 * q + 1] as number;
+            const sx = a * x + c * y + e;
+            const sy = b * x + d * y + f;
+            dots.moveTo(sx + POINT_RADIUS, sy);
+            dots.arc(sx, sy, POINT_RADIUS, 0, 2 * Math.PI);
+          }
+          hasDots = true;
+          continue;
+        }
+        const path = shape === 0 ? shapesPath : linesPath;
+        for (let q = start; q < end; q++) {
+          const x = coords[2 * q] as number;
+          const y = coords[2 * q + 1] as number;
+          const sx = a * x + c * y + e;
+          const sy = b * x + d * y + f;
+          if (q === start) path.moveTo(sx, sy);
+          else path.lineTo(sx, sy);
+        }
+        if (shape === 0) {
+          path.closePath();
+          hasShapes = true;
+        } else {
+          hasLines = true;
+        }
+      }
+    }
+    ctx.strokeStyle = colour;
+    ctx.fillStyle = colour;
+    if (hasShapes) {
+      ctx.globalAlpha = FILL_ALPHA;
+      ctx.fill(shapesPath, "evenodd");
+      ctx.globalAlpha = 1;
+      ctx.stroke(shapesPath);
+    }
+    if (hasLines) ctx.stroke(linesPath);
+    if (hasDots) ctx.fill(dots);
+  }
+  ctx.globalAlpha = 1;
+  return drawn;
+}
