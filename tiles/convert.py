@@ -250,14 +250,17 @@ def convert_file(
     quality: int = 80,
     tile_size: int = 256,
     progress: Progress | None = None,
+    libvips_first: bool = True,
 ) -> str:
     """Writes the pyramid of the slide at `main` to `out`; returns which path read the
-    pixels ("libvips" or "reader"). Raises a TilesError saying why it cannot."""
+    pixels ("libvips" or "reader"). Raises a TilesError saying why it cannot.
+    `libvips_first=False` always reads through our reader (to measure that path)."""
     pyvips.cache_set_max(0)  # streaming: nothing worth caching, memory stays bounded
     files = collect(main)
     reader, _index = open_local(files)
     try:
-        source = _vips_source(files.main, reader) if files.kind is ReaderKind.TIFF else None
+        tiff = files.kind is ReaderKind.TIFF and libvips_first
+        source = _vips_source(files.main, reader) if tiff else None
         if source is not None:
             try:
                 _save(source, out, quality, tile_size, progress)

@@ -8,6 +8,7 @@ import io
 import os
 import signal
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,16 +21,24 @@ import tifffile
 from fastapi.testclient import TestClient
 from openslide.deepzoom import DeepZoomGenerator
 from PIL import Image
+from typer.testing import CliRunner
 
 from exchange.catalogue import Catalogue
 from exchange.conversion import job, requeue
+from iain.app import build_store, create_app
+from iain.cli import cli
 from iain.settings import Settings
 from tests.hub import ingest
 from tests.integration.test_readers_vs_openslide import _openslide_region, _tiles_to_check
+from tests.integration.test_s3_fastpath import s3_settings
+from tests.s3server import SeaweedS3
 from tests.testdata import READABLE, sample
 from tiles.geometry import DeepZoom, Size
 
 # Served tiles are JPEG-encoded (twice for converted slides): a wrong tile differs by tens.
+SVS = "aperio/CMU-1-Small-Region.svs"
+NDPI = "hamamatsu/test3-DAPI-2-(387).ndpi"
+TINY = "aperio/small.svs"
 MAX_MEAN_ABS_DIFF = 8.0  # JPEG Q80 alone costs 3-4 on dense tissue, box vs Lanczos 2-3
 # Low levels of a pyramid are 2x2 averages of 2x2 averages..., OpenSlide's are one Lanczos
 # reduction; a level that fits in one tile is also resampled from the stored level a pixel
@@ -217,3 +226,41 @@ def test_a_slide_corrupt_in_the_middle_fails_conversion_with_a_reason(
     assert detail["conversion"]["status"] == "failed"
     # The rest of the slide is still served from the original.
     assert client.get(f"/slides/{slide_id}_files/12/5_5.jpeg").status_code == 200
+
+
+def test_pyramid_on_s3_serves_stored_tiles(s3_server: SeaweedS3, tmp_path: Path) -> None:
+    bucket = "convert" + uuid.uuid4().hex[:8]
+    settings = s3_settings(s3_server, tmp_path / "home", bucket)
+    try:
+        slide_id = ingest(settings, sample(NDPI), convert=True)
+        with TestClient(create_app(settings)) as client:
+            detail = _wait(client, slide_id, _settled)
+            assert detail["conversion"]["status"] == "ready", detail
+            response = client.get(f"/slides/{slide_id}_files/12/1_1.jpeg")
+            assert response.status_code == 200
+            assert response.headers["server-timing"].startswith("stored")
+        # The pyramid and its header pack sit beside the untouched original.
+        store = build_store(settings)
+        keys = {o.key for o in store.list(f"slides/{slide_id}/")}
+        assert f"slides/{slide_id}/pyramid.tiff" in keys
+        assert f"slides/{slide_id}/pyramid-index.bin" in keys
+        original = next(k for k in keys if "/original/" in k)
+        assert store.get(original) == sample(NDPI).read_bytes()
+    finally:
+        s3_server.remove_bucket(bucket)
+
+
+def test_cli_ingest_builds_the_pyramid_with_progress(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IAIN_HOME", str(settings.home))
+    result = CliRunner().invoke(cli, ["ingest", str(sample(SVS)), str(sample(TINY))])
+    assert result.exit_code == 0, result.output
+    assert "pyramid ready" in result.output
+    assert "no conversion needed (the slide fits in one 256x256 tile" in result.output
+    catalogue = Catalogue.open(settings.database_url)
+    statuses = {s.name: (s.status, job(catalogue, s.id).status) for s in catalogue.list_slides()}  # type: ignore[union-attr]
+    assert statuses == {
+        "CMU-1-Small-Region.svs": ("ready", "ready"),
+        "small.svs": ("ready", "skipped"),
+    }
