@@ -19,13 +19,14 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Dialog, Page
+from playwright.sync_api import Browser, Dialog, Page
 
 from tests.browser import test_viewer
 from tests.browser.test_viewer import (
     REPO,
     SYNTHETIC,
     SYNTHETIC_MPP,
+    VIEWPORT,
     Hub,
     Tab,
     open_slide,
@@ -278,6 +279,12 @@ def test_edit_label_colour_comment_then_delete_and_undo(
     ident = create(hub, synthetic, rectangle(1200, 800, 400, 300), kind="rectangle")
     page = open_annotated(tab, hub, synthetic)
     page.locator(f".ann-list li[data-id='{ident}'] button").click()
+    # The list's click zooms onto the annotation: the view is centred on it.
+    page.wait_for_function(
+        """() => { const v = window.iain.viewer, item = v.world.getItemAt(0);
+            const c = item.viewportToImageCoordinates(v.viewport.getCenter(true));
+            return Math.abs(c.x - 1400) < 5 && Math.abs(c.y - 950) < 5; }"""
+    )
     label = page.locator(".ann-editor .ann-label-input")
     label.fill("Tumour")
     label.press("Enter")
@@ -322,7 +329,10 @@ def test_dragging_a_vertex_reshapes_the_polygon(
     ring = [[1000, 600], [1800, 600], [1500, 1300], [1000, 600]]
     ident = create(hub, synthetic, {"type": "Polygon", "coordinates": [ring]}, kind="polygon")
     page = open_annotated(tab, hub, synthetic)
-    page.evaluate(f"() => window.iain.annotations.select({json.dumps(ident)})")
+    # A click inside the polygon (in pan mode) selects it; its vertices get handles.
+    click(page, tuple(page.evaluate("() => window.iain.annotations.imageToScreen([1400, 800])")))
+    page.wait_for_function(f"() => window.iain.annotations.selected === {json.dumps(ident)}")
+    assert page.locator(".annotation-layer circle.handle").count() == 3
     vertex = page.evaluate("() => window.iain.annotations.imageToScreen([1500, 1300])")
     handle = page.locator(".annotation-layer circle.handle[data-handle='2']")
     box = handle.bounding_box()
@@ -338,6 +348,24 @@ def test_dragging_a_vertex_reshapes_the_polygon(
     assert_close(moved[:2], [(1000, 600), (1800, 600)], 1e-6)
     assert_close([moved[2]], [expected], image_px_per_screen_px(page))
     assert feature["properties"]["version"] == 2
+
+    # Dragging its inside moves the whole polygon.
+    inside = page.evaluate("() => window.iain.annotations.imageToScreen([1400, 800])")
+    drag(page, (inside[0], inside[1]), (inside[0] - 50, inside[1] + 30))
+    settle(page)
+    [feature] = stored(hub, synthetic)
+    scale = image_px_per_screen_px(page)
+    dx, dy = (
+        feature["geometry"]["coordinates"][0][0][0] - 1000,
+        feature["geometry"]["coordinates"][0][0][1] - 600,
+    )
+    assert math.hypot(dx - (-50 * scale), dy - 30 * scale) <= scale, (dx, dy)
+    assert_close(outer_ring(feature)[:2], [(1000 + dx, 600 + dy), (1800 + dx, 600 + dy)], 1e-6)
+    assert feature["properties"]["version"] == 3
+
+    page.keyboard.press("Escape")
+    assert page.evaluate("() => window.iain.annotations.selected") is None
+    assert page.locator(".annotation-layer circle.handle").count() == 0
     tab.assert_no_console_errors()
 
 
@@ -544,3 +572,26 @@ def test_annotations_screenshot(hub: Hub, tab: Tab) -> None:
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOT)
     tab.assert_no_console_errors()
+
+
+def test_french_interface(hub: Hub, browser: Browser, synthetic: dict[str, Any]) -> None:
+    create(hub, synthetic, rectangle(1000, 1000, 400, 250), kind="rectangle", label="Tumeur")
+    context = browser.new_context(viewport=VIEWPORT, locale="fr-FR")  # type: ignore[arg-type]
+    try:
+        page = context.new_page()
+        page.goto(f"{hub.url}/viewer/{synthetic['id']}")
+        wait_fully_loaded(page)
+        page.evaluate("() => window.iain.annotations.loaded")
+        assert page.locator(".annotations-panel h2").inner_text() == "Annotations"
+        assert (
+            page.locator(".ann-tools button[data-tool=freehand]")
+            .inner_text()
+            .endswith("Main levée")
+        )
+        item = page.locator(".ann-list li[data-id]")
+        assert item.locator(".ann-item-kind").inner_text() == "Rectangle"
+        # 400 × 250 px at 0.25 µm/px = 0.00625 mm², written the French way.
+        assert item.locator(".ann-item-measure").inner_text() == "0,00625 mm²"
+        assert page.locator(".ann-export").inner_text() == "Exporter (QuPath)"
+    finally:
+        context.close()

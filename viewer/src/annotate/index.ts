@@ -82,7 +82,10 @@ export function attachAnnotations(
       h("span", { class: "icon", "aria-hidden": "true" }, TOOL_ICONS[tool]),
       h("span", { class: "name" }, t.annotations.toolNames[tool]),
     );
-    b.addEventListener("click", () => layer.setTool(tool));
+    b.addEventListener("click", () => {
+      if (tool !== "pan" && !layer.visible) handle.setVisible(true); // drawing what one sees
+      layer.setTool(tool);
+    });
     return b;
   });
   const hint = h("p", { class: "ann-hint" });
@@ -186,9 +189,9 @@ export function attachAnnotations(
     { class: "ann-body" },
     h("div", { class: "ann-tools", role: "toolbar", "aria-label": t.annotations.tools }, ...toolButtons),
     hint,
+    h("div", { class: "ann-actions" }, undoButton, exportLink, importButton, fileInput),
     editor,
     list,
-    h("div", { class: "ann-actions" }, undoButton, exportLink, importButton, fileInput),
     status,
   );
   const panel = h(
