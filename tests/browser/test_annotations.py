@@ -595,3 +595,34 @@ def test_french_interface(hub: Hub, browser: Browser, synthetic: dict[str, Any])
         assert page.locator(".ann-export").inner_text() == "Exporter (QuPath)"
     finally:
         context.close()
+
+
+def test_an_edit_of_a_stale_annotation_is_refused_and_shows_the_stored_one(
+    hub: Hub, tab: Tab, synthetic: dict[str, Any]
+) -> None:
+    ident = create(hub, synthetic, rectangle(800, 500, 300, 300), kind="rectangle", label="Mine")
+    page = open_annotated(tab, hub, synthetic)
+    page.locator(f".ann-list li[data-id='{ident}'] button").click()
+    # Someone else renames it meanwhile.
+    theirs = {
+        "type": "Feature",
+        "geometry": rectangle(800, 500, 300, 300),
+        "properties": {"kind": "rectangle", "label": "Theirs", "version": 1},
+    }
+    assert httpx.put(api(hub, synthetic, f"/{ident}"), json=theirs, timeout=30).status_code == 200
+    label = page.locator(".ann-editor .ann-label-input")
+    label.fill("Mine, renamed")
+    label.press("Enter")
+    settle(page)
+    status = page.locator(".ann-status.error")
+    assert "version 2" in (status.text_content() or "")
+    [stored_one] = stored(hub, synthetic)
+    assert stored_one["properties"]["label"] == "Theirs"
+    item = page.locator(f".ann-list li[data-id='{ident}'] .ann-item-label")
+    assert item.inner_text() == "Theirs"
+    assert label.input_value() == "Theirs"
+
+    page.keyboard.press("Delete")  # the selected annotation, at the version now shown
+    settle(page)
+    assert stored(hub, synthetic) == []
+    tab.assert_no_console_errors(allow="409")

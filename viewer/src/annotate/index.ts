@@ -246,9 +246,12 @@ export function attachAnnotations(
     const p = feature.properties;
     kindOut.textContent = t.annotations.toolNames[p.kind] ?? p.kind;
     const m = measurement(feature);
+    const what = p.measurements?.length_um !== undefined ? t.annotations.length : t.annotations.area;
     measureOut.textContent = m
-      ? `${p.measurements?.length_um !== undefined ? t.annotations.length : t.annotations.area}: ${m}`
-      : "";
+      ? `${what}: ${m}`
+      : slide.mpp === null && p.kind !== "point"
+        ? t.annotations.noScale
+        : "";
     // Not while the user types in it: their text stays theirs until they leave the field.
     if (document.activeElement !== labelInput) labelInput.value = p.label;
     if (document.activeElement !== commentInput) commentInput.value = p.comment;
