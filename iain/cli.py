@@ -173,6 +173,7 @@ def upload(
     hub: Annotated[str, typer.Option(help="the hub's URL")] = "http://127.0.0.1:8000",
     centre: Annotated[str, typer.Option(help="owning centre: caen, lille, rouen...")] = "caen",
     name: Annotated[str, typer.Option(help="slide name (default: the file name)")] = "",
+    jobs: Annotated[int, typer.Option(help="parts sent at the same time")] = 4,
 ) -> None:
     """Send a slide to a hub in parts; run it again after an interruption to resume."""
     from iain.upload_client import UploadFailed
@@ -205,6 +206,7 @@ def upload(
                 on_start=started,
                 on_bytes=advance,
                 on_hashing=advance,
+                jobs=jobs,
             )
         except UploadFailed as exc:
             err.print(f"[red]upload failed[/red] {path}: {exc}")

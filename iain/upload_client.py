@@ -11,6 +11,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,7 @@ def upload(
     on_start: Callable[[str, int, int, int], None] | None = None,
     on_bytes: Callable[[int], None] | None = None,
     on_hashing: Callable[[int], None] | None = None,
+    jobs: int = 4,
 ) -> Report:
     """Uploads (or resumes uploading) the slide at `path`; returns the new slide's details.
     on_start(upload_id, parts_total, parts_already, bytes_left) is called before sending."""
@@ -185,9 +187,9 @@ def upload(
     if on_start is not None:
         on_start(upload_id, total, already, left)
     if state["status"] == "open":
-        for index, number in todo:
-            local = files[index]
-            with local.path.open("rb") as fh:
+
+        def send(index: int, number: int) -> int:
+            with files[index].path.open("rb") as fh:
                 fh.seek((number - 1) * part_size)
                 data = fh.read(part_size)
             client.ok(
@@ -199,8 +201,14 @@ def upload(
                     "Content-Type": "application/octet-stream",
                 },
             )
-            if on_bytes is not None:
-                on_bytes(len(data))
+            return len(data)
+
+        # A few parts in flight hide the round trips of a distant hub; each holds one part
+        # in memory here and on the hub.
+        with ThreadPoolExecutor(max(1, jobs)) as pool:
+            for sent in pool.map(lambda job: send(*job), todo):
+                if on_bytes is not None:
+                    on_bytes(sent)
     try:
         slide = client.ok("POST", f"/api/uploads/{upload_id}/complete", timeout=COMPLETE_TIMEOUT_S)
     finally:
