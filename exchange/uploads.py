@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from exchange.catalogue import Catalogue, new_slide_id
 from exchange.errors import ExchangeError
@@ -452,9 +453,16 @@ class Uploads:
             loc = self._location(upload.slide_id, files, inspection, root)
             # Like `iain ingest`: queued for its normalised pyramid, served from the original
             # until it is built.
-            slide = self.catalogue.add_slide(
-                upload.name, upload.centre, loc, inspection, convert=True
-            )
+            try:
+                slide = self.catalogue.add_slide(
+                    upload.name, upload.centre, loc, inspection, convert=True
+                )
+            except IntegrityError:
+                # Another hub process completed the same upload first: same slide id.
+                recorded = self.catalogue.get(upload.slide_id)
+                if recorded is None:
+                    raise
+                slide = recorded
         self._set_status(upload.id, "complete")
         return slide
 

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -449,3 +450,21 @@ def test_prune_uploads_frees_what_abandoned_uploads_stored(
     # S3 keeps no hidden parts of the abandoned upload either.
     minio = s3_server.client()
     assert list(minio._list_multipart_uploads(bucket).uploads) == []
+
+
+def test_two_hub_processes_completing_the_same_upload_make_one_slide(
+    s3_settings: Settings,
+) -> None:
+    data = sample(NDPI).read_bytes()
+    with (
+        TestClient(create_app(s3_settings)) as first,
+        TestClient(create_app(s3_settings)) as second,
+    ):
+        upload = start(first, [("s.ndpi", data)])
+        send_parts(first, upload, [data])
+        url = f"/api/uploads/{upload['id']}/complete"
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda c: c.post(url), [first, second]))
+        assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+        assert answers[0].json()["id"] == answers[1].json()["id"]
+        assert len(first.get("/api/slides").json()) == 1
