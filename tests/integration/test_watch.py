@@ -212,3 +212,14 @@ def test_a_file_removed_before_its_ingest_does_not_stop_the_watcher(
     shutil.copy(sample(SVS), drop / "next.svs")
     w.poll(now=2)
     assert [o.name for o in w.poll(now=3)] == ["next.svs"]
+
+
+def test_a_dicom_series_folder_is_one_slide(settings: Settings, drop: Path) -> None:
+    shutil.copytree(sample("dicom/openslide-boxes/boxes_0.dcm").parent, drop / "series-17")
+    w = watcher(settings, drop, settle_s=0)
+    w.poll(now=0)
+    [outcome] = w.poll(now=1)
+    assert outcome.name == "series-17" and outcome.slide_id is not None
+    [slide] = Catalogue.open(settings.database_url).list_slides()
+    assert (slide.name, len(slide.keys)) == ("series-17", 2)
+    assert sorted(os.listdir(drop / INGESTED / "series-17")) == ["boxes_0.dcm", "boxes_1.dcm"]
