@@ -1,5 +1,6 @@
 /** Entry point: picks the page from the URL. */
 
+import { showCompare } from "./compare";
 import { parseRoute } from "./routes";
 import { language } from "./strings";
 import { showViewer } from "./viewer";
@@ -13,6 +14,8 @@ document.documentElement.lang = language;
 const route = parseRoute(window.location);
 if (route.page === "viewer") {
   void showViewer(root, route.slideId, route.protocol, route.view);
+} else if (route.page === "compare") {
+  void showCompare(root, route.compare);
 } else {
-  void showWorklist(root, route.query);
+  void showWorklist(root, route.query, route.compareWith);
 }

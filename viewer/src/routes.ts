@@ -1,4 +1,7 @@
-/** The viewer's URLs. The hub returns index.html for /viewer/*, and main.ts dispatches here. */
+/**
+ * The viewer's URLs. The hub returns index.html for /, /viewer/* and /compare, and main.ts
+ * dispatches here.
+ */
 
 export type Protocol = "dzi" | "iiif";
 
@@ -17,11 +20,29 @@ export interface ViewState {
 }
 
 export type Route =
-  | { page: "worklist"; query: string }
-  | { page: "viewer"; slideId: string; protocol: Protocol; view: ViewState | null };
+  | { page: "worklist"; query: string; compareWith: string | null }
+  | { page: "viewer"; slideId: string; protocol: Protocol; view: ViewState | null }
+  | { page: "compare"; compare: CompareState };
+
+/** Slides shown side by side on the compare page. */
+export const COMPARE_MIN = 2;
+export const COMPARE_MAX = 4;
+
+/**
+ * The compare page's link: `?slides=a,b[,c,d]&v=x,y,zoom,rot[,f]&v=…&lock=0`. One `v` per
+ * slide, in that slide's level-0 pixels as on the slide page (`f`: flipped); while locked,
+ * the differences between the views are the offsets the lock keeps. Views are null where
+ * the link has none (or not one for every slide): each slide then opens whole.
+ */
+export interface CompareState {
+  slideIds: string[];
+  views: ViewState[] | null;
+  locked: boolean;
+}
 
 export function parseRoute(location: Location | URL): Route {
   const params = new URLSearchParams(location.search);
+  if (/^\/compare\/?$/.test(location.pathname)) return { page: "compare", compare: parseCompare(params) };
   const match = /^\/viewer\/(.*)$/.exec(location.pathname);
   if (match) {
     return {
@@ -31,7 +52,7 @@ export function parseRoute(location: Location | URL): Route {
       view: parseView(params),
     };
   }
-  return { page: "worklist", query: params.get("q") ?? "" };
+  return { page: "worklist", query: params.get("q") ?? "", compareWith: params.get("compare") };
 }
 
 /** The view in `params`, or null unless x, y and a positive zoom are all there. */
@@ -55,6 +76,11 @@ export function worklistUrl(query = ""): string {
   return query ? `/?${new URLSearchParams({ q: query })}` : "/";
 }
 
+/** The worklist with `slideId` already ticked for comparison: the slide page's "Compare…". */
+export function compareWithUrl(slideId: string): string {
+  return `/?${new URLSearchParams({ compare: slideId })}`;
+}
+
 /** Rounded to what a screen can show: whole pixels, 4 significant digits of zoom, 0.1°. */
 export function viewerUrl(
   slideId: string,
@@ -73,4 +99,48 @@ export function viewerUrl(
   if (protocol !== "dzi") params.set("protocol", protocol);
   const query = params.toString();
   return `/viewer/${encodeURIComponent(slideId)}${query ? `?${query}` : ""}`;
+}
+
+export function parseCompare(params: URLSearchParams): CompareState {
+  const slideIds = (params.get("slides") ?? "")
+    .split(",")
+    .map((id) => id.trim())
+    .filter(Boolean)
+    .slice(0, COMPARE_MAX);
+  const given = params.getAll("v");
+  const views = given.map(parseCompactView).filter((view): view is ViewState => view !== null);
+  const complete = views.length === given.length && views.length === slideIds.length;
+  return {
+    slideIds,
+    views: complete ? views : null,
+    locked: params.get("lock") !== "0",
+  };
+}
+
+/** "x,y,zoom,rot[,f]" → a view; null unless x, y and a positive zoom are numbers. */
+function parseCompactView(text: string): ViewState | null {
+  const parts = text.split(",");
+  const [x = NaN, y = NaN, zoom = NaN, rotation = NaN] = parts
+    .slice(0, 4)
+    .map((part) => (part.trim() === "" ? NaN : Number(part)));
+  if (!Number.isFinite(x) || !Number.isFinite(y) || !Number.isFinite(zoom) || zoom <= 0) return null;
+  return {
+    x,
+    y,
+    zoom,
+    rotation: normalizeDegrees(Number.isFinite(rotation) ? rotation : 0),
+    flip: parts[4] === "f",
+  };
+}
+
+/** Rounded like viewerUrl's views. */
+export function compareUrl(state: CompareState): string {
+  const params = new URLSearchParams({ slides: state.slideIds.join(",") });
+  for (const view of state.views ?? []) {
+    const rotation = Number(normalizeDegrees(view.rotation).toFixed(1)) % 360;
+    const parts = [Math.round(view.x), Math.round(view.y), Number(view.zoom.toPrecision(4)), rotation];
+    params.append("v", parts.join(",") + (view.flip ? ",f" : ""));
+  }
+  if (!state.locked) params.set("lock", "0");
+  return `/compare?${params.toString().replace(/%2C/g, ",")}`;
 }

@@ -3,12 +3,13 @@
 import OpenSeadragon from "openseadragon";
 import { attachAnnotations, type Annotations } from "./annotate";
 import { ApiError, centreNames, getSlide, type SlideDetail } from "./api";
+import { associatedImagesButton } from "./associated";
 import { h, mount } from "./dom";
 import { formatDimensions, formatVendor, scanResolution } from "./format";
 import { appHeader } from "./header";
 import { applyView, currentView, setUpNavigation, type Navigation } from "./navigation";
 import { attachOverlays, type Overlays } from "./overlays";
-import { viewerUrl, worklistUrl, type Protocol, type ViewState } from "./routes";
+import { compareWithUrl, viewerUrl, worklistUrl, type Protocol, type ViewState } from "./routes";
 import { ScaleControl } from "./scale";
 import { t } from "./strings";
 
@@ -81,7 +82,17 @@ export async function showViewer(
     h(
       "div",
       { class: "page viewer-page" },
-      appHeader(back, slideTitle(slide, centres.get(slide.centre) ?? slide.centre), switcher.element),
+      appHeader(
+        back,
+        slideTitle(slide, centres.get(slide.centre) ?? slide.centre),
+        associatedImagesButton(slide, main),
+        h(
+          "a",
+          { class: "compare-link", href: compareWithUrl(slide.id), title: t.compare.fromViewerHint },
+          t.compare.fromViewer,
+        ),
+        switcher.element,
+      ),
       main,
     ),
   );

@@ -4,7 +4,7 @@ import { ApiError, centreNames, listSlides, thumbnailUrl, type SlideSummary } fr
 import { h, mount } from "./dom";
 import { formatDate, formatDimensions, formatVendor, scanResolution, searchKey } from "./format";
 import { appHeader } from "./header";
-import { viewerUrl, worklistUrl } from "./routes";
+import { COMPARE_MAX, COMPARE_MIN, compareUrl, viewerUrl, worklistUrl } from "./routes";
 import { t } from "./strings";
 
 const THUMBNAIL_SIZE = 160;
@@ -15,7 +15,12 @@ interface Row {
   key: string;
 }
 
-export async function showWorklist(root: HTMLElement, initialQuery: string): Promise<void> {
+/** `compareWith`: a slide to tick for comparison (the slide page's "Compare…"). */
+export async function showWorklist(
+  root: HTMLElement,
+  initialQuery: string,
+  compareWith: string | null = null,
+): Promise<void> {
   document.title = `${t.worklist.title} · ${t.app.name}`;
   const status = h("p", { class: "notice", role: "status" }, t.worklist.loading);
   const search = h("input", {
@@ -28,6 +33,11 @@ export async function showWorklist(root: HTMLElement, initialQuery: string): Pro
     spellcheck: "false",
   });
   const count = h("span", { class: "count" });
+  const compare = h(
+    "button",
+    { type: "button", class: "compare-button", title: t.compare.buttonHint, disabled: true },
+    t.compare.button(0),
+  );
   const body = h("tbody");
   const table = h(
     "table",
@@ -35,7 +45,13 @@ export async function showWorklist(root: HTMLElement, initialQuery: string): Pro
     h(
       "thead",
       {},
-      h("tr", {}, ...Object.values(t.worklist.columns).map((label) => h("th", { scope: "col" }, label))),
+      h(
+        "tr",
+        {},
+        ...Object.values(t.worklist.columns).map((label) => h("th", { scope: "col" }, label)),
+        // Last, under the header's Compare button.
+        h("th", { scope: "col", class: "select" }, t.compare.selectColumn),
+      ),
     ),
     body,
   );
@@ -44,7 +60,7 @@ export async function showWorklist(root: HTMLElement, initialQuery: string): Pro
     h(
       "div",
       { class: "page worklist-page" },
-      appHeader(h("h1", { class: "page-title" }, t.worklist.title), count, search),
+      appHeader(h("h1", { class: "page-title" }, t.worklist.title), count, search, compare),
       h("main", { class: "worklist" }, status, table),
     ),
   );
@@ -69,6 +85,32 @@ export async function showWorklist(root: HTMLElement, initialQuery: string): Pro
     };
   });
   body.append(...rows.map((row) => row.element));
+
+  // ---- choosing slides to compare: in the order ticked, at most COMPARE_MAX ----------------
+  const chosen: string[] = [];
+  const boxes = [...body.querySelectorAll<HTMLInputElement>("input.select-slide")];
+  const showChoice = (): void => {
+    compare.textContent = t.compare.button(chosen.length);
+    compare.disabled = chosen.length < COMPARE_MIN;
+    for (const box of boxes) box.disabled = !box.checked && chosen.length >= COMPARE_MAX;
+  };
+  for (const box of boxes) {
+    box.addEventListener("change", () => {
+      const id = box.value;
+      if (box.checked && !chosen.includes(id)) chosen.push(id);
+      if (!box.checked && chosen.includes(id)) chosen.splice(chosen.indexOf(id), 1);
+      showChoice();
+    });
+    if (box.value === compareWith) {
+      box.checked = true;
+      chosen.push(box.value);
+    }
+  }
+  compare.addEventListener("click", () => {
+    if (chosen.length >= COMPARE_MIN)
+      window.location.assign(compareUrl({ slideIds: chosen, views: null, locked: true }));
+  });
+  showChoice();
 
   const applyFilter = (): void => {
     const query = search.value.trim();
@@ -123,11 +165,22 @@ function slideRow(slide: SlideSummary, centreName: string): HTMLTableRowElement 
       h("span", { class: `badge status-${slide.status}`, title: slide.error ?? undefined }, statusText),
     ),
     h("td", { class: "added" }, formatDate(slide.created_at)),
+    h(
+      "td",
+      { class: "select" },
+      ready &&
+        h("input", {
+          type: "checkbox",
+          class: "select-slide",
+          value: slide.id,
+          "aria-label": t.compare.select(slide.name),
+        }),
+    ),
   );
   if (ready) {
     // The whole row opens the slide; the name stays a real link (keyboard, new tab).
     row.addEventListener("click", (event) => {
-      if ((event.target as Element).closest("a")) return;
+      if ((event.target as Element).closest("a, input, td.select")) return;
       window.location.assign(href);
     });
   }
