@@ -224,7 +224,7 @@ def watch(
     once: Annotated[bool, typer.Option(help="ingest what is complete now, then exit")] = False,
 ) -> None:
     """Ingest every slide dropped into FOLDER once; failures go to FOLDER/failed/."""
-    from iain.watch import Watcher
+    from iain.watch import FolderBusy, Watcher
 
     settings = _settings()
     try:
@@ -245,6 +245,9 @@ def watch(
         outcomes = watcher.run(interval_s=interval, once=once)
     except KeyboardInterrupt:
         return
+    except FolderBusy as exc:
+        err.print(f"[red]cannot watch:[/red] {exc}")
+        raise typer.Exit(2) from exc
     if any(o.slide_id is None for o in outcomes):
         raise typer.Exit(1)
 

@@ -13,6 +13,7 @@ objects are deleted and the entry is ingested afresh. Either way there is one sl
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -36,6 +37,10 @@ REASON_SUFFIX = ".reason.txt"
 _PARTIAL_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload")
 
 Signature = tuple[tuple[str, int, int], ...]
+
+
+class FolderBusy(Exception):
+    """Another watcher holds the folder."""
 
 
 @dataclass(frozen=True)
@@ -229,9 +234,28 @@ class Watcher:
                 outcomes.append(outcome)
         return outcomes
 
+    def _lock(self) -> int:
+        """One watcher per folder: two would ingest the same file twice. The kernel drops
+        the lock when its holder dies, so a killed watcher never blocks its restart."""
+        self._state.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._state / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise FolderBusy(f"another watcher is already watching {self.folder}") from None
+        return fd
+
     def run(self, *, interval_s: float = 2.0, once: bool = False) -> list[Outcome]:
         """Polls until interrupted; `once`: ingests what is complete now, then returns."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        fd = self._lock()
+        try:
+            return self._run(interval_s, once)
+        finally:
+            os.close(fd)
+
+    def _run(self, interval_s: float, once: bool) -> list[Outcome]:
         self.recover()
         if once:
             self.stable(time.monotonic())

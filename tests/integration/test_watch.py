@@ -223,3 +223,33 @@ def test_a_dicom_series_folder_is_one_slide(settings: Settings, drop: Path) -> N
     [slide] = Catalogue.open(settings.database_url).list_slides()
     assert (slide.name, len(slide.keys)) == ("series-17", 2)
     assert sorted(os.listdir(drop / INGESTED / "series-17")) == ["boxes_0.dcm", "boxes_1.dcm"]
+
+
+def test_a_second_watcher_on_the_same_folder_is_refused(
+    settings: Settings, drop: Path, s3_server: SeaweedS3
+) -> None:
+    environ = env(settings, s3_server)
+    running = subprocess.Popen(
+        watch_command(settings, drop),
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            second = subprocess.run(
+                watch_command(settings, drop, "--once"), env=environ, capture_output=True, text=True
+            )
+            if second.returncode == 2 or time.monotonic() > deadline:
+                break
+        assert second.returncode == 2
+        assert "another watcher" in second.stderr
+    finally:
+        running.send_signal(signal.SIGKILL)
+        running.wait()
+    # Its holder gone, the folder is free again.
+    freed = subprocess.run(
+        watch_command(settings, drop, "--once"), env=environ, capture_output=True, text=True
+    )
+    assert freed.returncode == 0, freed.stderr
