@@ -154,7 +154,11 @@ class Watcher:
         entry = next((e for e in entries(self.folder) if e.name == name), None)
         if self.catalogue.get(slide_id) is not None:
             if entry is not None:
-                _move(entry, self.folder / INGESTED)
+                try:
+                    _move(entry, self.folder / INGESTED)
+                except OSError as exc:
+                    self._done[entry.name] = signature(entry)
+                    self.log(f"ingested {name} but cannot move it to {INGESTED}/: {exc}")
             self.log(f"{slide_id}  {name}  (recorded before an interruption)")
         else:
             for obj in list(self.store.list(slide_prefix(slide_id))):
