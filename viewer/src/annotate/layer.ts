@@ -48,6 +48,11 @@ const MIN_DRAG_PX = 3;
 const FREEHAND_STEP_PX = 3;
 /** Above this many vertices a polygon shows no vertex handles (it can still be moved). */
 const MAX_HANDLES = 300;
+/** A caption shows once its shape is this big on screen: a thousand labelled cells seen whole
+ * would be a thousand overlapping words (and slow every frame). */
+const MIN_CAPTION_PX = 40;
+/** Screen elements this far off the view still follow it (a caption's width, roughly). */
+const OFF_VIEW_PX = 200;
 
 type Matrix = [number, number, number, number, number, number];
 
@@ -58,6 +63,19 @@ interface Drawing {
   pointer: Pt | null;
   pointerId: number | null;
   lastDown: { time: number; screen: Pt } | null;
+}
+
+type Box = ReturnType<typeof bounds>;
+
+/** A screen-space element (point, caption, handle) at a level-0 point, plus an offset in px. */
+interface Anchored {
+  element: SVGGraphicsElement;
+  at: Pt;
+  dx: number;
+  dy: number;
+  /** Shown only when its shape is at least MIN_CAPTION_PX on screen (0: always). */
+  size: number;
+  shown: boolean;
 }
 
 interface Drag {
@@ -106,7 +124,9 @@ export class AnnotationLayer {
   private readonly previewText: SVGTextElement;
   private readonly paths = new Map<string, SVGPathElement>();
   /** Screen-space elements and the level-0 point each sits at (plus an offset in px). */
-  private anchored: { element: SVGGraphicsElement; at: Pt; dx: number; dy: number }[] = [];
+  private anchored: Anchored[] = [];
+  /** Each drawn region or line, with its level-0 box: those off the view are not painted. */
+  private shapes: { group: SVGGElement; box: Box; shown: boolean }[] = [];
   private matrix: Matrix = [1, 0, 0, 1, 0, 0];
   private drawing: Drawing | null = null;
   private drag: Drag | null = null;
@@ -200,6 +220,7 @@ export class AnnotationLayer {
     this.screen.replaceChildren();
     this.paths.clear();
     this.anchored = [];
+    this.shapes = [];
     this.element.style.display = this.visible ? "" : "none";
     for (const feature of this.store.features) this.renderFeature(feature);
     const selected = this.selected ? this.store.get(this.selected) : undefined;
@@ -225,7 +246,7 @@ export class AnnotationLayer {
       dot.style.setProperty("--colour", colour);
       if (isSelected) dot.setAttribute("data-body", "");
       this.screen.append(dot);
-      this.anchored.push({ element: dot, at: geometry.coordinates, dx: 0, dy: 0 });
+      this.anchored.push({ element: dot, at: geometry.coordinates, dx: 0, dy: 0, size: 0, shown: true });
     } else {
       const path = svg("path", { class: "shape", d: pathData(geometry) });
       if (isSelected) {
@@ -236,6 +257,7 @@ export class AnnotationLayer {
         group.append(path);
       }
       this.paths.set(feature.id, path);
+      this.shapes.push({ group, box: bounds(geometry), shown: true });
     }
     const text = this.caption(feature, geometry);
     if (text) {
@@ -250,7 +272,14 @@ export class AnnotationLayer {
           : geometry.type === "LineString"
             ? geometry.coordinates[geometry.coordinates.length - 1]!
             : [box.x + box.width / 2, box.y + box.height / 2];
-      this.anchored.push({ element: caption, at, dx: geometry.type === "Point" ? 10 : 8, dy: -8 });
+      this.anchored.push({
+        element: caption,
+        at,
+        dx: geometry.type === "Point" ? 10 : 8,
+        dy: -8,
+        size: isSelected || geometry.type === "Point" ? 0 : Math.max(box.width, box.height),
+        shown: true,
+      });
     }
   }
 
@@ -273,7 +302,7 @@ export class AnnotationLayer {
       const handle = svg("circle", { class: "handle", r: 6, "data-handle": index });
       handle.style.setProperty("--colour", feature.properties.colour);
       this.screen.append(handle);
-      this.anchored.push({ element: handle, at: p, dx: 0, dy: 0 });
+      this.anchored.push({ element: handle, at: p, dx: 0, dy: 0, size: 0, shown: true });
     });
   }
 
@@ -335,9 +364,32 @@ export class AnnotationLayer {
     ];
     this.world.setAttribute("transform", `matrix(${this.matrix.join(" ")})`);
     const [a, b, c, d, e, f] = this.matrix;
-    for (const { element, at, dx, dy } of this.anchored) {
+    const size = this.viewer.viewport.getContainerSize();
+    const view = this.viewBox(size.x, size.y);
+    for (const shape of this.shapes) {
+      const box = shape.box;
+      const shown =
+        box.x <= view.x + view.width &&
+        box.x + box.width >= view.x &&
+        box.y <= view.y + view.height &&
+        box.y + box.height >= view.y;
+      if (shown !== shape.shown) shape.group.style.display = shown ? "" : "none";
+      shape.shown = shown;
+    }
+    const scale = this.scale();
+    for (const item of this.anchored) {
+      const { element, at, dx, dy } = item;
       const x = a * at[0] + c * at[1] + e + dx;
       const y = b * at[0] + d * at[1] + f + dy;
+      const shown =
+        (item.size === 0 || item.size * scale >= MIN_CAPTION_PX) &&
+        x > -OFF_VIEW_PX &&
+        y > -OFF_VIEW_PX &&
+        x < size.x + OFF_VIEW_PX &&
+        y < size.y + OFF_VIEW_PX;
+      if (shown !== item.shown) element.style.display = shown ? "" : "none";
+      item.shown = shown;
+      if (!shown) continue;
       if (element instanceof SVGCircleElement) {
         element.setAttribute("cx", x.toFixed(1));
         element.setAttribute("cy", y.toFixed(1));
@@ -351,6 +403,23 @@ export class AnnotationLayer {
       this.previewText.setAttribute("x", (x + 14).toFixed(1));
       this.previewText.setAttribute("y", (y + 20).toFixed(1));
     }
+  }
+
+  /** The level-0 box the view (with a margin) covers, whatever its rotation. */
+  private viewBox(width: number, height: number): Box {
+    const [a, b, c, d, e, f] = this.matrix;
+    const det = a * d - b * c || 1;
+    const corners: Pt[] = [
+      [-OFF_VIEW_PX, -OFF_VIEW_PX],
+      [width + OFF_VIEW_PX, -OFF_VIEW_PX],
+      [-OFF_VIEW_PX, height + OFF_VIEW_PX],
+      [width + OFF_VIEW_PX, height + OFF_VIEW_PX],
+    ];
+    const image = corners.map(([x, y]): Pt => [
+      (d * (x - e) - c * (y - f)) / det,
+      (a * (y - f) - b * (x - e)) / det,
+    ]);
+    return bounds({ type: "LineString", coordinates: image });
   }
 
   // ---- tools and selection ------------------------------------------------------------------
