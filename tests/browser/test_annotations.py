@@ -626,3 +626,42 @@ def test_an_edit_of_a_stale_annotation_is_refused_and_shows_the_stored_one(
     settle(page)
     assert stored(hub, synthetic) == []
     tab.assert_no_console_errors(allow="409")
+
+
+def test_ellipse_and_freehand_drawn_by_dragging(
+    hub: Hub, tab: Tab, synthetic: dict[str, Any]
+) -> None:
+    page = open_annotated(tab, hub, synthetic)
+    a, b = (520.0, 250.0), (760.0, 410.0)
+    ia, ib = image_at(page, a), image_at(page, b)
+    page.locator(".ann-tools button[data-tool=ellipse]").click()
+    drag(page, a, b)
+    settle(page)
+    [ellipse] = stored(hub, synthetic)
+    assert ellipse["properties"]["kind"] == "ellipse"
+    xs = [p[0] for p in outer_ring(ellipse)]
+    ys = [p[1] for p in outer_ring(ellipse)]
+    tolerance = image_px_per_screen_px(page)
+    assert abs(min(xs) - ia[0]) <= tolerance and abs(max(xs) - ib[0]) <= tolerance
+    assert abs(min(ys) - ia[1]) <= tolerance and abs(max(ys) - ib[1]) <= tolerance
+    rx, ry = (ib[0] - ia[0]) / 2, (ib[1] - ia[1]) / 2
+    expected_mm2 = math.pi * rx * ry * SYNTHETIC_MPP**2 / 1e6
+    area = ellipse["properties"]["measurements"]["area_mm2"]
+    assert area == pytest.approx(expected_mm2, rel=0.01)
+
+    # Freehand: a loop dragged around a square; its area is about the square's.
+    page.locator(".ann-tools button[data-tool=freehand]").click()
+    ox, oy = canvas_origin(page)
+    corners = [(600.0, 480.0), (800.0, 480.0), (800.0, 680.0), (600.0, 680.0), (600.0, 481.0)]
+    page.mouse.move(ox + corners[0][0], oy + corners[0][1])
+    page.mouse.down()
+    for x, y in corners[1:]:
+        page.mouse.move(ox + x, oy + y, steps=20)
+    page.mouse.up()
+    settle(page)
+    freehand = next(f for f in stored(hub, synthetic) if f["properties"]["kind"] == "freehand")
+    assert len(outer_ring(freehand)) > 20
+    square = (200 * image_px_per_screen_px(page)) ** 2 * SYNTHETIC_MPP**2 / 1e6
+    assert freehand["properties"]["measurements"]["area_mm2"] == pytest.approx(square, rel=0.03)
+    assert page.locator(".ann-list li[data-id]").count() == 2
+    tab.assert_no_console_errors()
