@@ -11,6 +11,7 @@ is the same libvips code.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ROOT / "bench" / "out" / "bench-60000x40000.tiff"
@@ -78,21 +80,32 @@ def main() -> None:
 
     image = pyvips.Image.new_from_file(str(slide))
     megapixels = image.width * image.height / 1e6
-    results = []
-    # Separate measuring processes, so each peak RSS is that run's alone.
-    for which in ("reference", "ours", "ours-reader"):
-        line = subprocess.run(
-            [sys.executable, __file__, "--one", which, str(slide)],
-            cwd=ROOT, capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-        result = json.loads(line)
-        result["mpx_per_s"] = round(megapixels / float(result["wall_s"]), 1)
-        results.append(result)
-    ratios = {
-        r["which"]: round(float(r["wall_s"]) / float(results[0]["wall_s"]), 2) for r in results[1:]
-    }
+    rounds = int(os.environ.get("ROUNDS", "3"))
+    runs: dict[str, list[dict[str, Any]]] = {}
+    # Rounds alternate the paths, so a neighbour's load hits them all alike; each run is a
+    # separate measuring process, so each peak RSS is that run's alone.
+    for _ in range(rounds):
+        for which in ("reference", "ours", "ours-reader"):
+            line = subprocess.run(
+                [sys.executable, __file__, "--one", which, str(slide)],
+                cwd=ROOT, capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            runs.setdefault(which, []).append(json.loads(line))
+    summary: dict[str, dict[str, Any]] = {}
+    for which, measured in runs.items():
+        walls = sorted(float(r["wall_s"]) for r in measured)
+        median = walls[len(walls) // 2]
+        summary[which] = {
+            "wall_s_median": median,
+            "wall_s_all": walls,
+            "mpx_per_s": round(megapixels / median, 1),
+            "peak_rss_mib_max": max(int(r["peak_rss_mib"]) for r in measured),
+            "output_mib": measured[0]["output_mib"],
+        }
+    reference = summary["reference"]["wall_s_median"]
+    ratios = {w: round(r["wall_s_median"] / reference, 2) for w, r in summary.items()}
     print(json.dumps({"slide": slide.name, "size": [image.width, image.height],
-                      "megapixels": round(megapixels), "runs": results,
+                      "megapixels": round(megapixels), "rounds": rounds, "runs": summary,
                       "time_vs_reference": ratios}, indent=2))  # fmt: skip
 
 

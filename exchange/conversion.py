@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ from tiles.location import SlideLocation, original_key
 MAX_ATTEMPTS = 2
 PROGRESS_INTERVAL_S = 0.5
 IDLE_POLL_S = 0.5
+ORPHAN_SWEEP_S = 60.0
+STALE_S = 10.0
 
 _CONTEXT = multiprocessing.get_context("forkserver")
 
@@ -143,13 +146,21 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
+def _quiet_for(conversion: Conversion, seconds: float) -> bool:
+    at = conversion.updated_at
+    if at.tzinfo is None:  # SQLite gives back naive UTC
+        at = at.replace(tzinfo=UTC)
+    return (utcnow() - at).total_seconds() > seconds
+
+
 def requeue_interrupted(catalogue: Catalogue) -> list[str]:
-    """Jobs left `converting` by a hub or command that stopped: queued again."""
+    """Jobs left `converting` by a hub or command that stopped: queued again. A job
+    claimed a moment ago may not have its worker's pid yet: only quiet ones count."""
     with catalogue.session() as session:
         stale = [
             c.slide_id
             for c in session.scalars(select(Conversion).where(Conversion.status == "converting"))
-            if not _alive(c.worker_pid)
+            if not _alive(c.worker_pid) and _quiet_for(c, STALE_S)
         ]
     for slide_id in stale:
         _set(catalogue, slide_id, "queued", status="queued", worker_pid=None)
@@ -406,8 +417,13 @@ class ConversionWorker:
             self._thread.join(10)
 
     def _run(self) -> None:
+        last_sweep = time.monotonic()
         while not self._stop.is_set():
             try:
+                if time.monotonic() - last_sweep > ORPHAN_SWEEP_S:
+                    # A worker orphaned by a killed hub ends without recording anything.
+                    last_sweep = time.monotonic()
+                    requeue_interrupted(self.catalogue)
                 slide_id = claim(self.catalogue)
                 if slide_id is None:
                     self._stop.wait(IDLE_POLL_S)

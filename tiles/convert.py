@@ -14,8 +14,10 @@ service serves a stored tile only when it lies entirely inside the stored level.
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -35,8 +37,11 @@ from tiles.readers.tiff import TiffReader
 
 Progress = Callable[[float], None]  # percent done, 0..100
 
-# Rows of level 0 read from our readers at a time (the bridge's memory: BAND_ROWS x width x 3).
+# Rows of level 0 read from our readers at a time (the bridge's memory: BAND_ROWS x width x 3
+# per band held), in chunks of CHUNK_WIDTH columns decoded in parallel, PREFETCH bands ahead.
 BAND_ROWS = 256
+CHUNK_WIDTH = 4096
+PREFETCH = 2
 
 
 def pyramid_key(slide_id: str) -> str:
@@ -153,19 +158,39 @@ class _StripStream:
         self.pos = 0
         self._band_y = -1
         self._band = b""
+        self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2)
+        self._pending: dict[int, list[Future[np.ndarray]]] = {}
         # Why our reader failed: libvips only sees a short read.
         self.error: TilesError | None = None
 
-    def _read_band(self, y: int) -> None:
+    def _submit(self, y: int) -> list[Future[np.ndarray]]:
         rows = min(BAND_ROWS, self.height - y)
-        step = max(1, MAX_REGION_PIXELS // rows)
-        parts = [
-            self.reader.read_region(0, Region(x, y, min(step, self.width - x), rows))
+        step = max(1, min(CHUNK_WIDTH, MAX_REGION_PIXELS // rows))
+        return [
+            self._pool.submit(
+                self.reader.read_region, 0, Region(x, y, min(step, self.width - x), rows)
+            )
             for x in range(0, self.width, step)
         ]
+
+    def _read_band(self, y: int) -> None:
+        # Column chunks decode in parallel (codecs release the GIL), and the next bands are
+        # decoded while libvips encodes this one: memory is (PREFETCH + 1) bands.
+        chunks = self._pending.pop(y, None) or self._submit(y)
+        for ahead in range(1, PREFETCH + 1):
+            next_y = y + ahead * BAND_ROWS
+            if next_y < self.height and next_y not in self._pending:
+                self._pending[next_y] = self._submit(next_y)
+        parts = [chunk.result() for chunk in chunks]
         pixels = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
         self._band = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
         self._band_y = y
+
+    def close(self) -> None:
+        for chunks in self._pending.values():
+            for chunk in chunks:
+                chunk.cancel()
+        self._pool.shutdown(wait=True)
 
     def read(self, n: int) -> bytes:
         if self.pos >= self.total or n <= 0:
@@ -276,6 +301,8 @@ def convert_file(
                     f"{main.name}: cannot be converted: {stream.error.message}"
                 ) from exc
             raise CorruptSlide(f"{main.name}: cannot be converted: {_vips_reason(exc)}") from exc
+        finally:
+            stream.close()
         return "reader"
     finally:
         reader.close()

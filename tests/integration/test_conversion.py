@@ -10,6 +10,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from typer.testing import CliRunner
 
 from exchange.catalogue import Catalogue
 from exchange.conversion import job, requeue
+from exchange.models import Conversion, Slide
 from iain.app import build_store, create_app
 from iain.cli import cli
 from iain.settings import Settings
@@ -264,3 +266,22 @@ def test_cli_ingest_builds_the_pyramid_with_progress(
         "CMU-1-Small-Region.svs": ("ready", "ready"),
         "small.svs": ("ready", "skipped"),
     }
+
+
+def test_a_conversion_left_running_by_a_stopped_hub_is_requeued_at_start(
+    settings: Settings, tmp_path: Path
+) -> None:
+    slide_id = ingest(settings, sample(SVS), convert=True)
+    # What a hub killed mid-conversion leaves: `converting`, by a worker long gone.
+    catalogue = Catalogue.open(settings.database_url)
+    with catalogue.session() as session, session.begin():
+        conversion = session.get(Conversion, slide_id)
+        assert conversion is not None
+        conversion.status, conversion.attempts, conversion.worker_pid = "converting", 1, None
+        conversion.updated_at = datetime.now(UTC) - timedelta(hours=1)
+        slide = session.get(Slide, slide_id)
+        assert slide is not None
+        slide.status = "converting"
+    with TestClient(create_app(settings)) as client:
+        detail = _wait(client, slide_id, _settled)
+    assert (detail["status"], detail["conversion"]["status"]) == ("ready", "ready"), detail
