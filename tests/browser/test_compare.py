@@ -176,11 +176,14 @@ def test_offset_set_while_unlocked_is_kept(hub: Hub, tab: Tab) -> None:
     assert reopened[1]["y"] - reopened[0]["y"] == pytest.approx(shift[1], abs=0.8)
     drag(page, 0, 100, 100)
     moved = views(page)
-    assert moved[1]["x"] - moved[0]["x"] == pytest.approx(reopened[1]["x"] - reopened[0]["x"], abs=UM)
+    assert moved[1]["x"] - moved[0]["x"] == pytest.approx(
+        reopened[1]["x"] - reopened[0]["x"], abs=UM
+    )
 
     # Align drops the offset.
     page.get_by_role("button", name="Align").click()
-    assert_same_place(*views(page)[:2], (0, 0))
+    aligned = views(page)
+    assert_same_place(aligned[0], aligned[1], (0, 0))
     tab.assert_no_console_errors()
 
 
@@ -262,9 +265,7 @@ def test_worklist_and_slide_page_lead_to_compare(hub: Hub, tab: Tab) -> None:
     page.get_by_role("checkbox", name=f"Select {first} to compare").check()
     page.locator(".compare-button").click()
     page.wait_for_url("**/compare?slides=*")
-    assert parse_qs(urlparse(page.url).query)["slides"] == [
-        ",".join(ids(hub, second, first))
-    ]
+    assert parse_qs(urlparse(page.url).query)["slides"] == [",".join(ids(hub, second, first))]
     tab.assert_no_console_errors()
 
 

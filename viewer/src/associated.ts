@@ -33,7 +33,16 @@ export function associatedImagesButton(slide: SlideDetail, container: HTMLElemen
   );
   if (entries.length === 0) return button;
 
-  const close = h("button", { type: "button", class: "associated-close", title: t.associated.close }, "×");
+  const close = h(
+    "button",
+    {
+      type: "button",
+      class: "associated-close",
+      title: t.associated.close,
+      "aria-label": t.associated.close,
+    },
+    "×",
+  );
   const figures = entries.map(([name, url]) => {
     const caption = t.associated.names[name] ?? name;
     const image = h("img", { alt: caption, decoding: "async" });
