@@ -323,10 +323,10 @@ def serving(settings: Settings) -> Iterator[str]:
         thread.join(10)
 
 
-def upload_command(path: Path, hub: str, state_dir: Path) -> subprocess.Popen[str]:
+def upload_command(path: Path, hub: str, state_dir: Path, *options: str) -> subprocess.Popen[str]:
     env = {**os.environ, "XDG_STATE_HOME": str(state_dir), "COLUMNS": "200"}
     return subprocess.Popen(
-        [*IAIN, "upload", str(path), "--hub", hub, "--centre", "rouen"],
+        [*IAIN, "upload", str(path), "--hub", hub, "--centre", "rouen", *options],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -345,7 +345,8 @@ def test_upload_killed_in_the_middle_resumes_where_it_stopped(
     catalogue = Catalogue.open(s3_settings.database_url)
     parts = -(-big_slide.stat().st_size // (5 * MiB))
     with serving(s3_settings) as hub:
-        first = upload_command(big_slide, hub, tmp_path / "state")
+        # One part at a time, so that the kill surely lands with parts still to send.
+        first = upload_command(big_slide, hub, tmp_path / "state", "--jobs", "1")
         deadline = time.monotonic() + 60
         while stored_parts(catalogue) < 2:
             assert first.poll() is None, first.communicate()
