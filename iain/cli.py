@@ -18,7 +18,7 @@ from rich.progress import (
 )
 
 from exchange.catalogue import Catalogue
-from exchange.conversion import convert_now
+from exchange.conversion import convert_now, requeue
 from exchange.errors import ExchangeError
 from exchange.ingest import ingest_path
 from iain.app import build_store, conversion_config, create_app
@@ -146,6 +146,25 @@ def ingest(
     failures = ingest_paths(_settings(), paths, centre, convert=not background)
     if failures:
         err.print(f"{failures} of {len(paths)} refused")
+        raise typer.Exit(1)
+
+
+@cli.command()
+def convert(
+    slide_ids: Annotated[list[str], typer.Argument(help="ids of slides to convert again")],
+    background: Annotated[
+        bool, typer.Option(help="queue them for a running hub instead of converting now")
+    ] = False,
+) -> None:
+    """Rebuild slides' normalised pyramids (after a failure, say)."""
+    settings = _settings()
+    catalogue = Catalogue.open(settings.database_url)
+    unknown = [i for i in slide_ids if not requeue(catalogue, i)]
+    for slide_id in slide_ids:
+        if slide_id not in unknown and not background:
+            _convert(settings, catalogue, slide_id, slide_id)
+    if unknown:
+        err.print(f"[red]no such slide:[/red] {', '.join(unknown)}")
         raise typer.Exit(1)
 
 

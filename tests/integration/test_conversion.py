@@ -266,6 +266,12 @@ def test_cli_ingest_builds_the_pyramid_with_progress(
         "CMU-1-Small-Region.svs": ("ready", "ready"),
         "small.svs": ("ready", "skipped"),
     }
+    # `iain convert` rebuilds a pyramid on demand; an unknown id is refused by name.
+    svs_id = next(s.id for s in catalogue.list_slides() if s.name == "CMU-1-Small-Region.svs")
+    again = CliRunner().invoke(cli, ["convert", svs_id])
+    assert again.exit_code == 0 and f"{svs_id}: pyramid ready" in again.output, again.output
+    unknown = CliRunner().invoke(cli, ["convert", "nosuchslide"])
+    assert unknown.exit_code == 1 and "no such slide: nosuchslide" in unknown.output
 
 
 def test_a_conversion_left_running_by_a_stopped_hub_is_requeued_at_start(
