@@ -290,7 +290,8 @@ def test_edit_label_colour_comment_then_delete_and_undo(
     label.press("Enter")
     settle(page)
     comment = page.locator(".ann-editor .ann-comment-input")
-    comment.fill("pT2, margin 2 mm")
+    comment.click()  # a real click and real keys: the panel sits inside OpenSeadragon's element
+    page.keyboard.type("pT2, margin 2 mm")
     comment.blur()
     settle(page)
     [feature] = stored(hub, synthetic)

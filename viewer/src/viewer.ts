@@ -100,7 +100,7 @@ export async function showViewer(
   const { viewer, scale } = createSlideViewer(osd, slide, protocol);
   const navigation = setUpNavigation(viewer, slide, () => handle.protocol, main);
   const overlays = attachOverlays(viewer, slide, main);
-  const annotations = attachAnnotations(viewer, slide, main);
+  const annotations = attachAnnotations(viewer, slide);
 
   let restoreBounds: OpenSeadragon.Rect | null = null;
   let openAt = view;

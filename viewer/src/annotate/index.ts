@@ -3,7 +3,7 @@
  * export/import) and the keys. `attachAnnotations` is the one call the page makes.
  */
 
-import type OpenSeadragon from "openseadragon";
+import OpenSeadragon from "openseadragon";
 import { ApiError, type SlideDetail } from "../api";
 import { h } from "../dom";
 import { t } from "../strings";
@@ -39,11 +39,7 @@ const TOOL_ICONS: Record<Tool, string> = {
   line: "↔",
 };
 
-export function attachAnnotations(
-  viewer: OpenSeadragon.Viewer,
-  slide: SlideDetail,
-  main: HTMLElement,
-): Annotations {
+export function attachAnnotations(viewer: OpenSeadragon.Viewer, slide: SlideDetail): Annotations {
   const store = new AnnotationStore(slide.id);
   let pending = 0;
   let colour = DEFAULT_COLOUR;
@@ -200,7 +196,12 @@ export function attachAnnotations(
     h("div", { class: "ann-head" }, h("h2", {}, t.annotations.title), count, visibility, collapse),
     body,
   );
-  main.append(panel);
+  // An OpenSeadragon control, as the view toolbar is: it stays in full-page mode, and it hides
+  // with the other controls (tests compare the bare slide with the server's rendering).
+  // top/left: OpenSeadragon's ABSOLUTE anchor takes them; its type declarations leave them out.
+  const placement = { anchor: OpenSeadragon.ControlAnchor.ABSOLUTE, autoFade: false, top: 52, left: 10 };
+  viewer.addControl(h("div", { class: "annotations-control" }, panel), placement);
+
   const setCollapsed = (collapsed: boolean): void => {
     panel.classList.toggle("collapsed", collapsed);
     body.hidden = collapsed;
