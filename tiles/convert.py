@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,12 +45,14 @@ CHUNK_WIDTH = 4096
 PREFETCH = 2
 
 
-def pyramid_key(slide_id: str) -> str:
-    return f"{slide_prefix(slide_id)}pyramid.tiff"
+# Each build gets keys of its own: a hub that still has the previous pyramid's location
+# cached keeps serving consistent bytes after a rebuild (by `iain convert` elsewhere).
+def pyramid_key(slide_id: str, build: str) -> str:
+    return f"{slide_prefix(slide_id)}pyramid-{build}.tiff"
 
 
-def pyramid_index_key(slide_id: str) -> str:
-    return f"{slide_prefix(slide_id)}pyramid-index.bin"
+def pyramid_index_key(slide_id: str, build: str) -> str:
+    return f"{slide_prefix(slide_id)}pyramid-{build}-index.bin"
 
 
 # -- when the original is as good ------------------------------------------------------------
@@ -342,7 +345,8 @@ def store_pyramid(store: ObjectStore, slide_id: str, path: Path) -> StoredPyrami
         except TilesError as exc:
             raise CorruptSlide(f"the written pyramid cannot be read back: {exc.message}") from exc
     digest = hashlib.sha256()
-    key, idx_key = pyramid_key(slide_id), pyramid_index_key(slide_id)
+    build = uuid.uuid4().hex[:12]
+    key, idx_key = pyramid_key(slide_id, build), pyramid_index_key(slide_id, build)
     size = path.stat().st_size
     with path.open("rb") as f:
         store.put(key, _Hashing(f, digest), size)  # type: ignore[arg-type]
