@@ -43,6 +43,9 @@ Progress = Callable[[float], None]  # percent done, 0..100
 BAND_ROWS = 256
 CHUNK_WIDTH = 4096
 PREFETCH = 2
+# Threads for libvips and for our decoders. Bounded: each thread may reserve its own malloc
+# arena (64 MiB of address space), and workers run under an address-space limit.
+THREADS = min(8, os.cpu_count() or 2)
 
 
 # Each build gets keys of its own: a hub that still has the previous pyramid's location
@@ -161,7 +164,7 @@ class _StripStream:
         self.pos = 0
         self._band_y = -1
         self._band = b""
-        self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2)
+        self._pool = ThreadPoolExecutor(max_workers=THREADS)
         self._pending: dict[int, list[Future[np.ndarray]]] = {}
         # Why our reader failed: libvips only sees a short read.
         self.error: TilesError | None = None
@@ -284,6 +287,7 @@ def convert_file(
     pixels ("libvips" or "reader"). Raises a TilesError saying why it cannot.
     `libvips_first=False` always reads through our reader (to measure that path)."""
     pyvips.cache_set_max(0)  # streaming: nothing worth caching, memory stays bounded
+    pyvips.concurrency_set(THREADS)
     files = collect(main)
     reader, _index = open_local(files)
     try:
