@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -54,6 +65,11 @@ class Slide(Base):
     public_id: Mapped[str | None] = mapped_column(String(32), unique=True, index=True, default=None)
     # Allow-listed metadata for the de-identified view (tiles.deid.public_metadata).
     public_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # The case (specimen) the slide belongs to, and its stain (H&E, an IHC marker...).
+    case_id: Mapped[str | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="SET NULL"), index=True, default=None
+    )
+    stain: Mapped[str | None] = mapped_column(String(100), default=None)
 
 
 class Annotation(Base):
@@ -167,3 +183,124 @@ class Conversion(Base):
     pyramid_levels: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     seconds: Mapped[float | None] = mapped_column(Float, default=None)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# -- identity, access and audit (see exchange/principal.py, policy.py, audit.py) ---------
+
+
+class User(Base):
+    """A person (or a GPU worker's service account) of one centre."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    username: Mapped[str] = mapped_column(String(150), unique=True, index=True)
+    centre: Mapped[str] = mapped_column(ForeignKey("centres.code"), index=True)
+    # exchange.principal.Role values.
+    roles: Mapped[list[Any]] = mapped_column(JSON)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    # RPPS: the French national health-professional number, when known.
+    rpps: Mapped[str | None] = mapped_column(String(11), default=None)
+    # argon2 hash; None for accounts that log in only through OpenID Connect.
+    password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
+    # "issuer|subject" of an OpenID Connect login linked to this account.
+    oidc_subject: Mapped[str | None] = mapped_column(
+        String(500), unique=True, index=True, default=None
+    )
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token for scripts and workers: only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    # Empty: everything the user may do; else a subset, e.g. ["tiles:read"].
+    scopes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class LoginSession(Base):
+    """A browser session: the cookie carries a random secret, only its SHA-256 is stored."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class Case(Base):
+    """A specimen of one centre, known outside it only by its pseudonymous reference."""
+
+    __tablename__ = "cases"
+    __table_args__ = (UniqueConstraint("centre", "reference"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    centre: Mapped[str] = mapped_column(ForeignKey("centres.code"), index=True)
+    reference: Mapped[str] = mapped_column(String(100))
+    organ: Mapped[str] = mapped_column(String(100), default="")
+    specimen_type: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Grant(Base):
+    """Who shares what (a slide or a whole case) with whom (a centre or one user), why,
+    until when. A grant is live until it expires or is revoked; it shows only the
+    de-identified view."""
+
+    __tablename__ = "grants"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    slide_id: Mapped[str | None] = mapped_column(
+        ForeignKey("slides.id", ondelete="CASCADE"), index=True, default=None
+    )
+    case_id: Mapped[str | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), index=True, default=None
+    )
+    grantor_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    grantor_centre: Mapped[str] = mapped_column(ForeignKey("centres.code"), index=True)
+    grantee_centre: Mapped[str | None] = mapped_column(
+        ForeignKey("centres.code"), index=True, default=None
+    )
+    grantee_user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id"), index=True, default=None
+    )
+    purpose: Mapped[str] = mapped_column(String(30))  # second_opinion, teaching, tumour_board
+    legal_basis: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class AuditEvent(Base):
+    """Append-only: each row carries the hash of the previous one (see exchange/audit.py)."""
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor_id: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
+    actor_centre: Mapped[str | None] = mapped_column(String(32), default=None)
+    # login, login_failed, grant, revoke, view_shared_slide, view_label, annotation_*, export...
+    action: Mapped[str] = mapped_column(String(50), index=True)
+    target_type: Mapped[str] = mapped_column(String(30), default="")
+    target_id: Mapped[str] = mapped_column(String(64), default="")
+    # Never a patient identifier: ids, purposes, counts.
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

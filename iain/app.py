@@ -16,9 +16,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from exchange import annotation_routes, overlay_routes, upload_routes
 from exchange import routes as exchange_routes
 from exchange.annotations import AnnotationNotFound, InvalidAnnotation, StaleAnnotation
+from exchange.auth import NotAuthenticated
 from exchange.catalogue import Catalogue
 from exchange.conversion import ConversionConfig, ConversionWorker
 from exchange.errors import ExchangeError, SlideMissing, UnknownCentre
+from exchange.identity import Identities, IdentityError
 from exchange.overlays import InvalidOverlay, OverlayNotFound
 from exchange.uploads import (
     ChecksumMismatch,
@@ -53,6 +55,8 @@ VIEWER_DIR = Path(__file__).resolve().parent.parent / "viewer"
 
 # The one place where errors become HTTP status codes.
 STATUS: dict[type[Exception], int] = {
+    NotAuthenticated: 401,
+    IdentityError: 400,
     SlideNotFound: 404,
     TileNotFound: 404,
     ImageNotFound: 404,
@@ -157,6 +161,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.store = store
     app.state.catalogue = catalogue
+    app.state.identities = Identities(catalogue)
     app.state.uploads = Uploads(
         store,
         catalogue,

@@ -1,0 +1,52 @@
+"""Authentication at the HTTP boundary: who is calling, from the request alone.
+
+An `Authorization: Bearer iain_…` API token (scripts, GPU workers) or, for browsers, the
+session cookie (see exchange/sessions, added with the login routes). Routes depend on
+`CurrentUser` (401 without a valid caller); the policy (exchange/policy.py) then decides
+what that caller may see."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from exchange.errors import ExchangeError
+from exchange.identity import Identities
+from exchange.principal import Principal
+
+
+class NotAuthenticated(ExchangeError):
+    """No valid credentials on a route that needs them: 401."""
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def authenticate(request: Request) -> Principal | None:
+    """The caller, or None. Cached on the request: several dependencies may ask."""
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    identities: Identities = request.app.state.identities
+    principal = None
+    token = bearer_token(request)
+    if token is not None:
+        principal = identities.principal_for_token(token)
+    request.state.principal = principal
+    return principal
+
+
+def current_user(request: Request) -> Principal:
+    principal = authenticate(request)
+    if principal is None:
+        raise NotAuthenticated("log in, or send an API token as 'Authorization: Bearer …'")
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]

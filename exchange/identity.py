@@ -1,0 +1,181 @@
+"""Local accounts and API tokens.
+
+Passwords are hashed with argon2 (argon2-cffi's defaults); API tokens are 256-bit random
+secrets, so a plain SHA-256 of them is enough at rest and lets a request find its token
+with one indexed lookup."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+
+from exchange.catalogue import Catalogue, new_slide_id
+from exchange.errors import ExchangeError
+from exchange.models import ApiToken, User
+from exchange.principal import Principal, Role
+
+TOKEN_PREFIX = "iain_"
+_USERNAME = re.compile(r"[a-z0-9][a-z0-9._@-]{1,149}")
+_HASHER = PasswordHasher()
+# A token seen recently is not looked up again for this long: the tile hot path must stay
+# cheap. Revoking a token clears the cache of this process at once (see revoke_token).
+TOKEN_CACHE_S = 30.0
+
+
+class IdentityError(ExchangeError):
+    """A user or token request that cannot be done (bad name, unknown user...): 400."""
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def principal_of(user: User, token: ApiToken | None = None) -> Principal:
+    return Principal(
+        user_id=user.id,
+        username=user.username,
+        centre=user.centre,
+        roles=frozenset(Role(r) for r in user.roles),
+        token_id=token.id if token else None,
+        scopes=frozenset(token.scopes) if token else frozenset(),
+    )
+
+
+def parse_roles(names: Iterable[str]) -> list[Role]:
+    roles = []
+    for name in names:
+        try:
+            roles.append(Role(name.strip().lower().replace("-", "_")))
+        except ValueError:
+            known = ", ".join(r.value for r in Role)
+            raise IdentityError(f"unknown role {name!r} (known: {known})") from None
+    if not roles:
+        raise IdentityError("a user needs at least one role")
+    return roles
+
+
+class Identities:
+    """Users and API tokens, in the catalogue's database."""
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self.catalogue = catalogue
+        self._tokens: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+
+    def add_user(
+        self,
+        username: str,
+        centre: str,
+        roles: Iterable[str],
+        *,
+        password: str | None = None,
+        display_name: str = "",
+        rpps: str | None = None,
+    ) -> User:
+        username = username.strip().lower()
+        if not _USERNAME.fullmatch(username):
+            raise IdentityError(
+                "a username is 2-150 characters: lower-case letters, digits, '.', '_', '@', '-'"
+            )
+        if rpps is not None and not re.fullmatch(r"\d{11}", rpps):
+            raise IdentityError("an RPPS number has 11 digits")
+        if password is not None and len(password) < 8:
+            raise IdentityError("a password has at least 8 characters")
+        self.catalogue.check_centre(centre)
+        user = User(
+            id=new_slide_id(),
+            username=username,
+            centre=centre,
+            roles=[r.value for r in parse_roles(roles)],
+            display_name=display_name,
+            rpps=rpps,
+            password_hash=_HASHER.hash(password) if password is not None else None,
+        )
+        with self.catalogue.session() as session, session.begin():
+            if session.scalar(select(User.id).where(User.username == username)) is not None:
+                raise IdentityError(f"user {username!r} exists already")
+            session.add(user)
+        return user
+
+    def user(self, username: str) -> User | None:
+        with self.catalogue.session() as session:
+            return session.scalar(select(User).where(User.username == username.strip().lower()))
+
+    def check_password(self, username: str, password: str) -> User | None:
+        """The active user with this password, else None (same answer for unknown users)."""
+        user = self.user(username)
+        if user is None or not user.active or user.password_hash is None:
+            # Hash anyway, so a wrong username takes as long as a wrong password.
+            _HASHER.hash(password)
+            return None
+        try:
+            _HASHER.verify(user.password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        return user
+
+    def create_token(
+        self, username: str, *, name: str = "", scopes: Iterable[str] = ()
+    ) -> tuple[ApiToken, str]:
+        """A new token for the user: the row, and the secret (shown once, never stored)."""
+        user = self.user(username)
+        if user is None:
+            raise IdentityError(f"no user {username!r}")
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = ApiToken(
+            id=new_slide_id(),
+            user_id=user.id,
+            token_hash=hash_secret(secret),
+            name=name,
+            scopes=sorted(set(scopes)),
+        )
+        with self.catalogue.session() as session, session.begin():
+            session.add(token)
+        return token, secret
+
+    def revoke_token(self, token_id: str) -> bool:
+        with self.catalogue.session() as session, session.begin():
+            token = session.get(ApiToken, token_id)
+            if token is None or token.revoked_at is not None:
+                return False
+            token.revoked_at = datetime.now(UTC)
+        with self._lock:
+            self._tokens = {k: v for k, v in self._tokens.items() if v[0].token_id != token_id}
+        return True
+
+    def principal_for_token(self, secret: str) -> Principal | None:
+        """The caller a bearer token stands for, or None (unknown, expired, revoked)."""
+        if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
+            return None
+        digest = hash_secret(secret)
+        now = time.monotonic()
+        cached = self._tokens.get(digest)
+        if cached is not None and now - cached[1] < TOKEN_CACHE_S:
+            return cached[0]
+        with self.catalogue.session() as session:
+            token = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+            if token is None or token.revoked_at is not None:
+                return None
+            if token.expires_at is not None and _aware(token.expires_at) <= datetime.now(UTC):
+                return None
+            user = session.get(User, token.user_id)
+            if user is None or not user.active:
+                return None
+            principal = principal_of(user, token)
+        with self._lock:
+            self._tokens[digest] = (principal, now)
+        return principal
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite gives naive datetimes back: they were written in UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

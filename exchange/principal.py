@@ -1,0 +1,38 @@
+"""Who is calling: the authenticated user as every route and the policy see it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    PATHOLOGIST = "pathologist"
+    RESIDENT = "resident"
+    TECHNICIAN = "technician"
+    TEACHER = "teacher"
+    AI_ENGINEER = "ai_engineer"
+    CENTRE_ADMIN = "centre_admin"
+    HUB_ADMIN = "hub_admin"
+
+
+class Purpose(StrEnum):
+    SECOND_OPINION = "second_opinion"
+    TEACHING = "teaching"
+    TUMOUR_BOARD = "tumour_board"
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: str
+    username: str
+    centre: str
+    roles: frozenset[Role]
+    # How the call was authenticated: an API token (its id and scopes) or a browser
+    # session (its id); session calls that change state must carry the CSRF token.
+    token_id: str | None = None
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    session_id: str | None = None
+
+    def has(self, *roles: Role) -> bool:
+        return any(role in self.roles for role in roles)
