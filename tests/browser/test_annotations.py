@@ -99,6 +99,23 @@ def mean_rgb(page: Page, screen: tuple[float, float], size: int = 20) -> list[fl
     return [float(c) for c in pixels.reshape(-1, 3).mean(axis=0)]
 
 
+def slide_pixels(page: Page) -> np.ndarray:
+    """The viewer's slide area, with OpenSeadragon's controls and the annotations hidden."""
+    page.evaluate(
+        "() => { for (const c of window.iain.viewer.controls) c.setVisible(false);"
+        " document.querySelector('.annotation-layer').style.visibility = 'hidden'; }"
+    )
+    ox, oy = canvas_origin(page)
+    size = page.evaluate("() => window.iain.viewer.viewport.getContainerSize().x")
+    height = page.evaluate("() => window.iain.viewer.viewport.getContainerSize().y")
+    png = page.screenshot(clip={"x": ox, "y": oy, "width": size, "height": height})
+    page.evaluate(
+        "() => { for (const c of window.iain.viewer.controls) c.setVisible(true);"
+        " document.querySelector('.annotation-layer').style.visibility = ''; }"
+    )
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float64)
+
+
 def canvas_origin(page: Page) -> tuple[float, float]:
     rect: dict[str, float] = page.evaluate(
         "() => { const r = window.iain.viewer.canvas.getBoundingClientRect(); "
@@ -414,8 +431,16 @@ def test_drawing_on_a_rotated_view_saves_the_right_coordinates(
     point = next(f for f in stored(hub, synthetic) if f["properties"]["kind"] == "point")
     assert_close([point["geometry"]["coordinates"]], [image_c], tolerance)
 
-    # Any angle, flipped: a polygon lands where OpenSeadragon says those pixels show.
+    # What the layer assumes of a flipped view at any angle: the slide is drawn as the mirror
+    # image of the unflipped view (about the view's vertical middle).
+    set_view(page, 30, False)
+    unflipped = slide_pixels(page)
     set_view(page, 30, True)
+    flipped = slide_pixels(page)
+    assert np.abs(unflipped[:, ::-1] - flipped).mean() < 1
+    assert np.abs(unflipped - flipped).mean() > 10
+
+    # Any angle, flipped: a polygon lands where OpenSeadragon says those pixels show.
     clicks = [(cx - 100, cy - 100), (cx + 120, cy - 70), (cx + 40, cy + 110)]
     expected = [image_at(page, p) for p in clicks]
     draw_polygon(page, clicks)
