@@ -76,6 +76,8 @@ interface Anchored {
   /** Shown only when its shape is at least MIN_CAPTION_PX on screen (0: always). */
   size: number;
   shown: boolean;
+  /** Part of the selected annotation (redrawn alone while it is dragged). */
+  selection: boolean;
 }
 
 interface Drag {
@@ -122,11 +124,11 @@ export class AnnotationLayer {
   private readonly capture: SVGRectElement;
   private readonly preview: SVGPathElement;
   private readonly previewText: SVGTextElement;
-  private readonly paths = new Map<string, SVGPathElement>();
   /** Screen-space elements and the level-0 point each sits at (plus an offset in px). */
   private anchored: Anchored[] = [];
   /** Each drawn region or line, with its level-0 box: those off the view are not painted. */
-  private shapes: { group: SVGGElement; box: Box; shown: boolean }[] = [];
+  private shapes: { group: SVGGElement; box: Box; shown: boolean; selection: boolean }[] = [];
+  private selectionElements: Element[] = [];
   private matrix: Matrix = [1, 0, 0, 1, 0, 0];
   private drawing: Drawing | null = null;
   private drag: Drag | null = null;
@@ -218,22 +220,35 @@ export class AnnotationLayer {
   render(): void {
     this.world.replaceChildren();
     this.screen.replaceChildren();
-    this.paths.clear();
     this.anchored = [];
     this.shapes = [];
+    this.selectionElements = [];
     this.element.style.display = this.visible ? "" : "none";
-    for (const feature of this.store.features) this.renderFeature(feature);
+    for (const feature of this.store.features) {
+      if (feature.id !== this.selected) this.renderFeature(feature, false);
+    }
+    this.renderSelection();
+  }
+
+  /** Redraws the selected annotation alone, on top: what a drag changes at every move. */
+  private renderSelection(): void {
+    for (const element of this.selectionElements) element.remove();
+    this.selectionElements = [];
+    this.anchored = this.anchored.filter((a) => !a.selection);
+    this.shapes = this.shapes.filter((s) => !s.selection);
     const selected = this.selected ? this.store.get(this.selected) : undefined;
-    if (selected) this.renderHandles(selected);
+    if (selected) {
+      this.renderFeature(selected, true);
+      this.renderHandles(selected);
+    }
     this.world.append(this.preview);
     this.screen.append(this.previewText);
     this.renderPreview();
     this.place();
   }
 
-  private renderFeature(feature: Feature): void {
+  private renderFeature(feature: Feature, isSelected: boolean): void {
     const { kind, colour } = feature.properties;
-    const isSelected = feature.id === this.selected;
     const geometry = this.drag?.id === feature.id ? this.drag.current : feature.geometry;
     const group = svg("g", {
       class: `annotation kind-${kind}${isSelected ? " selected" : ""}`,
@@ -241,23 +256,24 @@ export class AnnotationLayer {
     });
     group.style.setProperty("--colour", colour);
     this.world.append(group);
+    if (isSelected) this.selectionElements.push(group);
     if (geometry.type === "Point") {
       const dot = svg("circle", { class: "point", r: isSelected ? 7 : 5, "data-id": feature.id });
       dot.style.setProperty("--colour", colour);
       if (isSelected) dot.setAttribute("data-body", "");
       this.screen.append(dot);
-      this.anchored.push({ element: dot, at: geometry.coordinates, dx: 0, dy: 0, size: 0, shown: true });
+      if (isSelected) this.selectionElements.push(dot);
+      const at = geometry.coordinates;
+      this.anchored.push({ element: dot, at, dx: 0, dy: 0, size: 0, shown: true, selection: isSelected });
     } else {
       const path = svg("path", { class: "shape", d: pathData(geometry) });
       if (isSelected) {
         const hit = svg("path", { class: "hit", d: pathData(geometry), "data-body": "" });
         group.append(path, hit);
-        this.paths.set(`${feature.id}:hit`, hit);
       } else {
         group.append(path);
       }
-      this.paths.set(feature.id, path);
-      this.shapes.push({ group, box: bounds(geometry), shown: true });
+      this.shapes.push({ group, box: bounds(geometry), shown: true, selection: isSelected });
     }
     const text = this.caption(feature, geometry);
     if (text) {
@@ -265,6 +281,7 @@ export class AnnotationLayer {
       caption.textContent = text; // user text: never parsed as markup
       caption.style.setProperty("--colour", colour);
       this.screen.append(caption);
+      if (isSelected) this.selectionElements.push(caption);
       const box = bounds(geometry);
       const at: Pt =
         geometry.type === "Point"
@@ -279,6 +296,7 @@ export class AnnotationLayer {
         dy: -8,
         size: isSelected || geometry.type === "Point" ? 0 : Math.max(box.width, box.height),
         shown: true,
+        selection: isSelected,
       });
     }
   }
@@ -302,7 +320,8 @@ export class AnnotationLayer {
       const handle = svg("circle", { class: "handle", r: 6, "data-handle": index });
       handle.style.setProperty("--colour", feature.properties.colour);
       this.screen.append(handle);
-      this.anchored.push({ element: handle, at: p, dx: 0, dy: 0, size: 0, shown: true });
+      this.selectionElements.push(handle);
+      this.anchored.push({ element: handle, at: p, dx: 0, dy: 0, size: 0, shown: true, selection: true });
     });
   }
 
@@ -608,7 +627,7 @@ export class AnnotationLayer {
       drag.handle === null
         ? translate(drag.original, at[0] - drag.start[0], at[1] - drag.start[1])
         : moveHandle(feature.properties.kind, drag.original, drag.handle, at);
-    this.render();
+    this.renderSelection();
   }
 
   private async pointerUp(e: PointerEvent): Promise<void> {
