@@ -7,6 +7,7 @@ what that caller may see."""
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,10 +15,19 @@ from fastapi import Depends, Request
 from exchange.errors import ExchangeError
 from exchange.identity import Identities
 from exchange.principal import Principal
+from exchange.sessions import CSRF_HEADER, SESSION_COOKIE, Sessions
 
 
 class NotAuthenticated(ExchangeError):
     """No valid credentials on a route that needs them: 401."""
+
+
+class CsrfRejected(ExchangeError):
+    """A browser-session request that changes state without the session's CSRF token: 403."""
+
+
+# Methods that change nothing: a session cookie alone is enough for them.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def bearer_token(request: Request) -> str | None:
@@ -38,6 +48,21 @@ def authenticate(request: Request) -> Principal | None:
     token = bearer_token(request)
     if token is not None:
         principal = identities.principal_for_token(token)
+    else:
+        # A browser: its session cookie. A bearer token, sent on purpose by a script, is
+        # exempt from CSRF; a cookie is sent by the browser whoever made the page, so a
+        # state-changing call must also prove it read the session's CSRF token.
+        cookie = request.cookies.get(SESSION_COOKIE)
+        sessions: Sessions | None = getattr(request.app.state, "sessions", None)
+        if cookie and sessions is not None:
+            active = sessions.lookup(cookie)
+            if active is not None:
+                if request.method not in SAFE_METHODS and not hmac.compare_digest(
+                    request.headers.get(CSRF_HEADER, "").encode(), active.csrf_token.encode()
+                ):
+                    raise CsrfRejected("missing or wrong X-CSRF-Token header for this session")
+                principal = active.principal
+                request.state.csrf_token = active.csrf_token
     request.state.principal = principal
     return principal
 

@@ -63,6 +63,25 @@ def parse_roles(names: Iterable[str]) -> list[Role]:
     return roles
 
 
+# Passwords that the first guesses of any attacker try; a longer list belongs to the site.
+_COMMON_PASSWORDS = frozenset(
+    {"password", "password1", "123456789", "1234567890", "azertyuiop", "qwertyuiop", "iloveyou"}
+)
+
+
+def weak_password(password: str, username: str = "") -> str | None:
+    """Why a new password is too weak, or None: at least 10 characters, not a common one,
+    not the username, not one repeated character."""
+    if len(password) < 10:
+        return "a password has at least 10 characters"
+    lowered = password.lower()
+    if lowered in _COMMON_PASSWORDS or len(set(password)) < 4:
+        return "this password is too easy to guess"
+    if username and username.lower() in lowered:
+        return "a password must not contain the username"
+    return None
+
+
 class Identities:
     """Users and API tokens, in the catalogue's database."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -13,15 +14,17 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from exchange import annotation_routes, overlay_routes, upload_routes
+from exchange import annotation_routes, auth_routes, overlay_routes, upload_routes
 from exchange import routes as exchange_routes
 from exchange.annotations import AnnotationNotFound, InvalidAnnotation, StaleAnnotation
-from exchange.auth import NotAuthenticated
+from exchange.auth import CsrfRejected, NotAuthenticated
 from exchange.catalogue import Catalogue
 from exchange.conversion import ConversionConfig, ConversionWorker
 from exchange.errors import ExchangeError, SlideMissing, UnknownCentre
 from exchange.identity import Identities, IdentityError
+from exchange.oidc import OidcClient, OidcConfig, OidcError, OidcRefused, OidcUnavailable
 from exchange.overlays import InvalidOverlay, OverlayNotFound
+from exchange.sessions import LoginThrottle, Sessions
 from exchange.uploads import (
     ChecksumMismatch,
     InvalidUpload,
@@ -56,6 +59,10 @@ VIEWER_DIR = Path(__file__).resolve().parent.parent / "viewer"
 # The one place where errors become HTTP status codes.
 STATUS: dict[type[Exception], int] = {
     NotAuthenticated: 401,
+    CsrfRejected: 403,
+    OidcError: 400,
+    OidcRefused: 403,
+    OidcUnavailable: 502,
     IdentityError: 400,
     SlideNotFound: 404,
     TileNotFound: 404,
@@ -119,6 +126,25 @@ def conversion_config(settings: Settings) -> ConversionConfig:
     )
 
 
+def oidc_client(settings: Settings) -> OidcClient | None:
+    if not settings.oidc_enabled:
+        return None
+    config = OidcConfig(
+        issuer=settings.oidc_issuer,
+        client_id=settings.oidc_client_id,
+        client_secret=settings.oidc_client_secret.get_secret_value(),
+        scopes=settings.oidc_scopes,
+        label=settings.oidc_label,
+        centre_claim=settings.oidc_centre_claim,
+        roles_claim=settings.oidc_roles_claim,
+        rpps_claim=settings.oidc_rpps_claim,
+        username_claim=settings.oidc_username_claim,
+        centre_map=settings.oidc_centre_map,
+        role_map=settings.oidc_role_map,
+    )
+    return OidcClient(config, settings.secret_key.get_secret_value().encode())
+
+
 def create_app(settings: Settings) -> FastAPI:
     settings.check_production()
     store = build_store(settings)
@@ -162,6 +188,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.store = store
     app.state.catalogue = catalogue
     app.state.identities = Identities(catalogue)
+    app.state.sessions = Sessions(catalogue, lifetime=timedelta(hours=settings.session_hours))
+    app.state.login_throttle = LoginThrottle(settings.login_max_failures, settings.login_window_s)
+    app.state.login_config = auth_routes.LoginConfig(
+        always_secure=settings.mode == "production",
+        public_url=settings.public_url,
+        session_s=int(settings.session_hours * 3600),
+    )
+    app.state.oidc = oidc_client(settings)
     app.state.uploads = Uploads(
         store,
         catalogue,
@@ -198,6 +232,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
+    app.include_router(auth_routes.router)
     app.include_router(exchange_routes.router)
     app.include_router(upload_routes.router)
     app.include_router(annotation_routes.router)
@@ -238,6 +273,9 @@ def create_app(settings: Settings) -> FastAPI:
         )
         app.add_api_route(  # the compare page (viewer/src/compare.ts)
             "/compare", viewer_page, methods=["GET"], include_in_schema=False
+        )
+        app.add_api_route(  # the login page (viewer/src/login.ts)
+            "/login", viewer_page, methods=["GET"], include_in_schema=False
         )
         app.mount("/", StaticFiles(directory=dist), name="viewer")
     # Cache hits skip the framework; everything else goes through the routes above.

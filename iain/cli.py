@@ -23,6 +23,7 @@ from exchange.errors import ExchangeError
 from exchange.ingest import ingest_path
 from iain.app import build_store, conversion_config, create_app
 from iain.settings import Settings
+from iain.users_cli import tokens_cli, users_cli
 from storage import StorageError
 from tiles.errors import TilesError
 from tiles.ingest import Inspection
@@ -290,6 +291,10 @@ def prune_uploads(
     )
     pruned = uploads.prune(timedelta(days=days))
     out.print(f"{len(pruned)} unfinished upload(s) aborted")
+
+
+cli.add_typer(users_cli, name="users")
+cli.add_typer(tokens_cli, name="tokens")
 
 
 def main() -> None:

@@ -9,6 +9,10 @@ from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET = "iain-development-secret-change-me"
+# Client secrets seen in examples and quick starts: never a production one.
+WEAK_OIDC_SECRETS = frozenset(
+    {"", "secret", "changeme", "change-me", "client-secret", DEFAULT_SECRET}
+)
 
 
 class Settings(BaseSettings):
@@ -43,6 +47,29 @@ class Settings(BaseSettings):
     # Resumable uploads: part size in bytes (S3 needs at least 5 MiB) and the largest upload.
     upload_part_size: int = 16 * 1024 * 1024
     upload_max_gb: int = 200
+    # Browser login sessions and the throttle on failed logins (per username and address).
+    session_hours: float = 12.0
+    login_max_failures: int = 5
+    login_window_s: float = 300.0
+    # OpenID Connect (authorisation code + PKCE), e.g. Pro Santé Connect or Keycloak: on
+    # when an issuer is set. The callback is PUBLIC_URL/api/login/oidc/callback (PUBLIC_URL
+    # defaults to the URL the browser used).
+    public_url: str = ""
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr = SecretStr("")
+    oidc_scopes: str = "openid profile email"
+    oidc_label: str = "OpenID Connect"  # the login page's button
+    # Which claims carry the user's centre, roles, RPPS number and username; claim values
+    # go through the maps (JSON objects in the environment: claim value -> centre code or
+    # role); a centre value neither mapped nor a centre code is refused, role values that
+    # map to no IAIN role are ignored.
+    oidc_centre_claim: str = "centre"
+    oidc_roles_claim: str = "roles"
+    oidc_rpps_claim: str = "rpps"
+    oidc_username_claim: str = "preferred_username"
+    oidc_centre_map: dict[str, str] = {}
+    oidc_role_map: dict[str, str] = {}
 
     @model_validator(mode="after")
     def _defaults_under_home(self) -> Settings:
@@ -57,6 +84,20 @@ class Settings(BaseSettings):
         return self.home / "cache"
 
     def check_production(self) -> None:
-        """Production refuses to run with the development secret."""
+        """Production refuses to run with the development secret, or with OpenID Connect
+        configured but no real client secret."""
         if self.mode == "production" and self.secret_key.get_secret_value() == DEFAULT_SECRET:
             raise ValueError("IAIN_SECRET_KEY must be set to a real secret in production mode")
+        if self.mode == "production" and self.oidc_issuer:
+            secret = self.oidc_client_secret.get_secret_value()
+            if len(secret) < 16 or secret in WEAK_OIDC_SECRETS:
+                raise ValueError(
+                    "IAIN_OIDC_CLIENT_SECRET must be set to the provider's client secret "
+                    "(at least 16 characters) in production mode"
+                )
+            if not self.oidc_client_id:
+                raise ValueError("IAIN_OIDC_CLIENT_ID must be set when IAIN_OIDC_ISSUER is")
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer)

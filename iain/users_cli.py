@@ -1,0 +1,118 @@
+"""`iain users` and `iain tokens`: local accounts and API tokens for scripts and GPU workers."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from exchange.catalogue import Catalogue
+from exchange.errors import ExchangeError
+from exchange.identity import Identities, parse_roles, weak_password
+from exchange.models import User
+from iain.settings import Settings
+
+users_cli = typer.Typer(no_args_is_help=True, help="Local accounts.")
+tokens_cli = typer.Typer(no_args_is_help=True, help="API tokens (Authorization: Bearer …).")
+err = Console(stderr=True)
+out = Console()
+
+
+def _identities() -> Identities:
+    try:
+        settings = Settings()
+    except Exception as exc:  # pydantic's message names the bad variable
+        err.print(f"[red]invalid settings:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    return Identities(Catalogue.open(settings.database_url))
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(1)
+
+
+def _read_password(username: str, from_stdin: bool) -> str | None:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    else:
+        return None  # a scripted account without a password: OpenID Connect or tokens only
+    why = weak_password(password, username)
+    if why is not None:
+        raise _fail(why)
+    return password
+
+
+@users_cli.command("add")
+def add_user(
+    username: Annotated[str, typer.Argument(help="lower-case login name, e.g. lille.pathologist")],
+    centre: Annotated[str, typer.Option(help="the user's centre: caen, lille, rouen...")],
+    role: Annotated[
+        list[str], typer.Option(help="pathologist, resident, technician, ... (repeatable)")
+    ],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from standard input")
+    ] = False,
+    rpps: Annotated[str | None, typer.Option(help="RPPS number (11 digits)")] = None,
+    name: Annotated[str, typer.Option(help="display name")] = "",
+) -> None:
+    """Add a local account (asks for its password unless --password-stdin)."""
+    identities = _identities()
+    try:
+        parse_roles(role)
+        identities.catalogue.check_centre(centre)
+        password = _read_password(username, password_stdin)
+        user = identities.add_user(
+            username, centre, role, password=password, display_name=name, rpps=rpps
+        )
+    except ExchangeError as exc:
+        raise _fail(exc.message) from None
+    note = "" if password is not None else " (no password: OpenID Connect or API tokens only)"
+    out.print(f"added {user.username} ({user.centre}: {', '.join(user.roles)}){note}")
+
+
+@users_cli.command("list")
+def list_users() -> None:
+    """List the accounts."""
+    identities = _identities()
+    with identities.catalogue.session() as session:
+        users = session.query(User).order_by(User.centre, User.username).all()
+    for user in users:
+        how = "password" if user.password_hash else ("oidc" if user.oidc_subject else "-")
+        state = "" if user.active else "  (inactive)"
+        out.print(
+            f"{user.username:30} {user.centre:8} {','.join(user.roles):28} {how:8} "
+            f"{user.display_name}{state}",
+            highlight=False,
+        )
+
+
+@tokens_cli.command("create")
+def create_token(
+    username: Annotated[str, typer.Argument(help="whose token")],
+    name: Annotated[str, typer.Option(help="what it is for, e.g. 'gpu-worker-1'")] = "",
+    scope: Annotated[list[str] | None, typer.Option(help="restrict it (repeatable)")] = None,
+) -> None:
+    """Create an API token; its secret is printed once and never stored."""
+    identities = _identities()
+    try:
+        token, secret = identities.create_token(username, name=name, scopes=scope or ())
+    except ExchangeError as exc:
+        raise _fail(exc.message) from None
+    err.print(f"token {token.id} for {username}: keep it now, it is not shown again")
+    # The secret alone on stdout, so `TOKEN=$(iain tokens create …)` works.
+    print(secret)
+
+
+@tokens_cli.command("revoke")
+def revoke_token(
+    token_id: Annotated[str, typer.Argument(help="the id `tokens create` gave")],
+) -> None:
+    """Revoke an API token (at once in this process; other hub processes within 30 s)."""
+    if not _identities().revoke_token(token_id):
+        raise _fail(f"no live token {token_id!r}")
+    out.print(f"revoked {token_id}")
