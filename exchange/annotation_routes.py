@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from exchange import annotations as svc
+from exchange import audit
 from exchange.annotations import (
     DEFAULT_COLOUR,
     DEFAULT_KIND,
@@ -35,6 +36,7 @@ from exchange.annotations import (
     AnnotationData,
     InvalidAnnotation,
 )
+from exchange.auth import CurrentUser
 from exchange.routes import CatalogueDep
 
 router = APIRouter(prefix="/api/slides/{slide_id}/annotations", tags=["annotations"])
@@ -311,18 +313,32 @@ def _json(content: Any, status_code: int = 200) -> JSONResponse:
 def list_annotations(
     slide_id: str,
     catalogue: CatalogueDep,
+    user: CurrentUser,
     format: Annotated[Literal["geojson", "qupath"], Query()] = "geojson",
 ) -> JSONResponse:
     slide, rows = svc.list_annotations(catalogue, slide_id)
     if format == "qupath":
+        # A download for use outside IAIN: audited (the viewer's own reads are not).
+        audit.record_now(
+            catalogue,
+            "export_annotations",
+            actor=user,
+            target_type="slide",
+            target_id=slide.id,
+            detail={"format": "qupath", "count": len(rows)},
+        )
         return _json(svc.feature_collection(svc.qupath_feature(r) for r in rows))
     return _json(svc.feature_collection(svc.feature(r, slide) for r in rows))
 
 
 @router.post("", status_code=201, summary="Add one annotation (a GeoJSON Feature)")
-async def create_annotation(slide_id: str, catalogue: CatalogueDep, raw: JsonBody) -> JSONResponse:
+async def create_annotation(
+    slide_id: str, catalogue: CatalogueDep, raw: JsonBody, user: CurrentUser
+) -> JSONResponse:
     body = _validate(FEATURE, raw)
-    slide, row = await run_in_threadpool(svc.create_annotation, catalogue, slide_id, body.data())
+    slide, row = await run_in_threadpool(
+        svc.create_annotation, catalogue, slide_id, body.data(), user
+    )
     return _json(svc.feature(row, slide), 201)
 
 
@@ -331,7 +347,9 @@ async def create_annotation(slide_id: str, catalogue: CatalogueDep, raw: JsonBod
     status_code=201,
     summary="Add the features of a QuPath GeoJSON export (FeatureCollection, Feature or array)",
 )
-async def import_qupath(slide_id: str, catalogue: CatalogueDep, raw: JsonBody) -> JSONResponse:
+async def import_qupath(
+    slide_id: str, catalogue: CatalogueDep, raw: JsonBody, user: CurrentUser
+) -> JSONResponse:
     body = _validate(QUPATH, raw)
     if isinstance(body, QuPathCollection):
         features = body.features
@@ -342,7 +360,7 @@ async def import_qupath(slide_id: str, catalogue: CatalogueDep, raw: JsonBody) -
     items = [item for f in features for item in f.data()]
     if not items:
         raise InvalidAnnotation("no features to import")
-    slide, rows = await run_in_threadpool(svc.create_annotations, catalogue, slide_id, items)
+    slide, rows = await run_in_threadpool(svc.create_annotations, catalogue, slide_id, items, user)
     return _json(svc.feature_collection(svc.feature(r, slide) for r in rows), 201)
 
 
@@ -361,6 +379,7 @@ async def replace_annotation(
     annotation_id: str,
     catalogue: CatalogueDep,
     raw: JsonBody,
+    user: CurrentUser,
 ) -> JSONResponse:
     body = _validate(FEATURE, raw)
     slide, row = await run_in_threadpool(
@@ -370,6 +389,7 @@ async def replace_annotation(
         annotation_id,
         body.data(),
         body.properties.version,
+        user,
     )
     return _json(svc.feature(row, slide))
 
@@ -383,7 +403,10 @@ async def delete_annotation(
     slide_id: str,
     annotation_id: str,
     catalogue: CatalogueDep,
+    user: CurrentUser,
     version: Annotated[int | None, Query(ge=1)] = None,
 ) -> Response:
-    await run_in_threadpool(svc.delete_annotation, catalogue, slide_id, annotation_id, version)
+    await run_in_threadpool(
+        svc.delete_annotation, catalogue, slide_id, annotation_id, version, user
+    )
     return Response(status_code=204)

@@ -1,7 +1,7 @@
 """Slide annotations: the one place where they are written.
 
 Every create, replace and delete goes through this module, in one transaction each, so the
-audit log (issue 5) has a single hook: `_changed`, called inside that transaction.
+audit log has a single hook: `_changed`, called inside that transaction.
 
 Geometry is GeoJSON (Point, LineString, Polygon, MultiPolygon) in level-0 pixel coordinates;
 its shape has been checked at the HTTP boundary (exchange.annotation_routes), this module
@@ -21,10 +21,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from exchange import audit
 from exchange.catalogue import Catalogue
 from exchange.errors import ExchangeError
 from exchange.measure import geometry_area_mm2, line_length_um
 from exchange.models import Annotation, Slide, utcnow
+from exchange.principal import Principal
 from tiles.errors import SlideNotFound
 
 KINDS = ("point", "rectangle", "ellipse", "polygon", "freehand", "line")
@@ -113,12 +115,36 @@ def get_annotation(
 # --- Writing (the audit hook's one place) -----------------------------------------------------
 
 
-def _changed(session: Session, action: str, slide: Slide, annotation_ids: Sequence[str]) -> None:
-    """Called inside every write's transaction. Issue 5 writes the audit row here."""
+# An import may add many thousands: the event names them only up to this many.
+AUDITED_IDS = 100
+
+
+def _changed(
+    session: Session,
+    action: str,
+    slide: Slide,
+    annotation_ids: Sequence[str],
+    actor: Principal | None,
+) -> None:
+    """Called inside every write's transaction: its audit event commits with it."""
+    detail: dict[str, Any] = {"count": len(annotation_ids)}
+    if len(annotation_ids) <= AUDITED_IDS:
+        detail["annotations"] = list(annotation_ids)
+    audit.record(
+        session,
+        f"annotation_{action}",
+        actor=actor,
+        target_type="slide",
+        target_id=slide.id,
+        detail=detail,
+    )
 
 
 def create_annotations(
-    catalogue: Catalogue, slide_id: str, items: Sequence[AnnotationData]
+    catalogue: Catalogue,
+    slide_id: str,
+    items: Sequence[AnnotationData],
+    actor: Principal | None = None,
 ) -> tuple[Slide, list[Annotation]]:
     """Adds annotations to a slide, all or none."""
     if len(items) > MAX_IMPORT_FEATURES:
@@ -144,14 +170,14 @@ def create_annotations(
                 )
             )
         session.add_all(rows)
-        _changed(session, "create", slide, [r.id for r in rows])
+        _changed(session, "create", slide, [r.id for r in rows], actor)
     return slide, rows
 
 
 def create_annotation(
-    catalogue: Catalogue, slide_id: str, item: AnnotationData
+    catalogue: Catalogue, slide_id: str, item: AnnotationData, actor: Principal | None = None
 ) -> tuple[Slide, Annotation]:
-    slide, rows = create_annotations(catalogue, slide_id, [item])
+    slide, rows = create_annotations(catalogue, slide_id, [item], actor)
     return slide, rows[0]
 
 
@@ -161,6 +187,7 @@ def replace_annotation(
     annotation_id: str,
     item: AnnotationData,
     expected_version: int | None = None,
+    actor: Principal | None = None,
 ) -> tuple[Slide, Annotation]:
     """Replaces an annotation's geometry and properties; refuses a stale expected_version."""
     with catalogue.session() as session, session.begin():
@@ -187,13 +214,17 @@ def replace_annotation(
         )
         if done.rowcount != 1:  # type: ignore[attr-defined]
             raise StaleAnnotation(f"annotation {annotation_id!r} was changed meanwhile")
-        _changed(session, "update", slide, [annotation_id])
+        _changed(session, "update", slide, [annotation_id], actor)
     with catalogue.session() as session:
         return slide, _annotation(session, slide_id, annotation_id)
 
 
 def delete_annotation(
-    catalogue: Catalogue, slide_id: str, annotation_id: str, expected_version: int | None = None
+    catalogue: Catalogue,
+    slide_id: str,
+    annotation_id: str,
+    expected_version: int | None = None,
+    actor: Principal | None = None,
 ) -> None:
     with catalogue.session() as session, session.begin():
         slide = _slide(session, slide_id)
@@ -201,7 +232,7 @@ def delete_annotation(
         if expected_version is not None and expected_version != row.version:
             raise StaleAnnotation(_stale_message(annotation_id, expected_version, row.version))
         session.delete(row)
-        _changed(session, "delete", slide, [annotation_id])
+        _changed(session, "delete", slide, [annotation_id], actor)
 
 
 def _stale_message(annotation_id: str, expected: int, current: int) -> str:

@@ -304,3 +304,32 @@ class AuditEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHead(Base):
+    """The end of the audit chain, in one row (id 1). Appending an event updates it first,
+    which locks it (a row lock on PostgreSQL, the write lock on SQLite): concurrent
+    transactions chain one after the other, never both to the same event. `verify` checks the
+    last event against it (a deleted tail shows) and starts from its floor: after a prune,
+    the seq and hash of the last removed event, to which the first kept one chains."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    floor_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    floor_hash: Mapped[str] = mapped_column(String(64))
+    pruned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class AuditView(Base):
+    """Views of shared slides already audited: one event per user x slide x viewing session
+    (see exchange.audit.viewing_session); the key makes a second hub process's insert fail."""
+
+    __tablename__ = "audit_views"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    slide_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    viewing_session: Mapped[str] = mapped_column(String(100), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from exchange import annotation_routes, auth_routes, overlay_routes, upload_routes
 from exchange import routes as exchange_routes
 from exchange.annotations import AnnotationNotFound, InvalidAnnotation, StaleAnnotation
+from exchange.audit_hooks import AuditHooks
 from exchange.auth import CsrfRejected, NotAuthenticated
 from exchange.catalogue import Catalogue
 from exchange.conversion import ConversionConfig, ConversionWorker
@@ -188,6 +189,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.store = store
     app.state.catalogue = catalogue
     app.state.identities = Identities(catalogue)
+    # What the tile routes report to the audit trail (views of shared slides, label/macro).
+    audit_hooks = AuditHooks(catalogue)
+    app.state.on_slide_view = audit_hooks.on_slide_view
+    app.state.on_associated_view = audit_hooks.on_associated_view
     app.state.sessions = Sessions(catalogue, lifetime=timedelta(hours=settings.session_hours))
     app.state.login_throttle = LoginThrottle(settings.login_max_failures, settings.login_window_s)
     app.state.login_config = auth_routes.LoginConfig(

@@ -22,6 +22,7 @@ from exchange.conversion import convert_now, requeue
 from exchange.errors import ExchangeError
 from exchange.ingest import ingest_path
 from iain.app import build_store, conversion_config, create_app
+from iain.audit_cli import audit_cli
 from iain.settings import Settings
 from iain.users_cli import tokens_cli, users_cli
 from storage import StorageError
@@ -295,6 +296,9 @@ def prune_uploads(
 
 cli.add_typer(users_cli, name="users")
 cli.add_typer(tokens_cli, name="tokens")
+
+
+cli.add_typer(audit_cli, name="audit")
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import PositiveInt, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET = "iain-development-secret-change-me"
@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # Resumable uploads: part size in bytes (S3 needs at least 5 MiB) and the largest upload.
     upload_part_size: int = 16 * 1024 * 1024
     upload_max_gb: int = 200
+    # Audit events older than this are removed by `iain audit prune` (the chain stays
+    # verifiable). Ten years: French health-data rules keep access traces for long.
+    audit_retention_days: PositiveInt = 3650
     # Browser login sessions and the throttle on failed logins (per username and address).
     session_hours: float = 12.0
     login_max_failures: int = 5

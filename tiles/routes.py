@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from tiles.deid import View
 from tiles.errors import SlideNotFound, TileNotFound
 from tiles.location import SlideLocation, SlideLocator
 from tiles.service import IMMUTABLE, Rendered, TileService
@@ -38,6 +40,13 @@ async def get_location(
         raise SlideNotFound(f"no slide {slide_id!r}")
     # The error handler reads it: errors on a de-identified view get generic messages.
     request.state.slide_view = loc.view
+    # The hub's audit of views of shared slides (exchange.audit.SharedViews), injected by
+    # the composition root: cheap when the viewing session was already recorded.
+    on_view: Callable[[Request, SlideLocation], Awaitable[None]] | None = getattr(
+        request.app.state, "on_slide_view", None
+    )
+    if on_view is not None and loc.view is not View.FULL:
+        await on_view(request, loc)
     return loc
 
 
@@ -148,6 +157,15 @@ async def associated_image(
     request: Request, service: Service, loc: Location, name: str
 ) -> Response:
     etag = service.associated_etag(loc, name)
+    # Label and macro may show the patient: the hub audits each view (injected hook).
+    on_associated: Callable[[Request, SlideLocation, str], Awaitable[None]] | None = getattr(
+        request.app.state, "on_associated_view", None
+    )
     if _not_modified(request, etag):
+        if on_associated is not None:
+            await on_associated(request, loc, name)
         return _unchanged(etag)
-    return _image(await run_in_threadpool(service.associated, loc, name))
+    rendered = await run_in_threadpool(service.associated, loc, name)
+    if on_associated is not None:
+        await on_associated(request, loc, name)
+    return _image(rendered)
