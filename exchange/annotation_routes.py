@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from exchange import annotations as svc
+from exchange import policy
 from exchange import audit
 from exchange.annotations import (
     DEFAULT_COLOUR,
@@ -39,7 +40,13 @@ from exchange.annotations import (
 from exchange.auth import CurrentUser
 from exchange.routes import CatalogueDep
 
-router = APIRouter(prefix="/api/slides/{slide_id}/annotations", tags=["annotations"])
+# Annotations belong to the full view of the slide (exchange.policy): other callers get 404.
+router = APIRouter(
+    prefix="/api/slides/{slide_id}/annotations",
+    tags=["annotations"],
+    dependencies=[Depends(policy.home_slide)],
+)
+WRITE = [Depends(policy.annotatable_slide)]
 
 COLOUR_PATTERN = r"^#[0-9a-fA-F]{6}$"
 
@@ -331,7 +338,9 @@ def list_annotations(
     return _json(svc.feature_collection(svc.feature(r, slide) for r in rows))
 
 
-@router.post("", status_code=201, summary="Add one annotation (a GeoJSON Feature)")
+@router.post(
+    "", status_code=201, dependencies=WRITE, summary="Add one annotation (a GeoJSON Feature)"
+)
 async def create_annotation(
     slide_id: str, catalogue: CatalogueDep, raw: JsonBody, user: CurrentUser
 ) -> JSONResponse:
@@ -345,6 +354,7 @@ async def create_annotation(
 @router.post(
     "/import",
     status_code=201,
+    dependencies=WRITE,
     summary="Add the features of a QuPath GeoJSON export (FeatureCollection, Feature or array)",
 )
 async def import_qupath(
@@ -372,6 +382,7 @@ def get_annotation(slide_id: str, annotation_id: str, catalogue: CatalogueDep) -
 
 @router.put(
     "/{annotation_id}",
+    dependencies=WRITE,
     summary="Replace an annotation; 409 when properties.version is not the stored one",
 )
 async def replace_annotation(
@@ -396,6 +407,7 @@ async def replace_annotation(
 
 @router.delete(
     "/{annotation_id}",
+    dependencies=WRITE,
     status_code=204,
     summary="Delete an annotation; 409 when ?version= is not the stored one",
 )

@@ -22,6 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from exchange import overlays as svc
+from exchange import policy
 from exchange.catalogue import Catalogue
 from exchange.models import Overlay
 from exchange.overlays import FeatureSets, InvalidOverlay
@@ -29,9 +30,16 @@ from exchange.routes import CatalogueDep, StoreDep
 from storage import ObjectStore
 from tiles.errors import TileNotFound
 from tiles.overlay import HeatmapLocation, HeatmapTiles
-from tiles.service import IMMUTABLE, Rendered, TileService
+from tiles.routes import PRIVATE_IMMUTABLE
+from tiles.service import Rendered, TileService
 
-router = APIRouter(prefix="/api/slides/{slide_id}/overlays", tags=["overlays"])
+# Overlays belong to the full view of the slide (exchange.policy): other callers get 404.
+router = APIRouter(
+    prefix="/api/slides/{slide_id}/overlays",
+    tags=["overlays"],
+    dependencies=[Depends(policy.home_slide)],
+)
+WRITE = [Depends(policy.overlay_writable_slide)]
 
 # A POST body larger than this is refused before parsing (10,000 polygons are ~3 MB).
 MAX_BODY = 128 * 1024 * 1024
@@ -160,14 +168,15 @@ async def heatmap_tile(
     parts.tiles.deepzoom(loc).z_tile(z, col, row)  # range check before anything else
     etag = parts.tiles.etag(loc, z, col, row)
     if _not_modified(request, etag):
-        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": IMMUTABLE})
+        headers = {"ETag": etag, "Cache-Control": PRIVATE_IMMUTABLE}
+        return Response(status_code=304, headers=headers)
     rendered: Rendered = await run_in_threadpool(parts.tiles.tile, loc, z, col, row)
     return Response(
         rendered.data,
         media_type=rendered.media_type,
         headers={
             "ETag": rendered.etag,
-            "Cache-Control": IMMUTABLE,
+            "Cache-Control": PRIVATE_IMMUTABLE,
             "Server-Timing": rendered.server_timing,
         },
     )
@@ -181,7 +190,7 @@ def list_overlays(slide_id: str, catalogue: CatalogueDep) -> list[OverlayOut]:
     return [_out(o) for o in svc.list_overlays(catalogue, slide_id)]
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, dependencies=WRITE)
 async def create_feature_set(
     request: Request, slide_id: str, catalogue: CatalogueDep, store: StoreDep
 ) -> OverlayOut:
@@ -223,7 +232,7 @@ def overlay_detail(slide_id: str, overlay_id: str, catalogue: CatalogueDep) -> O
     return _out(svc.get_overlay(catalogue, slide_id, overlay_id))
 
 
-@router.delete("/{overlay_id}", status_code=204)
+@router.delete("/{overlay_id}", status_code=204, dependencies=WRITE)
 def delete_overlay(
     slide_id: str, overlay_id: str, catalogue: CatalogueDep, store: StoreDep, parts: Parts
 ) -> Response:
@@ -261,7 +270,7 @@ async def overlay_features(
     tag = hashlib.blake2b(f"{overlay.id}|{box}".encode(), digest_size=16).hexdigest()
     etag = f'"{tag}"'
     gz = "gzip" in request.headers.get("accept-encoding", "")
-    headers = {"ETag": etag, "Cache-Control": IMMUTABLE, "Vary": "Accept-Encoding"}
+    headers = {"ETag": etag, "Cache-Control": PRIVATE_IMMUTABLE, "Vary": "Accept-Encoding"}
     if _not_modified(request, etag):
         return Response(status_code=304, headers=headers)
     features = await run_in_threadpool(parts.features.get, overlay)

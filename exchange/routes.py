@@ -12,13 +12,15 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
+from exchange.auth import CurrentUser
 from exchange.catalogue import Catalogue
 from exchange.conversion import job
 from exchange.ingest import ingest_path
 from exchange.models import Slide
+from exchange.policy import PolicyDep, VisibleSlide
 from storage import ObjectStore
 from tiles.deid import View, public_date, public_vendor
-from tiles.errors import InvalidRequest, SlideNotFound
+from tiles.errors import InvalidRequest
 
 router = APIRouter(prefix="/api", tags=["slides"])
 
@@ -178,31 +180,33 @@ def _detail(slide: Slide, view: View = View.FULL) -> SlideDetailOut:
 
 
 @router.get("/centres")
-def list_centres(catalogue: CatalogueDep) -> list[CentreOut]:
+def list_centres(_user: CurrentUser, catalogue: CatalogueDep) -> list[CentreOut]:
     return [CentreOut(code=c.code, name=c.name, city=c.city) for c in catalogue.centres()]
 
 
 @router.get("/slides")
 def list_slides(
-    catalogue: CatalogueDep,
+    principal: CurrentUser,
+    policy: PolicyDep,
     view: Annotated[
         View, Query(description="deidentified: every slide as another centre sees it")
     ] = View.FULL,
 ) -> list[SlideOut]:
-    # Until access control decides the view per caller, the caller asks for it.
-    slides = catalogue.list_slides()
-    if view is not View.FULL:
-        slides = [s for s in slides if s.public_id is not None]
-    return [SlideOut(**_summary(s, view)) for s in slides]  # type: ignore[arg-type]
+    """The slides the caller may see (exchange.policy): their centre's, and the shared ones
+    (de-identified, by opaque id)."""
+    visible = policy.visible(principal)
+    out = []
+    for access in visible:
+        shown = View.DEIDENTIFIED if view is not View.FULL else access.view
+        if shown is View.DEIDENTIFIED and access.slide.public_id is None:
+            continue
+        out.append(SlideOut(**_summary(access.slide, shown)))  # type: ignore[arg-type]
+    return out
 
 
 @router.get("/slides/{slide_id}")
-def slide_detail(request: Request, slide_id: str, catalogue: CatalogueDep) -> SlideDetailOut:
-    found = catalogue.resolve(slide_id)
-    if found is None:
-        raise SlideNotFound(f"no slide {slide_id!r}")
-    slide, view = found
-    request.state.slide_view = view
+def slide_detail(access: VisibleSlide, catalogue: CatalogueDep) -> SlideDetailOut:
+    slide, view = access.slide, access.view
     out = _detail(slide, view)
     conversion = job(catalogue, slide.id)
     if conversion is not None:
@@ -222,10 +226,14 @@ def slide_detail(request: Request, slide_id: str, catalogue: CatalogueDep) -> Sl
 async def upload_slide(
     catalogue: CatalogueDep,
     store: StoreDep,
+    principal: CurrentUser,
+    policy: PolicyDep,
     file: Annotated[UploadFile, File(description="one slide file (SVS, NDPI, TIFF, DICOM...)")],
-    centre: Annotated[str, Form()] = "caen",
+    centre: Annotated[str | None, Form()] = None,
 ) -> SlideDetailOut:
-    """Single-file upload; validated exactly like `iain ingest`."""
+    """Single-file upload into the caller's centre; validated exactly like `iain ingest`."""
+    centre = centre or principal.centre
+    policy.may_upload(principal, centre)
     name = Path(file.filename or "").name
     if not name or name in (".", ".."):
         raise InvalidRequest("the upload needs a file name")

@@ -15,10 +15,14 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from exchange.auth import CurrentUser
+from exchange.policy import PolicyDep, own_upload
 from exchange.routes import SlideDetailOut, _detail
 from exchange.uploads import FileSpec, InvalidUpload, Uploads, UploadState
 
 router = APIRouter(prefix="/api/uploads", tags=["uploads"])
+# An upload of another centre is unknown to the caller (exchange.policy): 404.
+OWN = [Depends(own_upload)]
 
 
 def get_uploads(request: Request) -> Uploads:
@@ -83,18 +87,21 @@ def _out(state: UploadState) -> UploadOut:
 
 
 @router.post("", status_code=201)
-async def start_upload(body: UploadIn, uploads: UploadsDep) -> UploadOut:
+async def start_upload(
+    body: UploadIn, uploads: UploadsDep, principal: CurrentUser, policy: PolicyDep
+) -> UploadOut:
+    policy.may_upload(principal, body.centre)
     specs = [FileSpec(f.path, f.size, f.sha256.lower()) for f in body.files]
     state = await run_in_threadpool(uploads.create, body.centre, body.name, specs)
     return _out(state)
 
 
-@router.get("/{upload_id}")
+@router.get("/{upload_id}", dependencies=OWN)
 async def upload_state(upload_id: str, uploads: UploadsDep) -> UploadOut:
     return _out(await run_in_threadpool(uploads.state, upload_id))
 
 
-@router.put("/{upload_id}/files/{index}/parts/{number}")
+@router.put("/{upload_id}/files/{index}/parts/{number}", dependencies=OWN)
 async def put_part(
     upload_id: str,
     index: int,
@@ -119,13 +126,13 @@ async def put_part(
     return PartOut(number=number, size=len(data), sha256=digest)
 
 
-@router.post("/{upload_id}/complete")
+@router.post("/{upload_id}/complete", dependencies=OWN)
 async def complete_upload(upload_id: str, uploads: UploadsDep) -> SlideDetailOut:
     slide = await run_in_threadpool(uploads.complete, upload_id)
     return _detail(slide)
 
 
-@router.delete("/{upload_id}", status_code=204)
+@router.delete("/{upload_id}", status_code=204, dependencies=OWN)
 async def abort_upload(upload_id: str, uploads: UploadsDep) -> Response:
     await run_in_threadpool(uploads.abort, upload_id)
     return Response(status_code=204)

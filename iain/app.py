@@ -8,23 +8,25 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from exchange import annotation_routes, auth_routes, overlay_routes, upload_routes
+from exchange import annotation_routes, auth_routes, grant_routes, overlay_routes, upload_routes
 from exchange import routes as exchange_routes
 from exchange.annotations import AnnotationNotFound, InvalidAnnotation, StaleAnnotation
 from exchange.audit_hooks import AuditHooks
-from exchange.auth import CsrfRejected, NotAuthenticated
+from exchange.auth import CsrfRejected, NotAuthenticated, current_user
 from exchange.catalogue import Catalogue
 from exchange.conversion import ConversionConfig, ConversionWorker
 from exchange.errors import ExchangeError, SlideMissing, UnknownCentre
+from exchange.grant_routes import GrantNotFound, InvalidGrant
 from exchange.identity import Identities, IdentityError
 from exchange.oidc import OidcClient, OidcConfig, OidcError, OidcRefused, OidcUnavailable
 from exchange.overlays import InvalidOverlay, OverlayNotFound
+from exchange.policy import Forbidden, Policy
 from exchange.sessions import LoginThrottle, Sessions
 from exchange.uploads import (
     ChecksumMismatch,
@@ -60,6 +62,9 @@ VIEWER_DIR = Path(__file__).resolve().parent.parent / "viewer"
 # The one place where errors become HTTP status codes.
 STATUS: dict[type[Exception], int] = {
     NotAuthenticated: 401,
+    Forbidden: 403,
+    InvalidGrant: 400,
+    GrantNotFound: 404,
     CsrfRejected: 403,
     OidcError: 400,
     OidcRefused: 403,
@@ -209,6 +214,11 @@ def create_app(settings: Settings) -> FastAPI:
         work_dir=settings.cache_dir / "uploads",
     )
     app.state.slide_locator = catalogue
+    # Access control (exchange.policy): the tile routes and the fast path get a per-caller
+    # locator, which hides the slides the caller may not see.
+    policy = Policy(catalogue)
+    app.state.policy = policy
+    app.state.locator_for = policy.request_locator
     app.state.tile_service = service
     app.state.range_reader = ranges
 
@@ -238,11 +248,14 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
     app.include_router(auth_routes.router)
-    app.include_router(exchange_routes.router)
-    app.include_router(upload_routes.router)
-    app.include_router(annotation_routes.router)
-    app.include_router(overlay_routes.router)
-    app.include_router(tile_routes.router)
+    # Every API and tile route needs a caller (401 otherwise); the policy decides the rest.
+    logged_in = [Depends(current_user)]
+    app.include_router(exchange_routes.router, dependencies=logged_in)
+    app.include_router(upload_routes.router, dependencies=logged_in)
+    app.include_router(annotation_routes.router, dependencies=logged_in)
+    app.include_router(overlay_routes.router, dependencies=logged_in)
+    app.include_router(grant_routes.router, dependencies=logged_in)
+    app.include_router(tile_routes.router, dependencies=logged_in)
 
     @app.get("/api/health", tags=["ops"])
     def health() -> dict[str, str]:
@@ -286,7 +299,7 @@ def create_app(settings: Settings) -> FastAPI:
     # Cache hits skip the framework; everything else goes through the routes above.
     app.add_middleware(
         CachedTiles,
-        parts=lambda: (app.state.tile_service, app.state.slide_locator, ranges),
+        parts=lambda: (app.state.tile_service, policy.scope_locator, ranges),
     )
     return app
 

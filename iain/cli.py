@@ -195,6 +195,9 @@ def upload(
     centre: Annotated[str, typer.Option(help="owning centre: caen, lille, rouen...")] = "caen",
     name: Annotated[str, typer.Option(help="slide name (default: the file name)")] = "",
     jobs: Annotated[int, typer.Option(help="parts sent at the same time")] = 4,
+    token: Annotated[
+        str, typer.Option(envvar="IAIN_TOKEN", help="API token (iain tokens create USER)")
+    ] = "",
 ) -> None:
     """Send a slide to a hub in parts; run it again after an interruption to resume."""
     from iain.upload_client import UploadFailed
@@ -228,6 +231,7 @@ def upload(
                 on_bytes=advance,
                 on_hashing=advance,
                 jobs=jobs,
+                token=token or None,
             )
         except UploadFailed as exc:
             err.print(f"[red]upload failed[/red] {path}: {exc}")

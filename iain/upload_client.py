@@ -105,8 +105,10 @@ def _detail(response: httpx.Response) -> str:
 
 
 class Client:
-    def __init__(self, hub: str, *, timeout_s: float = 120.0) -> None:
-        self.http = httpx.Client(base_url=hub.rstrip("/"), timeout=timeout_s)
+    def __init__(self, hub: str, *, token: str | None = None, timeout_s: float = 120.0) -> None:
+        # An API token (`iain tokens create`): the hub answers 401 without one.
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=hub.rstrip("/"), timeout=timeout_s, headers=headers)
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """Sends a request, retrying dropped connections and 503s with a growing pause."""
@@ -147,11 +149,12 @@ def upload(
     on_bytes: Callable[[int], None] | None = None,
     on_hashing: Callable[[int], None] | None = None,
     jobs: int = 4,
+    token: str | None = None,
 ) -> Report:
     """Uploads (or resumes uploading) the slide at `path`; returns the new slide's details.
     on_start(upload_id, parts_total, parts_already, bytes_left) is called before sending."""
     files = slide_files(path)
-    client = Client(hub)
+    client = Client(hub, token=token)
     key = _state_key(hub, path, files)
     saved = _load_state()
     state: dict[str, Any] | None = None

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
 
 from exchange.catalogue import Catalogue
+from exchange.identity import Identities
 from exchange.ingest import ingest_path
-from iain.app import build_store
+from iain.app import build_store, create_app
 from iain.settings import Settings
 
 
@@ -17,3 +21,30 @@ def ingest(settings: Settings, path: Path, centre: str = "caen", *, convert: boo
     store = build_store(settings)
     catalogue = Catalogue.open(settings.database_url)
     return ingest_path(store, catalogue, path, centre, convert=convert).id
+
+
+# The caller every hub test is by default: a pathologist of Caen, where test slides go.
+DEFAULT_USER = "pathologist.caen"
+
+
+def token_for(
+    settings: Settings,
+    username: str = DEFAULT_USER,
+    centre: str = "caen",
+    roles: tuple[str, ...] = ("pathologist",),
+) -> str:
+    """An API token of `username` (created, with `centre` and `roles`, if new)."""
+    identities = Identities(Catalogue.open(settings.database_url))
+    if identities.user(username) is None:
+        identities.add_user(username, centre, roles)
+    return identities.create_token(username)[1]
+
+
+def auth_headers(settings: Settings, username: str = DEFAULT_USER, **kw: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_for(settings, username, **kw)}"}
+
+
+def hub_client(settings: Settings, username: str = DEFAULT_USER, **kw: Any) -> TestClient:
+    """A TestClient of a new hub on `settings`, sending `username`'s token on every call."""
+    app = create_app(settings)
+    return TestClient(app, headers=auth_headers(settings, username, **kw))

@@ -7,7 +7,9 @@ storage), it also answers a miss whose tile is served as stored (zero-transcode)
 already open: one ranged GET awaited in the event loop, no thread, no framework. Every other
 request goes to the application unchanged, so the route stays the single place that renders,
 checks ranges and reports errors: whatever goes wrong here is simply left to the route.
-It sees slides only through the same SlideLocator as the routes."""
+It sees slides only through the same authorisation as the routes: the composition root
+injects `locator_for(scope)`, the caller's SlideLocator (None without a caller: the route
+then answers 401); a slide it does not locate goes to the route, which answers 404."""
 
 from __future__ import annotations
 
@@ -23,15 +25,17 @@ from tiles.deid import strip_jpeg_text
 from tiles.errors import TilesError
 from tiles.location import SlideLocation, SlideLocator
 from tiles.readers.tiff import TiffReader
-from tiles.service import IMMUTABLE, TileService
+from tiles.routes import PRIVATE_IMMUTABLE
+from tiles.service import TileService
 
 _TILE_PATH = re.compile(
     r"/slides/([a-z0-9]{1,64})_files/(\d{1,3})/(\d{1,9})_(\d{1,9})\.(?:jpeg|jpg)"
 )
-_IMMUTABLE = IMMUTABLE.encode()
+_IMMUTABLE = PRIVATE_IMMUTABLE.encode()
 
 
-Parts = Callable[[], tuple[TileService, SlideLocator, AsyncRangeReader | None]]
+LocatorFor = Callable[[Scope], SlideLocator | None]
+Parts = Callable[[], tuple[TileService, LocatorFor, AsyncRangeReader | None]]
 
 
 class CachedTiles:
@@ -48,7 +52,11 @@ class CachedTiles:
         if match is None:
             await self.app(scope, receive, send)
             return
-        service, locator, ranges = self._parts()
+        service, locator_for, ranges = self._parts()
+        locator = locator_for(scope)
+        if locator is None:
+            await self.app(scope, receive, send)
+            return
         # A de-identified view (an opaque id) locates too: its DeepZoom tiles are the full
         # view's pixels, same ETag and bytes, so nothing here depends on the view (tiles.deid).
         loc = locator.locate(match.group(1))

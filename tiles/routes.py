@@ -1,7 +1,12 @@
 """HTTP routes of the tile layer: DeepZoom and IIIF Image API 3.0.
 
-Which slides a caller may see is not decided here: the composition root provides the
-SlideLocator (`app.state.slide_locator`), and the hub will make it per-caller."""
+Which slides a caller may see is not decided here: the composition root injects a
+per-request SlideLocator (`app.state.locator_for(request)`, the hub's access policy), which
+answers None for a slide the caller may not see, like an unknown one. Without it (tools,
+tests of the tile layer alone) `app.state.slide_locator` serves every slide.
+
+Tile responses are `private`: each caller gets them through their own authorisation, so no
+shared cache may keep one for others."""
 
 from __future__ import annotations
 
@@ -18,6 +23,9 @@ from tiles.errors import SlideNotFound, TileNotFound
 from tiles.location import SlideLocation, SlideLocator
 from tiles.service import IMMUTABLE, Rendered, TileService
 
+# Immutable, but for the caller's own cache only (a shared cache would skip authorisation).
+PRIVATE_IMMUTABLE = IMMUTABLE.replace("public", "private")
+
 _TILE_NAME = re.compile(r"(\d{1,9})_(\d{1,9})\.(?:jpeg|jpg)")
 _SLIDE_ID = re.compile(r"[a-z0-9]{1,64}")
 
@@ -28,6 +36,12 @@ def get_service(request: Request) -> TileService:
 
 
 def get_locator(request: Request) -> SlideLocator:
+    """The slides this request may see (raises the app's 401 error without a caller)."""
+    locator_for: Callable[[Request], SlideLocator] | None = getattr(
+        request.app.state, "locator_for", None
+    )
+    if locator_for is not None:
+        return locator_for(request)
     locator: SlideLocator = request.app.state.slide_locator
     return locator
 
@@ -70,14 +84,14 @@ def _image(rendered: Rendered) -> Response:
         media_type=rendered.media_type,
         headers={
             "ETag": rendered.etag,
-            "Cache-Control": IMMUTABLE,
+            "Cache-Control": PRIVATE_IMMUTABLE,
             "Server-Timing": rendered.server_timing,
         },
     )
 
 
 def _unchanged(etag: str) -> Response:
-    return Response(status_code=304, headers={"ETag": etag, "Cache-Control": IMMUTABLE})
+    return Response(status_code=304, headers={"ETag": etag, "Cache-Control": PRIVATE_IMMUTABLE})
 
 
 @router.api_route("/slides/{slide_id}.dzi", methods=["GET", "HEAD"], tags=["deepzoom"])

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from iain.app import create_app
 from iain.settings import Settings
+from tests.hub import hub_client
 
 
 @pytest.fixture
@@ -19,5 +20,13 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
+    """A hub client logged in as a pathologist of Caen (tests.hub.DEFAULT_USER)."""
+    with hub_client(settings) as c:
+        yield c
+
+
+@pytest.fixture
+def anonymous(settings: Settings) -> Iterator[TestClient]:
+    """A client of the same hub without credentials."""
     with TestClient(create_app(settings)) as c:
         yield c

@@ -27,10 +27,10 @@ from typer.testing import CliRunner
 from exchange.catalogue import Catalogue
 from exchange.conversion import job, requeue
 from exchange.models import Conversion, Slide
-from iain.app import build_store, create_app
+from iain.app import build_store
 from iain.cli import cli
 from iain.settings import Settings
-from tests.hub import ingest
+from tests.hub import hub_client, ingest
 from tests.integration.test_readers_vs_openslide import _openslide_region, _tiles_to_check
 from tests.integration.test_s3_fastpath import s3_settings
 from tests.s3server import SeaweedS3
@@ -235,7 +235,7 @@ def test_pyramid_on_s3_serves_stored_tiles(s3_server: SeaweedS3, tmp_path: Path)
     settings = s3_settings(s3_server, tmp_path / "home", bucket)
     try:
         slide_id = ingest(settings, sample(NDPI), convert=True)
-        with TestClient(create_app(settings)) as client:
+        with hub_client(settings) as client:
             detail = _wait(client, slide_id, _settled)
             assert detail["conversion"]["status"] == "ready", detail
             response = client.get(f"/slides/{slide_id}_files/12/1_1.jpeg")
@@ -289,6 +289,6 @@ def test_a_conversion_left_running_by_a_stopped_hub_is_requeued_at_start(
         slide = session.get(Slide, slide_id)
         assert slide is not None
         slide.status = "converting"
-    with TestClient(create_app(settings)) as client:
+    with hub_client(settings) as client:
         detail = _wait(client, slide_id, _settled)
     assert (detail["status"], detail["conversion"]["status"]) == ("ready", "ready"), detail

@@ -23,9 +23,8 @@ from httpx import Response
 from PIL import Image
 
 from exchange.catalogue import PUBLIC_ID_LENGTH, Catalogue
-from iain.app import create_app
 from iain.settings import Settings
-from tests.hub import ingest
+from tests.hub import hub_client, ingest
 from tests.seeded_slide import (
     ACCESSION,
     APP_MAG,
@@ -232,7 +231,7 @@ def test_tiles_of_both_views_are_byte_identical(settings, client, seeded):
                 assert response.status_code == 200
                 deidentified[(z, col, row)] = response
     # The full view from a second hub on the same data: its own cache, its own rendering.
-    with TestClient(create_app(settings)) as other:
+    with hub_client(settings) as other:
         for (z, col, row), response in deidentified.items():
             full = other.get(f"/slides/{seeded.slide_id}_files/{z}/{col}_{row}.jpeg")
             assert full.content == response.content, (z, col, row)
@@ -306,7 +305,7 @@ def test_a_hub_from_before_opaque_ids_gets_them_on_upgrade(settings, client, see
     found = catalogue.resolve(slide.public_id)
     assert found is not None and found[0].id == seeded.slide_id
     assert found[1].value == "deidentified"
-    with TestClient(create_app(settings)) as upgraded:
+    with hub_client(settings) as upgraded:
         detail = upgraded.get(f"/api/slides/{slide.public_id}").json()
         assert detail["name"] == slide.public_id
         assert detail["metadata"]["mpp_x"] == MPP and "scanner_model" not in detail["metadata"]

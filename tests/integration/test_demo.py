@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import io
 
-from fastapi.testclient import TestClient
 from rich.console import Console
 
-from iain.app import create_app
 from iain.demo import SAMPLES, SYNTHETIC_NAME, prepare_demo
 from iain.settings import Settings
+from tests.hub import hub_client
 from tests.testdata import TESTDATA
 
 
@@ -18,13 +17,19 @@ def test_demo_ingests_a_synthetic_slide_and_the_samples_once(tmp_path):
     output = io.StringIO()
     prepare_demo(settings, Console(file=output), synthetic_size=(3000, 2000))
     prepare_demo(settings, Console(file=output), synthetic_size=(3000, 2000))
-    with TestClient(create_app(settings)) as client:
-        slides = client.get("/api/slides").json()
-        names = sorted(s["name"] for s in slides)
-        expected = {SYNTHETIC_NAME}
-        if TESTDATA.is_dir():
-            expected |= {rel.rsplit("/", 1)[1] for rel, _ in SAMPLES}
-        assert sorted(expected) == names  # the second run added nothing
+    # Each centre's pathologist sees their centre's demo slides; together, all of them.
+    slides = []
+    for centre in ("caen", "lille", "rouen"):
+        with hub_client(settings, f"pathologist.{centre}", centre=centre) as other:
+            own = other.get("/api/slides").json()
+            assert {s["centre"] for s in own} <= {centre}
+            slides += own
+    names = sorted(s["name"] for s in slides)
+    expected = {SYNTHETIC_NAME}
+    if TESTDATA.is_dir():
+        expected |= {rel.rsplit("/", 1)[1] for rel, _ in SAMPLES}
+    assert sorted(expected) == names  # the second run added nothing
+    with hub_client(settings) as client:
         synthetic = next(s for s in slides if s["name"] == SYNTHETIC_NAME)
         assert (synthetic["width"], synthetic["height"]) == (3000, 2000)
         assert synthetic["mpp"] == 0.25
@@ -37,5 +42,5 @@ def test_demo_without_sample_data_serves_the_synthetic_slide(tmp_path):
     output = io.StringIO()
     prepare_demo(settings, Console(file=output), synthetic_size=(1000, 800))
     assert "synthetic slide only" in output.getvalue()
-    with TestClient(create_app(settings)) as client:
+    with hub_client(settings) as client:
         assert [s["name"] for s in client.get("/api/slides").json()] == [SYNTHETIC_NAME]

@@ -23,12 +23,12 @@ def image(response) -> Image.Image:
 
 
 def test_catalogue_lists_and_describes_slides(settings, client):
-    slide_id = ingest(settings, sample(SVS), "lille")
+    slide_id = ingest(settings, sample(SVS), "caen")  # the client's centre
     listing = client.get("/api/slides").json()
     assert [s["id"] for s in listing] == [slide_id]
     item = listing[0]
     assert item["name"] == "CMU-1-Small-Region.svs"
-    assert (item["centre"], item["status"], item["vendor"]) == ("lille", "ready", "aperio")
+    assert (item["centre"], item["status"], item["vendor"]) == ("caen", "ready", "aperio")
     assert (item["width"], item["height"], item["mpp"]) == (2220, 2967, pytest.approx(0.499))
     detail = client.get(f"/api/slides/{slide_id}").json()
     assert detail["objective_power"] == 20
@@ -106,11 +106,16 @@ def test_thumbnail_and_associated_images(settings, client):
 def test_upload_ingests_and_refuses_bad_files(settings, client):
     path = sample(SVS)
     with path.open("rb") as f:
-        created = client.post(
+        # A pathologist of Caen adds slides to Caen only.
+        elsewhere = client.post(
             "/api/slides", files={"file": (path.name, f)}, data={"centre": "rouen"}
         )
+    assert elsewhere.status_code == 403, elsewhere.text
+    assert client.get("/api/slides").json() == []
+    with path.open("rb") as f:
+        created = client.post("/api/slides", files={"file": (path.name, f)})
     assert created.status_code == 201, created.text
-    assert created.json()["centre"] == "rouen"
+    assert created.json()["centre"] == "caen"
     for relative, reason in REFUSED.items():
         bad = sample(relative)
         if bad.is_dir():

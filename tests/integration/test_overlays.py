@@ -15,11 +15,11 @@ from PIL import Image
 
 from exchange.catalogue import Catalogue
 from exchange.overlays import InvalidOverlay, add_heatmap
-from iain.app import build_store, create_app
+from iain.app import build_store
 from iain.sample_overlays import CLASS_COLOURS, blob_heatmap, cell_features
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
-from tests.hub import ingest
+from tests.hub import hub_client, ingest
 from tiles.overlay import colour_lut
 
 WIDTH, HEIGHT = 3000, 2000  # DeepZoom: 13 levels (0..12), level 12 is full resolution
@@ -36,7 +36,7 @@ def slide_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def hub(settings: Settings, slide_file: Path) -> Iterator[tuple[TestClient, str]]:
     slide_id = ingest(settings, slide_file)
-    with TestClient(create_app(settings)) as client:
+    with hub_client(settings) as client:
         yield client, slide_id
 
 

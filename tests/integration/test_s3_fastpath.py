@@ -10,11 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from iain.app import create_app
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
 from storage import S3Store
-from tests.hub import ingest
+from tests.hub import hub_client, ingest
 from tests.s3server import SeaweedS3
 
 
@@ -43,7 +42,7 @@ def s3_hub(
     bucket = "fast" + str(abs(hash(request.node.name)) % 10**8)
     settings = s3_settings(s3_server, tmp_path / "s3home", bucket)
     slide_id = ingest(settings, slide_file)
-    with TestClient(create_app(settings)) as client:
+    with hub_client(settings) as client:
         yield client, slide_id, settings
     s3_server.remove_bucket(bucket)
 
@@ -74,7 +73,7 @@ def test_stored_tiles_come_from_the_event_loop_with_one_get_each(s3_hub, tmp_pat
     # The same tiles from the same slide on local disk, through the route: identical bytes.
     local = Settings(home=tmp_path / "localhome", tile_cache_mb=0)
     local_id = ingest(local, slide_file)
-    with TestClient(create_app(local)) as local_client:
+    with hub_client(local) as local_client:
         for (col, row), data in fast.items():
             expected = local_client.get(tile_url(local_id, 11, col, row))
             assert expected.headers["server-timing"].startswith("stored")

@@ -29,7 +29,7 @@ from exchange.models import UploadFile, UploadPart
 from iain.app import build_store, create_app
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
-from tests.hub import ingest
+from tests.hub import hub_client, ingest, token_for
 from tests.s3server import SeaweedS3
 from tests.testdata import sample
 
@@ -123,7 +123,7 @@ def test_slide_sent_in_parts_appears_only_once_complete_with_the_tiles_of_a_dire
     settings: Settings = request.getfixturevalue(f"{backend}_settings")
     path = sample(NDPI) if backend == "local" else big_slide
     data = path.read_bytes()
-    with TestClient(create_app(settings)) as client:
+    with hub_client(settings) as client:
         upload = start(client, [(path.name, data)])
         assert upload["files"][0]["parts"] == -(-len(data) // upload["part_size"]) >= 7
         send_parts(client, upload, [data], reverse=True)  # any order works
@@ -154,7 +154,7 @@ def test_wrong_checksum_is_refused_and_nothing_is_visible(
 ) -> None:
     settings: Settings = request.getfixturevalue(f"{backend}_settings")
     data = sample("aperio/CMU-1-Small-Region.svs").read_bytes()
-    with TestClient(create_app(settings)) as client:
+    with hub_client(settings) as client:
         body = {
             "centre": "caen",
             "files": [{"path": "slide.svs", "size": len(data), "sha256": sha256(b"other")}],
@@ -176,7 +176,7 @@ def test_part_damaged_in_transit_is_refused_and_can_be_sent_again(
     local_settings: Settings,
 ) -> None:
     data = sample(NDPI).read_bytes()
-    with TestClient(create_app(local_settings)) as client:
+    with hub_client(local_settings) as client:
         upload = start(client, [("s.ndpi", data)])
         part = data[: upload["part_size"]]
         url = f"/api/uploads/{upload['id']}/files/0/parts/1"
@@ -192,7 +192,7 @@ def test_dicom_series_uploaded_as_several_files_becomes_one_slide(s3_settings: S
     folder = sample("dicom/openslide-boxes/boxes_0.dcm").parent
     files = [(p.name, p.read_bytes()) for p in sorted(folder.glob("*.dcm"))]
     files.append(("scanner-notes.txt", b"stray file that is no part of the slide"))
-    with TestClient(create_app(s3_settings)) as client:
+    with hub_client(s3_settings) as client:
         upload = start(client, files, name="boxes series")
         send_parts(client, upload, [d for _, d in files])
         done = client.post(f"/api/uploads/{upload['id']}/complete")
@@ -209,7 +209,7 @@ def test_dicom_series_uploaded_as_several_files_becomes_one_slide(s3_settings: S
 
 def test_upload_that_is_no_slide_is_refused_and_leaves_nothing(local_settings: Settings) -> None:
     data = sample("broken/unopenable.tiff").read_bytes()
-    with TestClient(create_app(local_settings)) as client:
+    with hub_client(local_settings) as client:
         upload = start(client, [("scan.tiff", data)])
         send_parts(client, upload, [data])
         refused = client.post(f"/api/uploads/{upload['id']}/complete")
@@ -221,13 +221,13 @@ def test_upload_that_is_no_slide_is_refused_and_leaves_nothing(local_settings: S
 
 def test_upload_survives_a_hub_restart(local_settings: Settings) -> None:
     data = sample(NDPI).read_bytes()
-    with TestClient(create_app(local_settings)) as client:
+    with hub_client(local_settings) as client:
         upload = start(client, [("s.ndpi", data)])
         size = upload["part_size"]
         for n in (1, 2, 3):
             part = data[(n - 1) * size : n * size]
             client.put(f"/api/uploads/{upload['id']}/files/0/parts/{n}", content=part)
-    with TestClient(create_app(local_settings)) as client:  # a new hub process
+    with hub_client(local_settings) as client:  # a new hub process
         state = client.get(f"/api/uploads/{upload['id']}").json()
         assert state["files"][0]["stored"] == [1, 2, 3]
         incomplete = client.post(f"/api/uploads/{upload['id']}/complete")
@@ -240,7 +240,7 @@ def test_upload_survives_a_hub_restart(local_settings: Settings) -> None:
 
 def test_abort_drops_every_stored_byte(s3_settings: Settings, big_slide: Path) -> None:
     data = big_slide.read_bytes()
-    with TestClient(create_app(s3_settings)) as client:
+    with hub_client(s3_settings) as client:
         upload = start(client, [("big.tiff", data)])
         size = upload["part_size"]
         client.put(f"/api/uploads/{upload['id']}/files/0/parts/1", content=data[:size])
@@ -267,7 +267,7 @@ def test_abort_drops_every_stored_byte(s3_settings: Settings, big_slide: Path) -
 def test_malformed_uploads_are_refused(
     local_settings: Settings, files: list[dict[str, Any]], word: str
 ) -> None:
-    with TestClient(create_app(local_settings)) as client:
+    with hub_client(local_settings) as client:
         response = client.post("/api/uploads", json={"centre": "caen", "files": files})
         assert response.status_code == 400
         assert word in response.json()["detail"]
@@ -276,7 +276,7 @@ def test_malformed_uploads_are_refused(
 
 def test_bad_part_requests_get_clear_errors(local_settings: Settings) -> None:
     data = sample(NDPI).read_bytes()
-    with TestClient(create_app(local_settings)) as client:
+    with hub_client(local_settings) as client:
         unknown_centre = client.post(
             "/api/uploads",
             json={"centre": "nowhere", "files": [{"path": "a", "size": 1, "sha256": "0" * 64}]},
@@ -323,8 +323,14 @@ def serving(settings: Settings) -> Iterator[str]:
         thread.join(10)
 
 
-def upload_command(path: Path, hub: str, state_dir: Path, *options: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "XDG_STATE_HOME": str(state_dir), "COLUMNS": "200"}
+# `iain upload --centre rouen` runs as a technician of Rouen.
+ROUEN = {"username": "technician.rouen", "centre": "rouen", "roles": ("technician",)}
+
+
+def upload_command(
+    path: Path, hub: str, state_dir: Path, *options: str, token: str
+) -> subprocess.Popen[str]:
+    env = {**os.environ, "XDG_STATE_HOME": str(state_dir), "COLUMNS": "200", "IAIN_TOKEN": token}
     return subprocess.Popen(
         [*IAIN, "upload", str(path), "--hub", hub, "--centre", "rouen", *options],
         env=env,
@@ -344,9 +350,11 @@ def test_upload_killed_in_the_middle_resumes_where_it_stopped(
 ) -> None:
     catalogue = Catalogue.open(s3_settings.database_url)
     parts = -(-big_slide.stat().st_size // (5 * MiB))
+    token = token_for(s3_settings, **ROUEN)  # type: ignore[arg-type]
+    auth = {"Authorization": f"Bearer {token}"}
     with serving(s3_settings) as hub:
         # One part at a time, so that the kill surely lands with parts still to send.
-        first = upload_command(big_slide, hub, tmp_path / "state", "--jobs", "1")
+        first = upload_command(big_slide, hub, tmp_path / "state", "--jobs", "1", token=token)
         deadline = time.monotonic() + 60
         while stored_parts(catalogue) < 2:
             assert first.poll() is None, first.communicate()
@@ -360,18 +368,18 @@ def test_upload_killed_in_the_middle_resumes_where_it_stopped(
             at_kill = stored_parts(catalogue)
             time.sleep(0.5)
         assert 2 <= at_kill < parts  # killed in the middle
-        assert httpx.get(f"{hub}/api/slides").json() == []
+        assert httpx.get(f"{hub}/api/slides", headers=auth).json() == []
 
-        second = upload_command(big_slide, hub, tmp_path / "state")
+        second = upload_command(big_slide, hub, tmp_path / "state", token=token)
         out, err = second.communicate(timeout=300)
         assert second.returncode == 0, err
         # It asked the hub what it had and sent only the rest.
         assert f"{parts} parts, resuming: {at_kill} already stored" in err
         slide_id = out.split()[0]
-        with httpx.Client(base_url=hub) as client:
+        with httpx.Client(base_url=hub, headers=auth) as client:
             listed = client.get("/api/slides").json()
             assert [(s["id"], s["centre"]) for s in listed] == [(slide_id, "rouen")]
-            direct = ingest(s3_settings, big_slide)
+            direct = ingest(s3_settings, big_slide, "rouen")
             assert tiles(client, slide_id) == tiles(client, direct)
     assert stored_parts(catalogue) == parts  # no part was stored twice under another number
 
@@ -384,7 +392,7 @@ def test_a_hub_on_s3_refuses_parts_smaller_than_s3_allows(s3_settings: Settings)
 
 def test_a_completed_upload_takes_no_more_parts(local_settings: Settings) -> None:
     data = sample("aperio/small.svs").read_bytes()
-    with TestClient(create_app(local_settings)) as client:
+    with hub_client(local_settings) as client:
         upload = start(client, [("small.svs", data)])
         send_parts(client, upload, [data])
         assert client.post(f"/api/uploads/{upload['id']}/complete").status_code == 200
@@ -395,12 +403,16 @@ def test_a_completed_upload_takes_no_more_parts(local_settings: Settings) -> Non
 
 
 def test_iain_upload_of_a_broken_file_says_why(local_settings: Settings, tmp_path: Path) -> None:
+    token = token_for(local_settings, **ROUEN)  # type: ignore[arg-type]
     with serving(local_settings) as hub:
-        command = upload_command(sample("broken/unreadable.svs"), hub, tmp_path / "state")
+        command = upload_command(
+            sample("broken/unreadable.svs"), hub, tmp_path / "state", token=token
+        )
         _out, err = command.communicate(timeout=120)
         assert command.returncode == 1
         assert "upload failed" in err and "decoded" in err
-        assert httpx.get(f"{hub}/api/slides").json() == []
+        auth = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{hub}/api/slides", headers=auth).json() == []
 
 
 @pytest.mark.parametrize("backend", ["local", "s3"])
@@ -411,7 +423,7 @@ def test_completion_cut_short_after_joining_the_parts_finishes_when_retried(
     # answer NoSuchUpload, as the local store does.
     settings: Settings = request.getfixturevalue(f"{backend}_settings")
     data = sample("aperio/CMU-1-Small-Region.svs").read_bytes()
-    with TestClient(create_app(settings)) as client:
+    with hub_client(settings) as client:
         upload = start(client, [("cmu.svs", data)])
         send_parts(client, upload, [data])
         # The hub joined the parts on S3, then died before noting it in the catalogue.
@@ -430,7 +442,7 @@ def test_prune_uploads_frees_what_abandoned_uploads_stored(
     s3_settings: Settings, s3_server: SeaweedS3
 ) -> None:
     data = sample("aperio/CMU-1-Small-Region.svs").read_bytes()
-    with TestClient(create_app(s3_settings)) as client:
+    with hub_client(s3_settings) as client:
         abandoned = start(client, [("a.svs", data)])
         send_parts(client, abandoned, [data])
         finished = start(client, [("b.svs", data)])
@@ -444,7 +456,7 @@ def test_prune_uploads_frees_what_abandoned_uploads_stored(
         [*IAIN, "prune-uploads", "--days", "0"], env=environ, capture_output=True, text=True
     )
     assert "1 unfinished" in pruned.stdout, pruned.stderr
-    with TestClient(create_app(s3_settings)) as client:
+    with hub_client(s3_settings) as client:
         assert client.get(f"/api/uploads/{abandoned['id']}").status_code == 404
         assert client.get(f"/api/uploads/{finished['id']}").json()["slide_id"] == slide["id"]
     assert {k.split("/")[1] for k in object_keys(s3_settings)} == {slide["id"]}
@@ -458,8 +470,8 @@ def test_two_hub_processes_completing_the_same_upload_make_one_slide(
 ) -> None:
     data = sample(NDPI).read_bytes()
     with (
-        TestClient(create_app(s3_settings)) as first,
-        TestClient(create_app(s3_settings)) as second,
+        hub_client(s3_settings) as first,
+        hub_client(s3_settings) as second,
     ):
         upload = start(first, [("s.ndpi", data)])
         send_parts(first, upload, [data])

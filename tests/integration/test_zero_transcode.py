@@ -9,14 +9,14 @@ from typing import Any
 import numpy as np
 import pytest
 import tifffile
-from fastapi.testclient import TestClient
 from PIL import Image
 
 from exchange.catalogue import Catalogue
 from exchange.ingest import ingest_path
-from iain.app import build_store, create_app
+from iain.app import build_store
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
+from tests.hub import hub_client
 
 
 def pixels(data: bytes) -> np.ndarray:
@@ -28,7 +28,7 @@ def serve(tmp_path: Path, slide: Path, **settings: object):
     slide_id = ingest_path(
         build_store(config), Catalogue.open(config.database_url), slide, "caen"
     ).id
-    return TestClient(create_app(config)), slide_id
+    return hub_client(config), slide_id
 
 
 @pytest.fixture(scope="module")
