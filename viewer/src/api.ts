@@ -58,6 +58,133 @@ export class ApiError extends Error {
   }
 }
 
+/** Too many failed logins from here or for this name: wait `retryAfter` seconds. */
+export class LoginThrottled extends ApiError {
+  constructor(readonly retryAfter: number) {
+    super(429, "too many failed logins");
+  }
+}
+
+/** The signed-in user as the hub describes them (GET /api/me, POST /api/login). */
+export interface Me {
+  user: { id: string; username: string; display_name: string; centre: string; roles: string[] };
+  csrf_token: string | null;
+  auth?: "session" | "token";
+}
+
+export interface LoginOptions {
+  password: boolean;
+  oidc: boolean;
+  oidc_label: string | null;
+}
+
+/**
+ * The session's CSRF token, kept in memory only (never in storage a script of another page
+ * could read): every request that changes something sends it as X-CSRF-Token.
+ */
+let csrfToken: string | null = null;
+let mePromise: Promise<Me> | null = null;
+
+/** The login page for coming back to `next` (default: where the user is now). */
+export function loginUrl(next: string = window.location.pathname + window.location.search): string {
+  return next && next !== "/" ? `/login?${new URLSearchParams({ next })}` : "/login";
+}
+
+/** An answer of 401 means the session ended (or never was): go and log in, then come back. */
+function checkLoggedIn(response: Response): void {
+  if (response.status === 401 && window.location.pathname !== "/login") {
+    window.location.assign(loginUrl());
+  }
+}
+
+/**
+ * `fetch` for the hub's API: writes (POST, PUT, PATCH, DELETE) carry the CSRF token, fetched
+ * from /api/me when this page does not have it yet; a 401 sends the user to the login page.
+ */
+export async function apiFetch(url: string, init: RequestInit = {}): Promise<Response> {
+  const method = (init.method ?? "GET").toUpperCase();
+  const headers = new Headers(init.headers);
+  if (!["GET", "HEAD", "OPTIONS"].includes(method)) {
+    if (csrfToken === null) {
+      try {
+        await getMe();
+      } catch {
+        // Not logged in: the write gets its 401 below.
+      }
+    }
+    if (csrfToken !== null) headers.set("X-CSRF-Token", csrfToken);
+  }
+  const response = await fetch(url, { ...init, method, headers, credentials: "same-origin" });
+  checkLoggedIn(response);
+  return response;
+}
+
+async function errorOf(response: Response): Promise<ApiError> {
+  let detail = t.errors.http(response.status);
+  try {
+    const body: unknown = await response.json();
+    if (body && typeof body === "object" && "detail" in body && typeof body.detail === "string") {
+      detail = body.detail;
+    }
+  } catch {
+    // Not JSON: keep the status line.
+  }
+  return new ApiError(response.status, detail);
+}
+
+/** Who is signed in (cached for the page's life); rejects with ApiError 401 if nobody. */
+export function getMe(): Promise<Me> {
+  mePromise ??= (async () => {
+    let response: Response;
+    try {
+      response = await fetch("/api/me", { headers: { Accept: "application/json" } });
+    } catch {
+      throw new ApiError(0, t.errors.network);
+    }
+    if (!response.ok) throw await errorOf(response);
+    const me = (await response.json()) as Me;
+    csrfToken = me.csrf_token;
+    return me;
+  })();
+  mePromise.catch(() => {
+    mePromise = null;
+  });
+  return mePromise;
+}
+
+export async function getLoginOptions(): Promise<LoginOptions> {
+  return getJson<LoginOptions>("/api/login/options");
+}
+
+/** Password login; the session cookie is set by the hub (HttpOnly: no script reads it). */
+export async function login(username: string, password: string): Promise<Me> {
+  let response: Response;
+  try {
+    response = await fetch("/api/login", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ username, password }),
+    });
+  } catch {
+    throw new ApiError(0, t.errors.network);
+  }
+  if (response.status === 429) {
+    throw new LoginThrottled(Number(response.headers.get("Retry-After") ?? "60") || 60);
+  }
+  if (!response.ok) throw await errorOf(response);
+  const me = (await response.json()) as Me;
+  csrfToken = me.csrf_token;
+  mePromise = Promise.resolve(me);
+  return me;
+}
+
+export async function logout(): Promise<void> {
+  const response = await apiFetch("/api/logout", { method: "POST" });
+  csrfToken = null;
+  mePromise = null;
+  if (!response.ok && response.status !== 401) throw await errorOf(response);
+}
+
 async function getJson<T>(url: string): Promise<T> {
   let response: Response;
   try {
@@ -65,6 +192,7 @@ async function getJson<T>(url: string): Promise<T> {
   } catch {
     throw new ApiError(0, t.errors.network);
   }
+  checkLoggedIn(response);
   if (!response.ok) {
     let detail = t.errors.http(response.status);
     try {

@@ -1,5 +1,6 @@
 /** The top bar shared by every page: brand (a link to the worklist) and page-specific parts. */
 
+import { getMe, logout } from "./api";
 import { h } from "./dom";
 import { worklistUrl } from "./routes";
 import { setLanguage, t } from "./strings";
@@ -15,8 +16,38 @@ export function appHeader(...parts: Node[]): HTMLElement {
       h("span", { class: "brand-name" }, t.app.name),
     ),
     ...parts,
+    account(),
     languageToggle(),
   );
+}
+
+/** Who is signed in, and the sign-out button; filled in once /api/me answers. */
+function account(): HTMLElement {
+  const element = h("div", { class: "account", hidden: true });
+  if (window.location.pathname === "/login") return element;
+  void getMe().then(
+    (me) => {
+      const name = me.user.display_name || me.user.username;
+      const button = h("button", { type: "button", class: "logout" }, t.account.logout);
+      button.addEventListener("click", () => {
+        button.disabled = true;
+        void logout().finally(() => window.location.assign("/login"));
+      });
+      element.replaceChildren(
+        h(
+          "span",
+          { class: "account-name", title: me.user.roles.join(", ") },
+          t.account.signedInAs(name, me.user.centre),
+        ),
+        me.auth === "token" ? "" : button,
+      );
+      element.hidden = false;
+    },
+    () => {
+      // Not signed in: the page's own requests send the user to the login page.
+    },
+  );
+  return element;
 }
 
 /** One button naming the other language in itself ("Français", "English"). */

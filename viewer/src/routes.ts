@@ -1,6 +1,6 @@
 /**
- * The viewer's URLs. The hub returns index.html for /, /viewer/* and /compare, and main.ts
- * dispatches here.
+ * The viewer's URLs. The hub returns index.html for /, /viewer/*, /compare and /login, and
+ * main.ts dispatches here.
  */
 
 export type Protocol = "dzi" | "iiif";
@@ -22,7 +22,8 @@ export interface ViewState {
 export type Route =
   | { page: "worklist"; query: string; compareWith: string | null }
   | { page: "viewer"; slideId: string; protocol: Protocol; view: ViewState | null }
-  | { page: "compare"; compare: CompareState };
+  | { page: "compare"; compare: CompareState }
+  | { page: "login"; next: string };
 
 /** Slides shown side by side on the compare page. */
 export const COMPARE_MIN = 2;
@@ -43,6 +44,7 @@ export interface CompareState {
 export function parseRoute(location: Location | URL): Route {
   const params = new URLSearchParams(location.search);
   if (/^\/compare\/?$/.test(location.pathname)) return { page: "compare", compare: parseCompare(params) };
+  if (/^\/login\/?$/.test(location.pathname)) return { page: "login", next: safeNext(params.get("next")) };
   const match = /^\/viewer\/(.*)$/.exec(location.pathname);
   if (match) {
     return {
@@ -143,4 +145,10 @@ export function compareUrl(state: CompareState): string {
   }
   if (!state.locked) params.set("lock", "0");
   return `/compare?${params.toString().replace(/%2C/g, ",")}`;
+}
+
+/** Where to go after signing in: a path of this hub only (never another site). */
+export function safeNext(next: string | null): string {
+  if (!next || !next.startsWith("/") || next.startsWith("//") || next.includes("\\")) return "/";
+  return next.startsWith("/login") ? "/" : next;
 }

@@ -4,7 +4,7 @@
  * the opposite change through the API (so it too is checked against the stored version).
  */
 
-import { ApiError } from "../api";
+import { ApiError, apiFetch } from "../api";
 import { t } from "../strings";
 import type { Draft, Feature } from "./geometry";
 
@@ -157,7 +157,8 @@ function toFeature(draft: Draft, version?: number): unknown {
 async function request<T>(method: string, url: string, body?: unknown): Promise<T> {
   let response: Response;
   try {
-    response = await fetch(url, {
+    // apiFetch: writes carry the session's CSRF token; a lapsed session goes to the login page.
+    response = await apiFetch(url, {
       method,
       headers: body === undefined ? { Accept: "application/json" } : { "Content-Type": "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body),

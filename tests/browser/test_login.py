@@ -1,0 +1,193 @@
+"""The login page end to end: a real hub in a subprocess with a local account made by
+`iain users add`, Debian's chromium via Playwright."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page
+
+from iain.synthetic import write_synthetic_slide
+from tests.browser.test_viewer import (
+    CHROMIUM_ARGS,
+    LOAD_TIMEOUT_MS,
+    SERVER_START_S,
+    VIEWPORT,
+    _die_with_parent,
+    _free_port,
+    _hub_env,
+    _ingest,
+    _require_prerequisites,
+    _tail,
+)
+
+pytestmark = pytest.mark.browser
+
+USERNAME = "lille.pathologist"
+PASSWORD = "lille-slides-2026"
+
+
+class LoginHub:
+    def __init__(self, url: str, slide_id: str) -> None:
+        self.url = url
+        self.slide_id = slide_id
+
+
+def _iain(env: dict[str, str], cwd: Path, *args: str, stdin: str = "") -> str:
+    run = subprocess.run(
+        [sys.executable, "-m", "iain.cli", *args],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, f"iain {' '.join(args)} failed:\n{run.stdout}\n{run.stderr}"
+    return run.stdout
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoginHub]:
+    _require_prerequisites()
+    home = tmp_path_factory.mktemp("login-hub")
+    env = _hub_env(home)
+    slide = home / "login-HE.tiff"
+    write_synthetic_slide(slide, 1200, 800, seed=5)
+    _ingest(env, home, slide, "lille")
+    _iain(env, home, "users", "add", USERNAME, "--centre", "lille", "--role", "pathologist",
+          "--name", "Dr Lille", "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
+    token = _iain(env, home, "tokens", "create", USERNAME, "--name", "test").strip()
+
+    port = _free_port()
+    log = (home / "server.log").open("w")
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", "--factory", "iain.app:app_from_env"),
+            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+        ],
+        cwd=home,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            assert server.poll() is None, f"the hub exited:\n{_tail(home / 'server.log')}"
+            try:
+                if httpx.get(url + "/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"no hub:\n{_tail(home / 'server.log')}"
+            time.sleep(0.1)
+        headers = {"Authorization": f"Bearer {token}"}
+        [listed] = httpx.get(url + "/api/slides", headers=headers, timeout=30).json()
+        yield LoginHub(url, listed["id"])
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser.test_viewer import CHROMIUM
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def new_page(browser: Browser, locale: str = "en-GB") -> Page:
+    context = browser.new_context(viewport=VIEWPORT, locale=locale)  # type: ignore[arg-type]
+    page = context.new_page()
+    page.set_default_timeout(LOAD_TIMEOUT_MS)
+    return page
+
+
+def sign_in(page: Page, password: str = PASSWORD) -> None:
+    page.get_by_label("Username").fill(USERNAME)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_log_in_see_the_worklist_and_log_out(hub: LoginHub, browser: Browser) -> None:
+    page = new_page(browser)
+    page.goto(hub.url + "/")
+    # Not signed in: the worklist's request gets 401 and the page sends us to log in.
+    page.wait_for_url(f"{hub.url}/login*")
+    assert page.get_by_role("heading", name="Sign in").is_visible()
+    cookies = page.context.cookies()
+    assert not [c for c in cookies if c["name"] == "iain_session"]
+
+    sign_in(page)
+    page.wait_for_url(hub.url + "/")
+    page.locator(f"tr[data-slide-id='{hub.slide_id}']").wait_for()
+    account = page.locator(".account")
+    account.wait_for()
+    assert account.locator(".account-name").inner_text() == "Signed in as Dr Lille (lille)"
+    [session] = [c for c in page.context.cookies() if c["name"] == "iain_session"]
+    assert session["httpOnly"] and session["sameSite"] == "Lax"
+    # No script can read the session cookie.
+    assert "iain_session" not in page.evaluate("() => document.cookie")
+
+    account.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(f"{hub.url}/login*")
+    assert page.evaluate("() => fetch('/api/me').then(r => r.status)") == 401
+    page.goto(hub.url + "/")
+    page.wait_for_url(f"{hub.url}/login*")
+    page.context.close()
+
+
+def test_a_deep_link_comes_back_after_login(hub: LoginHub, browser: Browser) -> None:
+    page = new_page(browser)
+    page.goto(f"{hub.url}/viewer/{hub.slide_id}?x=600&y=400&zoom=0.5")
+    page.wait_for_url(f"{hub.url}/login*")
+    next_url = parse_qs(urlparse(page.url).query)["next"][0]
+    assert next_url == f"/viewer/{hub.slide_id}?x=600&y=400&zoom=0.5"
+    sign_in(page)
+    page.wait_for_url(f"{hub.url}/viewer/{hub.slide_id}*")
+    page.wait_for_function("() => window.iain !== undefined && window.iain.fullyLoaded()")
+    page.context.close()
+
+
+def test_a_wrong_password_says_so(hub: LoginHub, browser: Browser) -> None:
+    page = new_page(browser)
+    page.goto(hub.url + "/login")
+    sign_in(page, password="not-the-password")
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert alert.inner_text() == "Wrong username or password."
+    assert page.url == hub.url + "/login"
+    assert page.get_by_label("Password").input_value() == ""
+    page.context.close()
+
+    french = new_page(browser, locale="fr-FR")
+    french.goto(hub.url + "/login")
+    assert french.get_by_role("heading", name="Connexion").is_visible()
+    french.get_by_label("Identifiant").fill(USERNAME)
+    french.get_by_label("Mot de passe").fill("pas-le-bon-mot")
+    french.get_by_role("button", name="Se connecter").click()
+    french.get_by_role("alert").wait_for()
+    assert french.get_by_role("alert").inner_text() == "Identifiant ou mot de passe incorrect."
+    # The hub offers no OpenID Connect here: no button for it.
+    assert french.locator(".login-oidc-button").count() == 0
+    french.context.close()
