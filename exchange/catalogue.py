@@ -10,14 +10,16 @@ import secrets
 import string
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, select, text
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from exchange import db
 from exchange.centres import SEED_CENTRES
+from exchange.db import make_engine
 from exchange.errors import UnknownCentre
-from exchange.models import Base, Centre, Conversion, Slide
+from exchange.models import Centre, Conversion, Slide
 from tiles.deid import View, public_metadata
 from tiles.formats import ReaderKind
 from tiles.geometry import Size
@@ -42,47 +44,6 @@ def new_public_id() -> str:
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(PUBLIC_ID_LENGTH))
 
 
-def _add_missing_columns(engine: Engine) -> None:
-    """Adds the nullable columns (and their indexes) that newer code declares to tables an
-    older version created: create_all only creates missing tables, and there is no
-    migration tool yet."""
-    inspector = inspect(engine)
-    tables = set(inspector.get_table_names())
-    with engine.begin() as conn:
-        for table in Base.metadata.sorted_tables:
-            if table.name not in tables:
-                continue
-            present = {c["name"] for c in inspector.get_columns(table.name)}
-            added = [c for c in table.columns if c.name not in present and c.nullable]
-            for column in added:
-                kind = column.type.compile(dialect=engine.dialect)
-                conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
-            names = {c.name for c in added}
-            for index in table.indexes:
-                if names & {c.name for c in index.columns}:
-                    index.create(conn, checkfirst=True)
-
-
-def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        path = url.removeprefix("sqlite:///")
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-            # WAL lets `iain ingest` write while the server reads; FULL sync makes commits durable.
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        return engine
-    return create_engine(url, pool_pre_ping=True)
-
-
 class Catalogue:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -98,13 +59,17 @@ class Catalogue:
         return catalogue
 
     def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
-        with self._sessions.begin() as session:
-            known = set(session.scalars(select(Centre.code)))
-            for code, name, city in SEED_CENTRES:
-                if code not in known:
-                    session.add(Centre(code=code, name=name, city=city))
-        _add_missing_columns(self.engine)
+        """Migrates the database to the newest revision (exchange/migrations), then seeds."""
+        if not db.is_current(self.engine):
+            db.upgrade(self.engine.url.render_as_string(hide_password=False))
+        try:
+            with self._sessions.begin() as session:
+                known = set(session.scalars(select(Centre.code)))
+                for code, name, city in SEED_CENTRES:
+                    if code not in known:
+                        session.add(Centre(code=code, name=name, city=city))
+        except IntegrityError:
+            pass  # another process opening the new database seeded them at the same moment
         with self._sessions.begin() as session:
             # Slides ingested before de-identified views existed get their opaque id now.
             for slide in session.scalars(select(Slide).where(Slide.public_id.is_(None))):

@@ -21,6 +21,7 @@ from exchange.measure import (
     polygon_area_px,
 )
 from iain.settings import Settings
+from tests.database import as_before_migrations
 from tests.hub import ingest
 from tests.testdata import sample
 
@@ -425,7 +426,9 @@ def test_other_bad_requests(client, slide_id):
 
 
 def test_the_table_is_added_to_an_existing_database(settings):
+    # A database from before annotations (and before migrations) existed.
     catalogue = Catalogue.open(settings.database_url)
+    as_before_migrations(settings.database_url)
     with catalogue.engine.begin() as conn:
         conn.execute(text("DROP TABLE annotations"))
     assert "annotations" not in inspect(catalogue.engine).get_table_names()

@@ -8,7 +8,6 @@ slide's real id) appears in any response body or header, in any usual encoding."
 from __future__ import annotations
 
 import io
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +16,16 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 import tifffile
 from fastapi.testclient import TestClient
 from httpx import Response
 from PIL import Image
 
 from exchange.catalogue import PUBLIC_ID_LENGTH, Catalogue
+from exchange.db import make_engine
 from iain.settings import Settings
+from tests.database import as_before_migrations
 from tests.hub import hub_client, ingest
 from tests.seeded_slide import (
     ACCESSION,
@@ -293,11 +295,14 @@ def test_storage_errors_on_the_deidentified_view_name_no_key(settings, client, s
 
 
 def test_a_hub_from_before_opaque_ids_gets_them_on_upgrade(settings, client, seeded):
-    db = settings.database_url.removeprefix("sqlite:///")
-    with sqlite3.connect(db) as conn:
-        conn.execute("DROP INDEX ix_slides_public_id")
-        conn.execute("ALTER TABLE slides DROP COLUMN public_id")
-        conn.execute("ALTER TABLE slides DROP COLUMN public_metadata")
+    # The hub's database as create_all made it before migrations and opaque ids existed.
+    as_before_migrations(settings.database_url)
+    engine = make_engine(settings.database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX ix_slides_public_id"))
+        conn.execute(sa.text("ALTER TABLE slides DROP COLUMN public_id"))
+        conn.execute(sa.text("ALTER TABLE slides DROP COLUMN public_metadata"))
+    engine.dispose()
     catalogue = Catalogue.open(settings.database_url)
     slide = catalogue.get(seeded.slide_id)
     assert slide is not None and slide.public_id is not None
