@@ -6,6 +6,9 @@ Servers, each measured alone (the others stopped) with bench/tile_load.py:
   iain-local-transcode  the same with IAIN_ZERO_TRANSCODE=false (every tile re-encoded)
   iain-s3     `iain serve`, slide in a real S3 server (SeaweedFS on 127.0.0.1)
   iain-s3-transcode     the same with IAIN_ZERO_TRANSCODE=false
+  iain-local-noauth, iain-s3-noauth   iain-local and iain-s3 with authorisation switched
+                 off (bench/noauth_app.py): what access control costs. The iain servers
+                 are called with a pathologist's API token (`Authorization: Bearer ...`).
 and the floors, which no tile server can beat:
   floor-asgi     the same web stack answering one constant in-memory tile, as large as
                  the traces' mean tile, from a bare ASGI app (bench/floor_server.py)
@@ -41,6 +44,9 @@ import tifffile
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from exchange.catalogue import Catalogue  # noqa: E402
+from exchange.identity import Identities  # noqa: E402
+from iain.settings import Settings  # noqa: E402
 from storage import S3Store  # noqa: E402
 from tests.s3server import SeaweedS3  # noqa: E402
 from tiles.cache import TileCache  # noqa: E402
@@ -56,6 +62,8 @@ SERVERS = (
     "iain-local-transcode",
     "iain-s3",
     "iain-s3-transcode",
+    "iain-local-noauth",
+    "iain-s3-noauth",
     "floor-range",
     "floor-asgi",
     "floor-fastapi",
@@ -69,13 +77,18 @@ def free_port() -> int:
         return port
 
 
-def wait_for(url: str, proc: subprocess.Popen[bytes], deadline_s: float = 60) -> None:
+def wait_for(
+    url: str,
+    proc: subprocess.Popen[bytes],
+    deadline_s: float = 60,
+    headers: dict[str, str] | None = None,
+) -> None:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2, headers=headers).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -105,6 +118,14 @@ def load(
     cmd += ["--json", str(out)]
     subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text())["results"][0]
+
+
+def bench_token(home: str) -> str:
+    """An API token of a pathologist of Caen (where `iain ingest` puts slides) in that hub."""
+    identities = Identities(Catalogue.open(Settings(home=Path(home)).database_url))
+    if identities.user("bench") is None:
+        identities.add_user("bench", "caen", ["pathologist"])
+    return identities.create_token("bench", name="benchmark")[1]
 
 
 def ingest(env: dict[str, str], slide: Path) -> tuple[str, float]:
@@ -235,6 +256,12 @@ def main() -> int:
         ranges_file.write_text(json.dumps(ranges))
         results["mean_stored_tile_bytes"] = mean_tile_bytes(ranges)
         width, height = slide_size(args.slide)
+        auth = {
+            "local": f"Authorization: Bearer {bench_token(local_env['IAIN_HOME'])}",
+            "s3": f"Authorization: Bearer {bench_token(s3_env['IAIN_HOME'])}",
+        }
+        noauth = [PY, "-m", "uvicorn", "--factory", "bench.noauth_app:app", "--no-access-log"]
+        noauth += ["--log-level", "warning"]
         floor = [PY, str(REPO / "bench/floor_server.py"), "--width", str(width)]
         floor += ["--height", str(height), "--tile-bytes", "{tile_bytes}"]
 
@@ -257,6 +284,8 @@ def main() -> int:
                 {**s3_env, "IAIN_ZERO_TRANSCODE": "false"},
                 s3_id,
             ),
+            "iain-local-noauth": (noauth, local_env, local_id),
+            "iain-s3-noauth": (noauth, s3_env, s3_id),
             "floor-asgi": ([*floor, "--mode", "asgi"], base_env, "floor"),
             "floor-fastapi": ([*floor, "--mode", "fastapi"], base_env, "floor"),
             # The .dzi from the constant server; every tile from S3 by range.
@@ -274,12 +303,22 @@ def main() -> int:
                 else results["mean_stored_tile_bytes"]
             )
             cmd = [part.format(tile_bytes=tile_bytes) for part in cmd]
-            extra = ("--range-map", str(ranges_file)) if name == "floor-range" else ()
+            extra: tuple[str, ...] = ()
+            if name == "floor-range":
+                extra = ("--range-map", str(ranges_file))
+            header = auth["s3" if "-s3" in name else "local"] if name.startswith("iain-") else None
+            if header is not None and not name.endswith("-noauth"):
+                extra = ("--header", header)
             port = free_port()
             proc = subprocess.Popen([*cmd, "--port", str(port)], env=env)
             try:
                 base = f"http://127.0.0.1:{port}"
-                wait_for(f"{base}/slides/{slide_id}.dzi", proc)
+                name_, _, value = (header or "").partition(": ")
+                wait_for(
+                    f"{base}/slides/{slide_id}.dzi",
+                    proc,
+                    headers={name_: value} if header else None,
+                )
                 runs: dict[str, list[Any]] = {"cold": [], "warm": []}
                 for viewers in (int(v) for v in args.viewers.split(",")):
                     # Cold: traces this server has never seen (a seed per viewer count);

@@ -273,6 +273,7 @@ async def run_level(
         aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=args.connections),
             timeout=timeout,
+            headers=args.headers,
         )
         for _ in range(viewers)
     ]
@@ -319,9 +320,13 @@ async def run_level(
     )
 
 
-async def fetch_geometry(url: str, timeout: float) -> Geometry:
+async def fetch_geometry(
+    url: str, timeout: float, headers: dict[str, str] | None = None
+) -> Geometry:
     async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+        aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout), headers=headers
+        ) as session,
         session.get(url) as resp,
     ):
         resp.raise_for_status()
@@ -354,7 +359,7 @@ async def amain(args: argparse.Namespace) -> int:
         args.ranges = RangeMap(json.loads(Path(args.range_map).read_text()))
     dzi_url = args.dzi_template.format(**fields)
     try:
-        geo = await fetch_geometry(dzi_url, args.timeout)
+        geo = await fetch_geometry(dzi_url, args.timeout, args.headers)
     except aiohttp.ClientResponseError as exc:
         print(f"cannot read {dzi_url}: HTTP {exc.status}", file=sys.stderr)
         return 2
@@ -440,8 +445,21 @@ def main(argv: list[str] | None = None) -> int:
         help="JSON tile -> byte-range map: fetch stored tile bytes straight from the object "
         "store (the range-GET floor); the .dzi still comes from --base",
     )
+    ap.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        help="'Name: value' sent with every request, e.g. 'Authorization: Bearer iain_...' "
+        "(repeatable)",
+    )
     ap.add_argument("--json", default=None, help="write results as JSON to this file")
     args = ap.parse_args(argv)
+    args.headers = {}
+    for header in args.header:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            ap.error(f"--header {header!r}: expected 'Name: value'")
+        args.headers[name.strip()] = value.strip()
     args.viewers = [int(v) for v in str(args.viewers).split(",") if v.strip()]
     try:
         # uvloop comes with uvicorn[standard]: a cheaper event loop leaves more CPU to the
