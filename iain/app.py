@@ -219,6 +219,8 @@ def create_app(settings: Settings) -> FastAPI:
     policy = Policy(catalogue)
     app.state.policy = policy
     app.state.locator_for = policy.request_locator
+    # In app.state: bench/noauth_app.py swaps it to measure what authorisation costs.
+    app.state.scope_locator = policy.scope_locator
     app.state.tile_service = service
     app.state.range_reader = ranges
 
@@ -299,7 +301,7 @@ def create_app(settings: Settings) -> FastAPI:
     # Cache hits skip the framework; everything else goes through the routes above.
     app.add_middleware(
         CachedTiles,
-        parts=lambda: (app.state.tile_service, policy.scope_locator, ranges),
+        parts=lambda: (app.state.tile_service, app.state.scope_locator, ranges),
     )
     return app
 
