@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.console import Console
 
 from exchange.catalogue import Catalogue
+from exchange.identity import Identities
 from exchange.ingest import ingest_path
 from exchange.overlays import add_features, add_heatmap, list_overlays
 from iain.app import build_store
@@ -24,6 +25,13 @@ SAMPLES = (
     ("dicom/google-wsi2dcm-jpeg/jpeg.dicom", "rouen"),
 )
 SYNTHETIC_NAME = "synthetic-HE-demo.tiff"
+# Demo accounts, one pathologist per centre: (username, centre, display name, password). The
+# passwords are public (printed at start): the demo creates them in development mode only.
+DEMO_USERS = (
+    ("caen.pathologist", "caen", "Dr Caen (demo)", "demo-caen-2026"),
+    ("lille.pathologist", "lille", "Dr Lille (demo)", "demo-lille-2026"),
+    ("rouen.pathologist", "rouen", "Dr Rouen (demo)", "demo-rouen-2026"),
+)
 
 
 def prepare_demo(
@@ -43,6 +51,7 @@ def prepare_demo(
             write_synthetic_slide(synthetic, width, height, seed=7)
         _ingest(store, catalogue, synthetic, "caen", console)
     _seed_overlays(store, catalogue, console)
+    _seed_users(settings, catalogue, console)
     if not settings.testdata.is_dir():
         console.print(f"(no sample slides at {settings.testdata}; the synthetic slide only)")
         return
@@ -50,6 +59,25 @@ def prepare_demo(
         path = settings.testdata / relative
         if path.exists() and path.name not in have:
             _ingest(store, catalogue, path, centre, console)
+
+
+def _seed_users(settings: Settings, catalogue: Catalogue, console: Console) -> None:
+    """The demo's accounts, and how to log in with them."""
+    if settings.mode != "development":
+        console.print("(production mode: no demo accounts; add users with `iain users add`)")
+        return
+    identities = Identities(catalogue)
+    for username, centre, name, password in DEMO_USERS:
+        if identities.user(username) is None:
+            identities.add_user(
+                username, centre, ["pathologist"], password=password, display_name=name
+            )
+    url = f"http://{settings.host}:{settings.port}"
+    console.print(f"Log in at {url}/login with a demo account (development only):")
+    for username, centre, _name, password in DEMO_USERS:
+        console.print(f"  {username:20} password {password}   ({centre})", highlight=False)
+    console.print("  scripts: TOKEN=$(iain tokens create lille.pathologist), then")
+    console.print(f'  curl -H "Authorization: Bearer $TOKEN" {url}/api/slides', highlight=False)
 
 
 def _seed_overlays(store: ObjectStore, catalogue: Catalogue, console: Console) -> None:

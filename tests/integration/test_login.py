@@ -3,6 +3,7 @@ commands, against a real hub (SQLite under a temporary IAIN_HOME)."""
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,13 +11,15 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from rich.console import Console
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from exchange.identity import Identities, hash_secret
-from exchange.models import AuditEvent, LoginSession
+from exchange.models import AuditEvent, LoginSession, User
 from iain.app import create_app
 from iain.cli import cli
+from iain.demo import DEMO_USERS, prepare_demo
 from iain.settings import Settings
 
 PASSWORD = "lille-slides-2026"
@@ -247,3 +250,39 @@ def test_users_and_tokens_commands(settings: Settings, monkeypatch: pytest.Monke
     # A fresh hub process (no cache) refuses it at once.
     with TestClient(create_app(Settings(home=settings.home))) as c:
         assert c.get("/api/me", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+
+
+def test_demo_creates_one_pathologist_per_centre_and_says_how_to_log_in(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "demo", testdata=tmp_path / "absent")
+    output = io.StringIO()
+    prepare_demo(settings, Console(file=output, width=200), synthetic_size=(600, 400))
+    prepare_demo(settings, Console(file=output, width=200), synthetic_size=(600, 400))
+    printed = output.getvalue()
+    assert "http://127.0.0.1:8000/login" in printed
+    with TestClient(create_app(settings)) as c:
+        for username, centre, _name, password in DEMO_USERS:
+            assert f"{username:20} password {password}" in printed
+            c.cookies.clear()
+            login(c, username, password)
+            assert c.get("/api/me").json()["user"]["centre"] == centre
+        assert {u.username for u in users_of(c)} == {u[0] for u in DEMO_USERS}
+
+
+def test_demo_accounts_are_never_made_in_production(tmp_path: Path) -> None:
+    settings = Settings(
+        home=tmp_path / "demo",
+        testdata=tmp_path / "absent",
+        mode="production",
+        secret_key=SecretStr("s" * 40),
+    )
+    output = io.StringIO()
+    prepare_demo(settings, Console(file=output, width=200), synthetic_size=(600, 400))
+    assert "no demo accounts" in output.getvalue()
+    assert DEMO_USERS[0][3] not in output.getvalue()
+    with TestClient(create_app(settings)) as c:
+        assert users_of(c) == []
+
+
+def users_of(client: TestClient) -> list[User]:
+    with client.app.state.catalogue.session() as session:  # type: ignore[attr-defined]
+        return list(session.scalars(select(User)))
