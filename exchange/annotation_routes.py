@@ -24,8 +24,7 @@ from pydantic import (
 )
 
 from exchange import annotations as svc
-from exchange import policy
-from exchange import audit
+from exchange import audit, policy
 from exchange.annotations import (
     DEFAULT_COLOUR,
     DEFAULT_KIND,

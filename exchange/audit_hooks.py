@@ -5,10 +5,16 @@ composition root, iain.app, injects these as `app.state.on_slide_view` and
 - A de-identified view of another centre's slide (through a grant) is a view of a shared
   slide: one `view_shared_slide` event per user x slide x viewing session
   (exchange.audit.SharedViews); every later tile of that session costs a dict lookup.
+  The tile fast path (tiles.fastpath: cache hits, stored tiles) reports through
+  `watching`, which wraps its per-caller locator; the write then happens in a thread.
 - A label or macro image (they may show the patient's name) is audited on every view."""
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,19 +22,62 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
+from starlette.types import Scope
 
 from exchange import audit
 from exchange.auth import authenticate
 from exchange.catalogue import Catalogue
 from exchange.models import Grant, Slide
 from exchange.principal import Principal
-from tiles.location import SlideLocation
+from tiles.deid import View
+from tiles.location import SlideLocation, SlideLocator
+
+log = logging.getLogger(__name__)
 
 
 class AuditHooks:
     def __init__(self, catalogue: Catalogue) -> None:
         self.catalogue = catalogue
         self.shared_views = audit.SharedViews(catalogue)
+        # The fast path runs in the event loop: its first view of a viewing session is
+        # written here, once (`_pending` keeps parallel tiles from queueing it again).
+        self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="audit-views")
+        self._pending: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def watching(self, locator_for: ScopeLocator) -> ScopeLocator:
+        """The fast path's per-caller locator, reporting de-identified views as the tile
+        routes do: a tile answered from the cache or storage is a view too."""
+
+        def watched(scope: Scope) -> SlideLocator | None:
+            locator = locator_for(scope)
+            if locator is None:
+                return None
+            principal = authenticate(Request(scope))  # cached on the scope by locator_for
+            return locator if principal is None else _Watched(locator, self, principal)
+
+        return watched
+
+    def note_view(self, principal: Principal, slide_id: str) -> None:
+        """From the event loop: records in the background unless already recorded."""
+        if self.shared_views.seen(principal, slide_id):
+            return
+        key = (principal.user_id, slide_id)
+        with self._lock:
+            if key in self._pending:
+                return
+            self._pending.add(key)
+        self._background.submit(self._note_view, principal, slide_id, key)
+
+    def _note_view(self, principal: Principal, slide_id: str, key: tuple[str, str]) -> None:
+        try:
+            self.shared_view(principal, slide_id)
+        except Exception:
+            # A view that could not be recorded must not go unnoticed (ids only, no patient data).
+            log.exception("could not record a view of shared slide %s", slide_id)
+        finally:
+            with self._lock:
+                self._pending.discard(key)
 
     async def on_slide_view(self, request: Request, loc: SlideLocation) -> None:
         principal = authenticate(request)
@@ -87,3 +136,23 @@ class AuditHooks:
             target_id=loc.slide_id,
             detail={"image": name, "view": loc.view.value},
         )
+
+
+ScopeLocator = Callable[[Scope], SlideLocator | None]
+
+
+class _Watched:
+    """A caller's SlideLocator that reports the de-identified views it locates."""
+
+    __slots__ = ("_hooks", "_locator", "_principal")
+
+    def __init__(self, locator: SlideLocator, hooks: AuditHooks, principal: Principal) -> None:
+        self._locator = locator
+        self._hooks = hooks
+        self._principal = principal
+
+    def locate(self, slide_id: str) -> SlideLocation | None:
+        loc = self._locator.locate(slide_id)
+        if loc is not None and loc.view is not View.FULL:
+            self._hooks.note_view(self._principal, loc.slide_id)
+        return loc

@@ -219,8 +219,6 @@ def create_app(settings: Settings) -> FastAPI:
     policy = Policy(catalogue)
     app.state.policy = policy
     app.state.locator_for = policy.request_locator
-    # In app.state: bench/noauth_app.py swaps it to measure what authorisation costs.
-    app.state.scope_locator = policy.scope_locator
     app.state.tile_service = service
     app.state.range_reader = ranges
 
@@ -299,6 +297,9 @@ def create_app(settings: Settings) -> FastAPI:
         )
         app.mount("/", StaticFiles(directory=dist), name="viewer")
     # Cache hits skip the framework; everything else goes through the routes above.
+    # The fast path's views of shared slides are audited like the routes' (exchange.audit_hooks).
+    # In app.state: bench/noauth_app.py swaps it to measure what authorisation costs.
+    app.state.scope_locator = audit_hooks.watching(policy.scope_locator)
     app.add_middleware(
         CachedTiles,
         parts=lambda: (app.state.tile_service, app.state.scope_locator, ranges),

@@ -298,11 +298,9 @@ def prune_uploads(
     out.print(f"{len(pruned)} unfinished upload(s) aborted")
 
 
+cli.add_typer(audit_cli, name="audit")
 cli.add_typer(users_cli, name="users")
 cli.add_typer(tokens_cli, name="tokens")
-
-
-cli.add_typer(audit_cli, name="audit")
 
 
 def main() -> None:
