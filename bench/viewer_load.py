@@ -1,14 +1,20 @@
 """Viewer timings in Chromium on the large benchmark slide: navigation to a complete first
-viewport, and to a complete viewport after each 2x zoom step (applied without animation,
-so the figure is the tile loading, not OpenSeadragon's zoom animation); tile requests per
-step and duplicates. Starts its own hub (local store) with the slide ingested.
+viewport; then, timed inside the page, 2x zoom steps to a complete viewport, applied without
+animation (the tile loading alone) and animated as a wheel notch or the + key does (what a
+user waits for: the animation and the tiles); tile requests per step and duplicates. Starts
+its own hub (local store, no background pyramid conversion) with the slide ingested.
 
-    python bench/viewer_load.py [--slide bench/out/bench-60000x40000.tiff] [--steps 6]
+    python bench/viewer_load.py [--slide bench/out/bench-60000x40000.tiff] [--steps 5]
+        [--settings '{"animationTime": 0.6, "maxTilesPerFrame": 16}']
+
+--settings applies those OpenSeadragon settings to the open viewer before the zoom steps
+(not to the first viewport), to compare them with the viewer's own without a rebuild.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -23,13 +29,49 @@ from playwright.sync_api import Page, sync_playwright
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 LOADED = "window.iain && window.iain.fullyLoaded()"
-ZOOM_IN = (
-    "window.iain.viewer.viewport.zoomBy(2, undefined, true);"
-    "window.iain.viewer.viewport.applyConstraints(true)"
-)
+APPLY_SETTINGS = """(settings) => {
+    const v = window.iain.viewer, item = v.world.getItemAt(0), vp = v.viewport;
+    if (settings.animationTime !== undefined) {
+        for (const spring of [vp.zoomSpring, vp.centerSpringX, vp.centerSpringY]) {
+            spring.animationTime = settings.animationTime;
+        }
+    }
+    if (settings.maxTilesPerFrame !== undefined) {
+        item.maxTilesPerFrame = settings.maxTilesPerFrame;
+        item._currentMaxTilesPerFrame = settings.maxTilesPerFrame;
+    }
+}"""
+# One 2x zoom step timed inside the page (no Playwright round trips): from the zoom to the
+# first frame where the animation is over and every tile is drawn, with the tile requests'
+# own timings (Resource Timing).
+ZOOM_STEP = """async (animated) => {
+    const v = window.iain.viewer;
+    const frame = () => new Promise((r) => requestAnimationFrame(r));
+    await frame();
+    const t0 = performance.now();
+    v.viewport.zoomBy(2, undefined, !animated);
+    v.viewport.applyConstraints(!animated);
+    await frame(); // the zoom takes effect on the next frame
+    // Mid-animation the current (in-between) view may be complete: wait for the end too.
+    while (v.isAnimating() || !window.iain.fullyLoaded()) await frame();
+    const done = performance.now();
+    const tiles = performance
+        .getEntriesByType("resource")
+        .filter((e) => e.name.includes("_files/") && e.startTime >= t0);
+    const starts = tiles.map((e) => e.startTime - t0);
+    const ends = tiles.map((e) => e.responseEnd - t0);
+    return {
+        total: done - t0,
+        first_request: starts.length ? Math.min(...starts) : null,
+        last_response: ends.length ? Math.max(...ends) : null,
+        tiles: tiles.length,
+    };
+}"""
 
 
-def visit(page: Page, url: str, steps: int) -> dict[str, object]:
+def visit(
+    page: Page, url: str, steps: int, animated: bool, settings: dict[str, float]
+) -> dict[str, object]:
     tiles: list[str] = []
     page.on("request", lambda r: tiles.append(r.url) if "_files/" in r.url else None)
     started = time.perf_counter()
@@ -37,23 +79,28 @@ def visit(page: Page, url: str, steps: int) -> dict[str, object]:
     page.wait_for_function(LOADED, timeout=60_000, polling="raf")
     first_ms = (time.perf_counter() - started) * 1000
     first_tiles = len(tiles)
+    page.evaluate("() => performance.setResourceTimingBufferSize(100000)")
+    page.evaluate(APPLY_SETTINGS, settings)
     step_ms: list[float] = []
     step_tiles: list[int] = []
+    first_request_ms: list[float] = []
+    last_response_ms: list[float] = []
     for _ in range(steps):
         before = len(tiles)
-        started = time.perf_counter()
-        page.evaluate(ZOOM_IN)
-        # The zoom takes effect on the next frame: only then can "fully loaded" be trusted.
-        page.wait_for_timeout(20)
-        page.wait_for_function(LOADED, timeout=60_000, polling="raf")
-        step_ms.append((time.perf_counter() - started) * 1000)
+        step = page.evaluate(ZOOM_STEP, animated)
+        step_ms.append(step["total"])
         step_tiles.append(len(tiles) - before)
+        if step["first_request"] is not None:
+            first_request_ms.append(step["first_request"])
+            last_response_ms.append(step["last_response"])
     duplicates = sum(n - 1 for n in Counter(tiles).values() if n > 1)
     return {
         "first_viewport_ms": first_ms,
         "first_viewport_tiles": first_tiles,
         "zoom_step_ms": step_ms,
         "zoom_step_tiles": step_tiles,
+        "first_request_ms": first_request_ms,
+        "last_response_ms": last_response_ms,
         "duplicate_requests": duplicates,
     }
 
@@ -61,10 +108,14 @@ def visit(page: Page, url: str, steps: int) -> dict[str, object]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--slide", type=Path, default=REPO / "bench/out/bench-60000x40000.tiff")
-    ap.add_argument("--steps", type=int, default=6)
+    # 5: every step fetches tiles (a 6th hits the zoom limit, maxZoomPixelRatio).
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--settings", type=json.loads, default={})
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "PYTHONPATH": str(REPO), "IAIN_HOME": f"{tmp}/home"}
+        # No background pyramid conversion of the slide during the measurement.
+        env["IAIN_CONVERT_WORKER"] = "false"
         slide_id, _ = ingest(env, args.slide)
         port = free_port()
         server = subprocess.Popen([PY, "-m", "iain.cli", "serve", "--port", str(port)], env=env)
@@ -73,19 +124,32 @@ def main() -> int:
             wait_for(f"{base}/api/health", server)
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-                for state in ("cold server cache", "warm server cache"):
+                runs = [
+                    ("cold server cache, zoom without animation", False),
+                    ("warm server cache, zoom without animation", False),
+                    ("warm server cache, animated zoom", True),
+                ]
+                for state, animated in runs:
                     # A fresh browser context each time: no browser cache, like a new tab.
                     context = browser.new_context(viewport={"width": 1920, "height": 1080})
-                    result = visit(context.new_page(), f"{base}/viewer/{slide_id}", args.steps)
+                    url = f"{base}/viewer/{slide_id}"
+                    result = visit(context.new_page(), url, args.steps, animated, args.settings)
                     context.close()
                     steps = result["zoom_step_ms"]
+                    firsts = result["first_request_ms"]
+                    lasts = result["last_response_ms"]
                     assert isinstance(steps, list)
+                    assert isinstance(firsts, list) and isinstance(lasts, list)
                     print(
                         f"{state}: first complete viewport {result['first_viewport_ms']:.0f} ms "
                         f"({result['first_viewport_tiles']} tiles); zoom step median "
-                        f"{statistics.median(steps):.0f} ms, max {max(steps):.0f} ms, tiles "
-                        f"per step {result['zoom_step_tiles']}; duplicate requests "
-                        f"{result['duplicate_requests']}"
+                        f"{statistics.median(steps):.0f} ms, max {max(steps):.0f} ms "
+                        f"{[round(ms) for ms in steps]} "
+                        f"(first tile request after {statistics.median(firsts):.0f} ms, last "
+                        f"tile answered after {statistics.median(lasts):.0f} ms, medians), "
+                        f"tiles per step {result['zoom_step_tiles']}; duplicate requests "
+                        f"{result['duplicate_requests']}",
+                        flush=True,
                     )
                 browser.close()
         finally:

@@ -179,9 +179,14 @@ export function createSlideViewer(
     minZoomImageRatio: 0.8,
     maxZoomPixelRatio: 2, // up to 2× past the scan's own resolution
     zoomPerScroll: 1.4,
-    animationTime: 0.6,
+    // A zoom is sharp only once its animation ends: the tiles of the destination are
+    // fetched during it (loadDestinationTilesOnAnimation) and were in by ~0.3 s, so a 0.6 s
+    // animation was most of the wait (docs/benchmarks.md). Still eased, just shorter.
+    animationTime: 0.3,
     // OpenSeadragon starts one tile load per frame by default: a 1920×1080 view needs ~60
-    // tiles, i.e. a full second at 60 fps, whatever the server's speed.
+    // tiles, i.e. a full second at 60 fps, whatever the server's speed. 64 (all in the first
+    // frame) was no faster: the browser's 6 connections are the queue, and an animated zoom
+    // then also fetched ~20 tiles of the in-between views.
     maxTilesPerFrame: 16,
     gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: true },
   });
