@@ -100,16 +100,25 @@ def login(body: LoginRequest, request: Request) -> Response:
     username = body.username.strip().lower()
     keys = (f"user:{username}", f"addr:{_client_address(request)}")
 
-    wait = throttle.retry_after(*keys)
-    if wait > 0:
+    # The audit names the account only when it exists: what was typed into the username
+    # field of a failed login may be a password typed in the wrong field.
+    known = identities.user(username)
+
+    def failed(reason: str) -> None:
         with catalogue.session() as session, session.begin():
             audit.record(
                 session,
                 "login_failed",
+                actor_id=known.id if known else None,
+                actor_centre=known.centre if known else None,
                 target_type="user",
-                target_id=username[:64],
-                detail={"reason": "rate_limited", "method": "password"},
+                target_id=known.username[:64] if known else "",
+                detail={"reason": reason, "method": "password", "known_user": bool(known)},
             )
+
+    wait = throttle.retry_after(*keys)
+    if wait > 0:
+        failed("rate_limited")
         return JSONResponse(
             {"detail": "too many failed logins: try again later"},
             status_code=429,
@@ -119,17 +128,7 @@ def login(body: LoginRequest, request: Request) -> Response:
     user = identities.check_password(username, body.password)
     if user is None:
         throttle.failed(*keys)
-        known = identities.user(username)
-        with catalogue.session() as session, session.begin():
-            audit.record(
-                session,
-                "login_failed",
-                actor_id=known.id if known else None,
-                actor_centre=known.centre if known else None,
-                target_type="user",
-                target_id=username[:64],
-                detail={"reason": "bad_credentials", "method": "password"},
-            )
+        failed("bad_credentials")
         return JSONResponse({"detail": "wrong username or password"}, status_code=401)
 
     throttle.succeeded(keys[0])

@@ -102,22 +102,6 @@ class Sessions:
         self.forget(session_id)
         return True
 
-    def end_all(self, user_id: str) -> int:
-        """Ends every live session of a user (deactivation, password change)."""
-        with self.catalogue.session() as session, session.begin():
-            rows = (
-                session.query(LoginSession)
-                .filter(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
-                .all()
-            )
-            for row in rows:
-                row.revoked_at = datetime.now(UTC)
-        with self._lock:
-            self._cache = {
-                k: v for k, v in self._cache.items() if v[0].principal.user_id != user_id
-            }
-        return len(rows)
-
     def forget(self, session_id: str) -> None:
         with self._lock:
             self._cache = {
@@ -145,6 +129,8 @@ class LoginThrottle:
                 times = self._recent(key, now)
                 if len(times) >= self.max_failures:
                     wait = max(wait, times[0] + self.window_s - now)
+                elif not times:
+                    del self._failures[key]  # bounded memory: only keys with recent failures
         return wait
 
     def failed(self, *keys: str) -> None:

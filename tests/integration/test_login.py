@@ -127,6 +127,7 @@ def test_failed_logins_are_audited_then_throttled_per_username(hub: TestClient) 
     failures = audit_rows(hub, "login_failed")
     assert [e.detail["reason"] for e in failures] == ["bad_credentials"] * 5 + ["rate_limited"]
     assert all(e.target_id == "lille.pathologist" for e in failures)
+    assert all(e.actor_centre == "lille" for e in failures)
     # Never a password in the audit trail.
     assert not any("wrong-guess-1" in str(e.detail) or PASSWORD in str(e.detail) for e in failures)
     # Another user is not locked out by these failures... unless they share the address:
@@ -147,9 +148,14 @@ def test_failed_logins_are_throttled_per_address(settings: Settings) -> None:
 
 
 def test_an_unknown_user_gets_the_same_answer_as_a_wrong_password(hub: TestClient) -> None:
-    response = hub.post("/api/login", json={"username": "ghost", "password": "whatever-12"})
+    typed = "my-secret-passw0rd"  # typed into the username field by mistake
+    response = hub.post("/api/login", json={"username": typed, "password": "whatever-12"})
     assert response.status_code == 401
     assert response.json() == {"detail": "wrong username or password"}
+    # Audited, but what was typed is not kept: it may be a password.
+    [event] = audit_rows(hub, "login_failed")
+    assert event.detail["known_user"] is False
+    assert typed not in f"{event.target_id} {event.detail}"
     assert hub.post("/api/login", json={"username": ""}).status_code == 400
 
 
