@@ -6,7 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -54,18 +55,9 @@ def _iain(env: dict[str, str], cwd: Path, *args: str, stdin: str = "") -> str:
     return run.stdout
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoginHub]:
-    _require_prerequisites()
-    home = tmp_path_factory.mktemp("login-hub")
-    env = _hub_env(home)
-    slide = home / "login-HE.tiff"
-    write_synthetic_slide(slide, 1200, 800, seed=5)
-    _ingest(env, home, slide, "lille")
-    _iain(env, home, "users", "add", USERNAME, "--centre", "lille", "--role", "pathologist",
-          "--name", "Dr Lille", "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
-    token = _iain(env, home, "tokens", "create", USERNAME, "--name", "test").strip()
-
+@contextmanager
+def serving(home: Path, env: dict[str, str]) -> Iterator[str]:
+    """A hub process on a free port: its URL, while it runs."""
     port = _free_port()
     log = (home / "server.log").open("w")
     server = subprocess.Popen(
@@ -81,19 +73,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoginHub]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            assert server.poll() is None, f"the hub exited:\n{_tail(home / 'server.log')}"
-            try:
-                if httpx.get(url + "/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"no hub:\n{_tail(home / 'server.log')}"
-            time.sleep(0.1)
-        headers = {"Authorization": f"Bearer {token}"}
-        [listed] = httpx.get(url + "/api/slides", headers=headers, timeout=30).json()
-        yield LoginHub(url, listed["id"])
+        wait_for(url + "/api/health", lambda: server.poll() is None, home / "server.log")
+        yield url
     finally:
         server.terminate()
         try:
@@ -102,6 +83,36 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoginHub]:
             server.kill()
             server.wait()
         log.close()
+
+
+def wait_for(url: str, alive: Callable[[], bool], log: Path | None = None) -> None:
+    deadline = time.monotonic() + SERVER_START_S
+    while True:
+        assert alive(), f"{url}: the server exited\n{_tail(log) if log else ''}"
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{url}: no answer\n{_tail(log) if log else ''}"
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoginHub]:
+    _require_prerequisites()
+    home = tmp_path_factory.mktemp("login-hub")
+    env = _hub_env(home)
+    slide = home / "login-HE.tiff"
+    write_synthetic_slide(slide, 1200, 800, seed=5)
+    _ingest(env, home, slide, "lille")
+    _iain(env, home, "users", "add", USERNAME, "--centre", "lille", "--role", "pathologist",
+          "--name", "Dr Lille", "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
+    token = _iain(env, home, "tokens", "create", USERNAME, "--name", "test").strip()
+    with serving(home, env) as url:
+        headers = {"Authorization": f"Bearer {token}"}
+        [listed] = httpx.get(url + "/api/slides", headers=headers, timeout=30).json()
+        yield LoginHub(url, listed["id"])
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +202,42 @@ def test_a_wrong_password_says_so(hub: LoginHub, browser: Browser) -> None:
     # The hub offers no OpenID Connect here: no button for it.
     assert french.locator(".login-oidc-button").count() == 0
     french.context.close()
+
+
+def test_sign_in_with_openid_connect(tmp_path: Path, browser: Browser) -> None:
+    """The login page's OpenID Connect button, through a real provider process."""
+    _require_prerequisites()
+    port = _free_port()
+    provider = subprocess.Popen(
+        [sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
+    )
+    issuer = f"http://127.0.0.1:{port}"
+    env = _hub_env(tmp_path) | {
+        "IAIN_OIDC_ISSUER": issuer,
+        "IAIN_OIDC_CLIENT_ID": "iain-hub",
+        "IAIN_OIDC_CLIENT_SECRET": "a-real-client-secret-0123",
+        "IAIN_OIDC_LABEL": "Keycloak",
+        "IAIN_OIDC_CENTRE_MAP": '{"CLCC-ROUEN": "rouen"}',
+    }
+    try:
+        wait_for(f"{issuer}/.well-known/openid-configuration", lambda: provider.poll() is None)
+        claims = {"centre": "CLCC-ROUEN", "roles": ["pathologist"], "name": "Dr Rouen"}
+        assert httpx.put(f"{issuer}/users/psc-42", json=claims).status_code == 204
+        with serving(tmp_path, env) as url:
+            page = new_page(browser)
+            page.goto(url + "/login")
+            page.get_by_role("link", name="Sign in with Keycloak").click()
+            page.wait_for_url(f"{issuer}/oauth2/authorize*")
+            page.locator("input[name=sub]").fill("psc-42")
+            page.get_by_role("button", name="Authorize").click()
+            page.wait_for_url(url + "/")
+            account = page.locator(".account-name")
+            account.wait_for()
+            assert account.inner_text() == "Signed in as Dr Rouen (rouen)"
+            page.context.close()
+    finally:
+        provider.terminate()
+        provider.wait(10)
