@@ -9,13 +9,21 @@ follower whose centre matched in pixels rather than µm would be off by a factor
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import httpx
+import numpy as np
 import pytest
+import tifffile
 from playwright.sync_api import Page
 
+from iain.synthetic import build, write_synthetic_slide
 from tests.browser import test_viewer
 from tests.browser.test_viewer import SCREENSHOTS, SYNTHETIC, Hub, Tab
 
@@ -304,3 +312,79 @@ def test_bad_compare_links_say_why(hub: Hub, tab: Tab) -> None:
     assert "could not be loaded" in page.get_by_role("status").inner_text()
     assert page.get_by_role("link", name="Back to the worklist").is_visible()
     tab.assert_no_console_errors(allow=test_viewer.HTTP_404)
+
+
+# ---- a slide without a pixel size ------------------------------------------------------------
+
+NO_MPP = "no-pixel-size.tiff"
+
+
+def _write_slide_without_pixel_size(path: Path) -> None:
+    """A tiled JPEG TIFF with no resolution tags: OpenSlide reports no mpp for it."""
+    image = build(1600, 1200, 5)
+    pixels = np.ndarray(
+        buffer=image.write_to_memory(), dtype=np.uint8, shape=(image.height, image.width, 3)
+    )
+    tifffile.imwrite(
+        path, pixels, tile=(256, 256), compression="jpeg", photometric="rgb", metadata=None
+    )
+
+
+@pytest.fixture(scope="module")
+def hub_without_mpp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    """A hub of its own with the synthetic slide (0.25 µm/px) and one without a pixel size."""
+    home = tmp_path_factory.mktemp("hub-no-mpp")
+    env = test_viewer._hub_env(home)
+    write_synthetic_slide(home / SYNTHETIC, 3000, 2000, seed=3)
+    _write_slide_without_pixel_size(home / NO_MPP)
+    for name in (SYNTHETIC, NO_MPP):
+        test_viewer._ingest(env, home, home / name, "lille")
+    port = test_viewer._free_port()
+    url = f"http://127.0.0.1:{port}"
+    with (home / "server.log").open("w") as log:
+        server = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "uvicorn", "--factory", "iain.app:app_from_env"),
+                *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+            ],
+            cwd=home,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=test_viewer._die_with_parent,
+        )
+        try:
+            deadline = time.monotonic() + test_viewer.SERVER_START_S
+            while True:
+                assert server.poll() is None, test_viewer._tail(home / "server.log")
+                try:
+                    if httpx.get(url + "/api/health", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, test_viewer._tail(home / "server.log")
+                time.sleep(0.1)
+            slides = {s["name"]: s for s in httpx.get(url + "/api/slides", timeout=30).json()}
+            yield Hub(url, slides)
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
+def test_without_pixel_size_views_line_up_by_slide_width(hub_without_mpp: Hub, tab: Tab) -> None:
+    hub = hub_without_mpp
+    assert hub.slide(NO_MPP)["mpp"] is None
+    page = tab.page
+    open_compare(page, hub, ids(hub, SYNTHETIC, NO_MPP))
+    assert page.evaluate("() => window.iain.compare.unit") == "width"
+    assert "no pixel size" in page.get_by_role("note").inner_text()
+    drag(page, 0, 150, 80)
+    wheel(page, 0, 2)
+    shown = views(page)
+    # In slide widths: the same fraction of each slide at the centre, the same share of it
+    # on screen, though the slides are 3000 and 1600 pixels wide.
+    assert shown[1]["x"] == pytest.approx(shown[0]["x"], abs=1e-4)
+    assert shown[1]["y"] == pytest.approx(shown[0]["y"], abs=1e-4)
+    assert shown[1]["zoom"] == pytest.approx(shown[0]["zoom"], rel=1e-6)
+    assert abs(shown[0]["x"] - 0.5) > 0.01  # it did move off the centre
+    tab.assert_no_console_errors()
