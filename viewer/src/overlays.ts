@@ -33,6 +33,16 @@ const DOT_BELOW = 4;
 const DOT = 2;
 const POINT_RADIUS = 4;
 const FILL_ALPHA = 0.22;
+/** Below this size on screen (CSS px), a polygon keeps about 6 of its vertices... */
+const SIMPLIFY_BELOW = 12;
+/** ...and below this one it is outlined only: filling thousands of small shapes is slow. */
+const FILL_ABOVE = 24;
+/**
+ * Features are drawn over the view plus this fraction of its size on each side; while the
+ * view only moves (no zoom, no turn) by less than that, the drawn canvas is moved instead
+ * (a CSS transform: no drawing at all), so panning costs nothing per frame.
+ */
+const PAN_MARGIN = 0.25;
 
 export interface OverlayLayer {
   readonly info: OverlayInfo;
@@ -69,6 +79,8 @@ interface PackedFeatures {
 interface FeatureLayer extends OverlayLayer {
   packed: PackedFeatures | null;
   canvas: HTMLCanvasElement;
+  /** What the canvas holds: drawn for this transform and viewer size, with this many features. */
+  drawnAt: { m: Affine; width: number; height: number; drawn: number } | null;
 }
 
 interface HeatmapLayer extends OverlayLayer {
@@ -166,9 +178,11 @@ export function attachOverlays(
         if (viewer.world.getItemCount() > 0) addHeatmap(layer);
       } else if (info.kind === "features") {
         const canvas = h("canvas", { class: "overlay-features", "data-overlay-id": info.id });
+        // The canvas is larger than the view (see PAN_MARGIN): a clipping box holds it.
+        const clip = h("div", { class: "overlay-features-clip" }, canvas);
         // Above the slide, below the annotations' layer.
-        (featureLayers.at(-1)?.canvas ?? viewer.drawer.canvas).after(canvas);
-        const layer: FeatureLayer = { ...base, packed: null, canvas };
+        (featureLayers.at(-1)?.canvas.parentElement ?? viewer.drawer.canvas).after(clip);
+        const layer: FeatureLayer = { ...base, packed: null, canvas, drawnAt: null };
         canvas.style.opacity = String(layer.opacity);
         featureLayers.push(layer);
         layers.push(layer);
@@ -416,43 +430,68 @@ function visibleBox(m: Affine, width: number, height: number): [number, number, 
 /** Draws a feature layer for the view now; returns how many features it drew. */
 function drawFeatures(viewer: OpenSeadragon.Viewer, layer: FeatureLayer): number {
   const canvas = layer.canvas;
-  const ratio = window.devicePixelRatio || 1;
+  const p = layer.packed;
+  const m = imageToScreen(viewer);
+  const ctx = canvas.getContext("2d");
+  if (!layer.visible || !p || !m || !ctx) {
+    if (layer.drawnAt) ctx?.clearRect(0, 0, canvas.width, canvas.height);
+    layer.drawnAt = null;
+    return 0;
+  }
   const cssWidth = viewer.container.clientWidth;
   const cssHeight = viewer.container.clientHeight;
-  const width = Math.round(cssWidth * ratio);
-  const height = Math.round(cssHeight * ratio);
+  const mx = Math.round(cssWidth * PAN_MARGIN);
+  const my = Math.round(cssHeight * PAN_MARGIN);
+  const last = layer.drawnAt;
+  if (last && last.width === cssWidth && last.height === cssHeight && sameLinearPart(last.m, m)) {
+    const dx = m[4] - last.m[4];
+    const dy = m[5] - last.m[5];
+    if (Math.abs(dx) < mx && Math.abs(dy) < my) {
+      canvas.style.transform = `translate(${dx}px, ${dy}px)`;
+      return last.drawn;
+    }
+  }
+  const ratio = window.devicePixelRatio || 1;
+  const width = Math.round((cssWidth + 2 * mx) * ratio);
+  const height = Math.round((cssHeight + 2 * my) * ratio);
   if (canvas.width !== width || canvas.height !== height) {
     canvas.width = width;
     canvas.height = height;
   }
-  const ctx = canvas.getContext("2d");
-  if (!ctx) return 0;
+  Object.assign(canvas.style, {
+    left: `${-mx}px`,
+    top: `${-my}px`,
+    width: `${cssWidth + 2 * mx}px`,
+    height: `${cssHeight + 2 * my}px`,
+    transform: "",
+  });
   ctx.setTransform(1, 0, 0, 1, 0, 0);
   ctx.clearRect(0, 0, width, height);
-  const p = layer.packed;
-  if (!layer.visible || !p) return 0;
-  const m = imageToScreen(viewer);
-  if (!m) return 0;
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-  const [a, b, c, d, e, f] = m;
+  const [a, b, c, d] = m;
+  const e = m[4] + mx;
+  const f = m[5] + my;
   const scale = Math.hypot(a, b);
   // A margin of a point's radius, so that points at the edge are not cut off.
   const margin = POINT_RADIUS / (scale || 1);
-  const [vx0, vy0, vx1, vy1] = visibleBox(m, cssWidth, cssHeight);
+  const [vx0, vy0, vx1, vy1] = visibleBox([a, b, c, d, e, f], cssWidth + 2 * mx, cssHeight + 2 * my);
   const bx0 = vx0 - margin;
   const by0 = vy0 - margin;
   const bx1 = vx1 + margin;
   const by1 = vy1 + margin;
   const tiny = DOT_BELOW / (scale || 1);
   let drawn = 0;
-  ctx.lineWidth = 1.5;
-  ctx.lineJoin = "round";
+  const small = SIMPLIFY_BELOW / (scale || 1);
+  const large = FILL_ABOVE / (scale || 1);
+  ctx.lineWidth = 1.25;
   const { boxes, coords, parts, shapes } = p;
   for (const [colour, ids] of p.buckets) {
     const shapesPath = new Path2D();
+    const fillPath = new Path2D();
     const linesPath = new Path2D();
     const dots = new Path2D();
     let hasShapes = false;
+    let hasFill = false;
     let hasLines = false;
     let hasDots = false;
     for (let n = 0; n < ids.length; n++) {
@@ -488,8 +527,11 @@ function drawFeatures(viewer: OpenSeadragon.Viewer, layer: FeatureLayer): number
           hasDots = true;
           continue;
         }
-        const path = shape === 0 ? shapesPath : linesPath;
-        for (let q = start; q < end; q++) {
+        const size = Math.max(fx1 - fx0, fy1 - fy0);
+        const fill = shape === 0 && size >= large;
+        const path = shape !== 0 ? linesPath : fill ? fillPath : shapesPath;
+        const every = size < small ? Math.max(1, Math.floor((end - start) / 6)) : 1;
+        for (let q = start; q < end; q += every) {
           const x = coords[2 * q] as number;
           const y = coords[2 * q + 1] as number;
           const sx = a * x + c * y + e;
@@ -499,7 +541,8 @@ function drawFeatures(viewer: OpenSeadragon.Viewer, layer: FeatureLayer): number
         }
         if (shape === 0) {
           path.closePath();
-          hasShapes = true;
+          if (fill) hasFill = true;
+          else hasShapes = true;
         } else {
           hasLines = true;
         }
@@ -507,15 +550,24 @@ function drawFeatures(viewer: OpenSeadragon.Viewer, layer: FeatureLayer): number
     }
     ctx.strokeStyle = colour;
     ctx.fillStyle = colour;
-    if (hasShapes) {
+    if (hasFill) {
       ctx.globalAlpha = FILL_ALPHA;
-      ctx.fill(shapesPath, "evenodd");
+      ctx.fill(fillPath, "evenodd");
       ctx.globalAlpha = 1;
-      ctx.stroke(shapesPath);
+      ctx.stroke(fillPath);
     }
+    if (hasShapes) ctx.stroke(shapesPath);
     if (hasLines) ctx.stroke(linesPath);
     if (hasDots) ctx.fill(dots);
   }
   ctx.globalAlpha = 1;
+  layer.drawnAt = { m, width: cssWidth, height: cssHeight, drawn };
   return drawn;
+}
+
+/** Same zoom, rotation and flip: the two transforms differ by a translation at most. */
+function sameLinearPart(m: Affine, n: Affine): boolean {
+  const tolerance = 1e-9 * Math.max(Math.abs(m[0]), Math.abs(m[1]), Math.abs(m[2]), Math.abs(m[3]));
+  for (let k = 0; k < 4; k++) if (Math.abs((m[k] as number) - (n[k] as number)) > tolerance) return false;
+  return true;
 }
