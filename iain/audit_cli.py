@@ -1,8 +1,9 @@
-"""`iain audit`: verify the audit chain, export it for the data-protection officer, prune
-events past the retention."""
+"""`iain audit`: show the newest events, verify the chain, export it for the
+data-protection officer, prune events past the retention."""
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -11,9 +12,12 @@ from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
 
 from exchange import audit
 from exchange.catalogue import Catalogue
+from exchange.models import AuditEvent, User
 from iain.settings import Settings
 
 audit_cli = typer.Typer(no_args_is_help=True, help=__doc__)
@@ -60,6 +64,34 @@ def verify_command() -> None:
         f"({result.count} events verified before it)"
     )
     raise typer.Exit(1)
+
+
+@audit_cli.command("show")
+def show_command(
+    last: Annotated[int, typer.Option(help="how many of the newest events", min=1)] = 20,
+) -> None:
+    """Prints the newest events: who (user name, centre) did what, to which slide or user."""
+    catalogue = _catalogue()
+    with catalogue.session() as session:
+        events = list(
+            session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(last))
+        )
+        ids = {e.actor_id for e in events if e.actor_id}
+        found = session.execute(select(User.id, User.username).where(User.id.in_(ids)))
+        names = {user_id: username for user_id, username in found}
+    table = Table("seq", "at (UTC)", "user", "centre", "action", "target", "detail")
+    for event in reversed(events):
+        at = event.at if event.at.tzinfo else event.at.replace(tzinfo=UTC)
+        table.add_row(
+            str(event.seq),
+            at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            names.get(event.actor_id or "", event.actor_id or "-"),
+            event.actor_centre or "-",
+            event.action,
+            f"{event.target_type} {event.target_id}".strip() or "-",
+            json.dumps(event.detail, sort_keys=True, ensure_ascii=False),
+        )
+    out.print(table)
 
 
 @audit_cli.command("export")

@@ -64,7 +64,7 @@ class Hub:
             conn.execute(text(statement), params)
 
     def cli(self, *args: str) -> tuple[int, str]:
-        env = database.hub_env(self.settings.home, {})
+        env = {**database.hub_env(self.settings.home, {}), "COLUMNS": "300"}
         result = CliRunner().invoke(cli, list(args), env=env)
         return result.exit_code, result.output
 
@@ -151,6 +151,12 @@ def test_actions_write_their_events_and_the_chain_verifies(hub: Hub) -> None:
     code, output = hub.cli("audit", "verify")
     assert code == 0, output
     assert f"chain intact, {len(events)} events" in output
+    # What a centre admin reads: who did what, by user name.
+    code, output = hub.cli("audit", "show", "--last", "3")
+    assert code == 0, output
+    lines = [line for line in output.splitlines() if "view_shared_slide" in line]
+    assert len(lines) == 1 and "patho.rouen" in lines[0] and "rouen" in lines[0]
+    assert "annotation_create" not in output  # older than the last three
 
 
 def test_a_shared_slide_view_is_one_event_per_user_slide_and_viewing_session(hub: Hub) -> None:
