@@ -164,7 +164,8 @@ def _pixel(page: Page, at: tuple[float, float]) -> np.ndarray:
     x, y = int(at[0]) - 1, int(at[1]) - 1
     png = page.screenshot(clip={"x": x, "y": y, "width": 3, "height": 3})
     rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float64)
-    return rgb.reshape(-1, 3).mean(axis=0)
+    mean: np.ndarray = rgb.reshape(-1, 3).mean(axis=0)
+    return mean
 
 
 def _features_alpha(page: Page) -> float:

@@ -7,6 +7,7 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -142,10 +143,12 @@ def test_ten_thousand_features_round_trip_with_bbox_filter(hub):
 
     box = (1000.0, 500.0, 1600.0, 900.0)
 
-    def meets(feature: dict) -> bool:
+    def meets(feature: dict[str, Any]) -> bool:
         xs = [p[0] for p in feature["geometry"]["coordinates"][0]]
         ys = [p[1] for p in feature["geometry"]["coordinates"][0]]
-        return max(xs) >= box[0] and min(xs) <= box[2] and max(ys) >= box[1] and min(ys) <= box[3]
+        return bool(
+            max(xs) >= box[0] and min(xs) <= box[2] and max(ys) >= box[1] and min(ys) <= box[3]
+        )
 
     expected = [f["id"] for f in features if meets(f)]
     assert 10 < len(expected) < 10_000
@@ -194,7 +197,7 @@ def test_delete_removes_the_overlay_and_its_tiles(hub, settings):
     assert list(store.list(f"slides/{slide_id}/overlays/{overlay_id}/")) == []
 
 
-def _point(x: float, y: float) -> dict:
+def _point(x: float, y: float) -> dict[str, Any]:
     return {"type": "Feature", "geometry": {"type": "Point", "coordinates": [x, y]}}
 
 
