@@ -33,7 +33,9 @@ Cost and revocation. Deciding needs the slide row and, for other centres, the gr
 answer per (caller, id) is cached for DECISION_TTL_S seconds, so a tile costs a dictionary
 lookup. Revoking a grant through this hub clears the cache at once; an expiry, or a
 revocation made through another hub process sharing the database, takes effect within
-DECISION_TTL_S. Tile responses are `Cache-Control: private`: no shared cache keeps them,
+DECISION_TTL_S; a revoked API token within exchange.identity.TOKEN_CACHE_S plus
+DECISION_TTL_S (the fast path remembers a bearer header that long). Tile responses are
+`Cache-Control: private`: no shared cache keeps them,
 but a browser keeps what it already fetched.
 """
 
@@ -128,6 +130,8 @@ class Policy:
         self.catalogue = catalogue
         self.ttl_s = ttl_s
         self._decisions: dict[tuple[str, str], tuple[float, SlideAccess | None]] = {}
+        # Bearer header -> (expiry, caller, locator): the fast path's authentication.
+        self._callers: dict[bytes, tuple[float, Principal, SlideLocator]] = {}
         self._lock = threading.Lock()
 
     # -- deciding -----------------------------------------------------------------------
@@ -242,9 +246,26 @@ class Policy:
 
     def scope_locator(self, scope: Scope) -> SlideLocator | None:
         """The fast path's locator for a raw ASGI request; None without a caller (the
-        route then answers 401)."""
+        route then answers 401). A bearer header seen in the last `ttl_s` seconds skips
+        authentication: a cached tile costs a few dictionary lookups."""
+        header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        now = time.monotonic()
+        if header is not None:
+            known = self._callers.get(header)
+            if known is not None and known[0] > now:
+                # Where exchange.auth.authenticate looks first, for later readers.
+                scope.setdefault("state", {})["principal"] = known[1]
+                return known[2]
         principal = authenticate(Request(scope))
-        return None if principal is None else self.locator_for(principal)
+        if principal is None:
+            return None
+        locator = self.locator_for(principal)
+        if header is not None and principal.token_id is not None:
+            with self._lock:
+                if len(self._callers) > 10_000:
+                    self._callers = {k: v for k, v in self._callers.items() if v[0] > now}
+                self._callers[header] = (now + self.ttl_s, principal, locator)
+        return locator
 
 
 class _CallerLocator:
