@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from rich.console import Console
 
 from exchange.catalogue import Catalogue
-from exchange.overlays import InvalidOverlay, add_heatmap
+from exchange.overlays import InvalidOverlay, add_heatmap, list_overlays
 from iain.app import build_store
+from iain.demo import prepare_demo
 from iain.sample_overlays import CLASS_COLOURS, blob_heatmap, cell_features
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
@@ -292,3 +294,17 @@ def test_heatmap_api_refuses_what_it_cannot_lay_over_the_slide(hub, settings):
     with pytest.raises(InvalidOverlay, match="vmin"):
         add_heatmap(store, catalogue, slide_id, np.zeros((4, 4)), name="x", vmin=1, vmax=1)
     assert list(store.list(f"slides/{slide_id}/overlays/")) == []
+
+
+def test_demo_seeds_a_heatmap_and_ten_thousand_cells_once(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", testdata=tmp_path / "absent")
+    for _ in range(2):  # the second run adds nothing
+        prepare_demo(settings, Console(file=io.StringIO()), synthetic_size=(2000, 1500))
+    catalogue = Catalogue.open(settings.database_url)
+    (slide,) = catalogue.list_slides()
+    overlays = list_overlays(catalogue, slide.id)
+    assert [(o.kind, o.name) for o in overlays] == [
+        ("heatmap", "Tumour probability"),
+        ("features", "Cells"),
+    ]
+    assert overlays[1].feature_count == 10_000
