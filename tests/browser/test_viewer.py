@@ -31,6 +31,7 @@ from PIL import Image
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
 
 from iain.synthetic import write_synthetic_slide
+from tests.database import database_url
 
 pytestmark = pytest.mark.browser
 
@@ -96,6 +97,7 @@ def _die_with_parent() -> None:
 def _hub_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IAIN_")}
     env["IAIN_HOME"] = str(home / ".iain")
+    env["IAIN_DATABASE_URL"] = database_url(home / ".iain")
     return env
 
 

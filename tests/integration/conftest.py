@@ -1,4 +1,5 @@
-"""A hub on embedded defaults (SQLite + local storage) in a temporary IAIN_HOME."""
+"""A hub on embedded defaults (local storage; SQLite, or PostgreSQL with
+IAIN_TEST_DATABASE=postgresql) in a temporary IAIN_HOME."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from fastapi.testclient import TestClient
 
 from iain.app import create_app
 from iain.settings import Settings
+from tests import database
 from tests.hub import hub_client
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", tile_cache_mb=16)
+    return database.settings(tmp_path / "home", tile_cache_mb=16)
 
 
 @pytest.fixture

@@ -19,9 +19,11 @@ from exchange import db
 from exchange.catalogue import Catalogue
 from exchange.migrations.baseline import SCHEMA as BASELINE
 from exchange.models import Base
-from tests.database import BACKENDS, empty_database_url
+from iain.settings import Settings
+from tests.database import BACKEND, BACKENDS, empty_database_url
 
-pytestmark = pytest.mark.parametrize("backend", BACKENDS)
+# Every migration test runs on both databases, whichever one the rest of the suite runs on.
+both = pytest.mark.parametrize("backend", BACKENDS)
 
 SLIDE = {
     "id": "slide0000001",
@@ -117,6 +119,7 @@ def check_slide_and_annotation_kept(catalogue: Catalogue) -> None:
     assert (row.label, row.version, geometry) == ("tumour", 3, ANNOTATION["geometry"])
 
 
+@both
 def test_an_empty_database_gets_the_newest_schema_and_the_centres(url: str) -> None:
     catalogue = Catalogue.open(url)
     assert revision_of(url) == db.head_revision()
@@ -125,11 +128,13 @@ def test_an_empty_database_gets_the_newest_schema_and_the_centres(url: str) -> N
     catalogue.engine.dispose()
 
 
+@both
 def test_models_and_migrations_agree(url: str) -> None:
     db.upgrade(url)
     assert diff_from_models(url) == []
 
 
+@both
 def test_slides_and_annotations_survive_the_upgrade_from_revision_1(url: str) -> None:
     db.upgrade(url, db.BASELINE_REVISION)
     put_slide_with_annotation(url)
@@ -145,6 +150,7 @@ def test_slides_and_annotations_survive_the_upgrade_from_revision_1(url: str) ->
     catalogue.engine.dispose()
 
 
+@both
 def test_a_database_from_before_migrations_is_adopted(url: str) -> None:
     # What create_all made before migrations, in a hub older still: no opaque-id columns.
     engine = db.make_engine(url)
@@ -165,6 +171,7 @@ def test_a_database_from_before_migrations_is_adopted(url: str) -> None:
     catalogue.engine.dispose()
 
 
+@both
 def test_downgrade_to_revision_1_and_back_keeps_the_slides(url: str) -> None:
     db.upgrade(url, db.BASELINE_REVISION)
     put_slide_with_annotation(url)
@@ -181,6 +188,7 @@ def test_downgrade_to_revision_1_and_back_keeps_the_slides(url: str) -> None:
     catalogue.engine.dispose()
 
 
+@both
 def test_two_hubs_opening_one_new_database_at_once_both_start(url: str) -> None:
     errors: list[BaseException] = []
     opened: list[Catalogue] = []
@@ -201,3 +209,10 @@ def test_two_hubs_opening_one_new_database_at_once_both_start(url: str) -> None:
     assert [c.code for c in opened[0].centres()] == ["caen", "lille", "rouen"]
     for catalogue in opened:
         catalogue.engine.dispose()
+
+
+def test_the_suite_runs_on_the_database_it_was_asked_for(settings: Settings) -> None:
+    # IAIN_TEST_DATABASE reaches the hubs the tests make, and their `iain` subprocesses.
+    dialect = sa.make_url(settings.database_url).get_backend_name()
+    assert dialect == BACKEND
+    assert sa.make_url(Settings().database_url).get_backend_name() == BACKEND

@@ -26,6 +26,7 @@ from exchange.catalogue import Catalogue
 from exchange.models import Annotation, AuditEvent, Grant, Overlay, Slide
 from iain.app import create_app
 from iain.settings import Settings
+from tests import database
 from tests.hub import auth_headers, ingest
 from tests.testdata import sample
 
@@ -109,7 +110,7 @@ def _grant(client: TestClient, headers: dict[str, str], slide_id: str, **extra: 
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
     home: Path = tmp_path_factory.mktemp("matrix") / "home"
-    settings = Settings(home=home, tile_cache_mb=16)
+    settings = database.settings(home, tile_cache_mb=16)
     slide_ids = {relation: ingest(settings, sample(SVS), OWNER) for relation in RELATIONS}
     tokens = {
         (centre, role): auth_headers(settings, f"{role}.{centre}", centre=centre, roles=(role,))

@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
 from storage import S3Store
+from tests import database
 from tests.hub import hub_client, ingest
 from tests.s3server import SeaweedS3
 
@@ -71,7 +72,7 @@ def test_stored_tiles_come_from_the_event_loop_with_one_get_each(s3_hub, tmp_pat
     assert ranges.requests["GET"] - before == 4
 
     # The same tiles from the same slide on local disk, through the route: identical bytes.
-    local = Settings(home=tmp_path / "localhome", tile_cache_mb=0)
+    local = database.settings(tmp_path / "localhome", tile_cache_mb=0)
     local_id = ingest(local, slide_file)
     with hub_client(local) as local_client:
         for (col, row), data in fast.items():
