@@ -52,7 +52,7 @@ def api(hub: Hub, slide: dict[str, Any], rest: str = "") -> str:
 
 
 def stored(hub: Hub, slide: dict[str, Any]) -> list[dict[str, Any]]:
-    response = httpx.get(api(hub, slide), timeout=30)
+    response = httpx.get(api(hub, slide), timeout=30, headers=hub.headers)
     assert response.status_code == 200, response.text
     features: list[dict[str, Any]] = response.json()["features"]
     return features
@@ -60,13 +60,15 @@ def stored(hub: Hub, slide: dict[str, Any]) -> list[dict[str, Any]]:
 
 def clear(hub: Hub, slide: dict[str, Any]) -> None:
     for feature in stored(hub, slide):
-        response = httpx.delete(api(hub, slide, f"/{feature['id']}"), timeout=30)
+        response = httpx.delete(
+            api(hub, slide, f"/{feature['id']}"), timeout=30, headers=hub.headers
+        )
         assert response.status_code == 204, response.text
 
 
 def create(hub: Hub, slide: dict[str, Any], geometry: dict[str, Any], **props: Any) -> str:
     body = {"type": "Feature", "geometry": geometry, "properties": props}
-    response = httpx.post(api(hub, slide), json=body, timeout=30)
+    response = httpx.post(api(hub, slide), json=body, timeout=30, headers=hub.headers)
     assert response.status_code == 201, response.text
     ident: str = response.json()["id"]
     return ident
@@ -518,7 +520,7 @@ def test_visibility_key_export_and_import(
 
     href = page.locator(".ann-export").get_attribute("href")
     assert href is not None
-    exported = httpx.get(hub.url + href, timeout=30).json()
+    exported = httpx.get(hub.url + href, timeout=30, headers=hub.headers).json()
     assert exported["type"] == "FeatureCollection"
     [qupath] = exported["features"]
     assert qupath["properties"]["objectType"] == "annotation"
@@ -602,7 +604,7 @@ def test_annotations_screenshot(hub: Hub, tab: Tab) -> None:
 
 def test_french_interface(hub: Hub, browser: Browser, synthetic: dict[str, Any]) -> None:
     create(hub, synthetic, rectangle(1000, 1000, 400, 250), kind="rectangle", label="Tumeur")
-    context = browser.new_context(viewport=VIEWPORT, locale="fr-FR")  # type: ignore[arg-type]
+    context = browser.new_context(viewport=VIEWPORT, locale="fr-FR", extra_http_headers=hub.headers)  # type: ignore[arg-type]
     try:
         page = context.new_page()
         page.goto(f"{hub.url}/viewer/{synthetic['id']}")
@@ -635,7 +637,12 @@ def test_an_edit_of_a_stale_annotation_is_refused_and_shows_the_stored_one(
         "geometry": rectangle(800, 500, 300, 300),
         "properties": {"kind": "rectangle", "label": "Theirs", "version": 1},
     }
-    assert httpx.put(api(hub, synthetic, f"/{ident}"), json=theirs, timeout=30).status_code == 200
+    assert (
+        httpx.put(
+            api(hub, synthetic, f"/{ident}"), json=theirs, timeout=30, headers=hub.headers
+        ).status_code
+        == 200
+    )
     label = page.locator(".ann-editor .ann-label-input")
     label.fill("Mine, renamed")
     label.press("Enter")

@@ -96,7 +96,7 @@ def test_view_link_opens_the_same_view(hub: Hub, tab: Tab, browser: Browser) -> 
     link = page.url
     assert urlparse(link).path == f"/viewer/{slide['id']}"
 
-    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+    context = browser.new_context(viewport=VIEWPORT, extra_http_headers=hub.headers)  # type: ignore[arg-type]
     try:
         fresh = context.new_page()
         fresh.goto(link)
@@ -289,7 +289,7 @@ def test_french_interface(hub: Hub, tab: Tab, browser: Browser) -> None:
     tab.assert_no_console_errors(allow="404")
 
     # A browser set to French starts in French.
-    context = browser.new_context(viewport=VIEWPORT, locale="fr-FR")  # type: ignore[arg-type]
+    context = browser.new_context(viewport=VIEWPORT, locale="fr-FR", extra_http_headers=hub.headers)  # type: ignore[arg-type]
     try:
         fresh = context.new_page()
         fresh.goto(hub.url + "/")

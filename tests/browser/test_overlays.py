@@ -88,7 +88,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
             if time.monotonic() > deadline:
                 pytest.fail(f"the hub did not answer:\n{_tail(home / 'server.log')}")
             time.sleep(0.1)
-        slide = httpx.get(url + "/api/slides", timeout=30).json()[0]
+        headers = test_viewer.browser_headers(home, centre="caen")
+        slide = httpx.get(url + "/api/slides", timeout=30, headers=headers).json()[0]
         # The worker's two ways in: the Python API (heatmap) and HTTP (features).
         settings = database.settings(home / ".iain")
         add_heatmap(
@@ -107,9 +108,10 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
                 "classes": CLASS_COLOURS,
             },
             timeout=60,
+            headers=headers,
         )
         assert posted.status_code == 201, posted.text
-        yield Hub(url, {slide["name"]: slide})
+        yield Hub(url, {slide["name"]: slide}, headers=headers)
     finally:
         server.terminate()
         try:
@@ -314,6 +316,7 @@ def test_features_follow_zoom_rotation_and_flip(hub: Hub, tab: Tab) -> None:
     features = httpx.get(
         hub.url + page.evaluate("() => window.iain.overlays.layers[1].info.features_url"),
         timeout=30,
+        headers=hub.headers,
     ).json()["features"]
     # A cell to look at: one well inside the slide, with no other cell near it.
     centres = np.array([np.mean(f["geometry"]["coordinates"][0], axis=0) for f in features])

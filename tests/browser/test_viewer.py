@@ -30,8 +30,10 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
 
+from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
 from tests.database import database_url
+from tests.hub import auth_headers
 
 pytestmark = pytest.mark.browser
 
@@ -53,9 +55,12 @@ SYNTHETIC = "synthetic-HE.tiff"  # written by the fixture, ingested for centre "
 SYNTHETIC_MPP = 0.25  # iain.synthetic writes 0.25 µm/px: a 40x scan
 # Real slides from the shared test data: (name in the catalogue, path, centre).
 REAL_SLIDES = {
-    "svs": ("CMU-1-Small-Region.svs", "aperio/CMU-1-Small-Region.svs", "caen"),
-    "ndpi": ("test3-DAPI-2-(387).ndpi", "hamamatsu/test3-DAPI-2-(387).ndpi", "rouen"),
+    "svs": ("CMU-1-Small-Region.svs", "aperio/CMU-1-Small-Region.svs", "lille"),
+    "ndpi": ("test3-DAPI-2-(387).ndpi", "hamamatsu/test3-DAPI-2-(387).ndpi", "lille"),
 }
+# The browser is a pathologist of Lille (every slide above is Lille's: the full view); the
+# pages send its API token (exchange.policy decides what it sees).
+BROWSER_USER = "pathologist.lille"
 CENTRE_NAMES = {"caen": "Centre François Baclesse", "lille": "Centre Oscar Lambret"}
 
 SERVER_START_S = 30.0
@@ -73,12 +78,14 @@ class Hub:
     url: str
     slides: dict[str, dict[str, Any]]  # catalogue name -> GET /api/slides entry
     missing: dict[str, str] = field(default_factory=dict)  # sample -> why it is absent
+    # Authorization of BROWSER_USER: sent by every page (extra_http_headers) and API call.
+    headers: dict[str, str] = field(default_factory=dict)
 
     def slide(self, name: str) -> dict[str, Any]:
         return self.slides[name]
 
     def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.url + path, timeout=30)
+        return httpx.get(self.url + path, timeout=30, headers=self.headers)
 
 
 def _free_port() -> int:
@@ -111,6 +118,13 @@ def _ingest(env: dict[str, str], cwd: Path, path: Path, centre: str) -> None:
         timeout=300,
     )
     assert run.returncode == 0, f"iain ingest {path} failed:\n{run.stdout}\n{run.stderr}"
+
+
+def browser_headers(home: Path, centre: str = "lille") -> dict[str, str]:
+    """The API token of BROWSER_USER (a pathologist of `centre`) in the hub at `home`."""
+    iain_home = home / ".iain"
+    settings = Settings(home=iain_home, database_url=database_url(iain_home))
+    return auth_headers(settings, BROWSER_USER, centre=centre)
 
 
 def _require_prerequisites() -> None:
@@ -166,8 +180,9 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
                     f"the hub did not answer in {SERVER_START_S}s:\n{_tail(home / 'server.log')}"
                 )
             time.sleep(0.1)
-        slides = {s["name"]: s for s in httpx.get(url + "/api/slides", timeout=30).json()}
-        yield Hub(url, slides, missing)
+        headers = browser_headers(home)
+        listed = httpx.get(url + "/api/slides", timeout=30, headers=headers).json()
+        yield Hub(url, {s["name"]: s for s in listed}, missing, headers)
     finally:
         server.terminate()
         try:
@@ -217,8 +232,11 @@ class Tab:
 
 
 @pytest.fixture
-def tab(browser: Browser) -> Iterator[Tab]:
-    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+def tab(browser: Browser, hub: Hub) -> Iterator[Tab]:
+    context = browser.new_context(
+        viewport=VIEWPORT,  # type: ignore[arg-type]
+        extra_http_headers=hub.headers,
+    )
     page = context.new_page()
     page.set_default_timeout(LOAD_TIMEOUT_MS)
     tab = Tab(page, [], [])
