@@ -25,6 +25,7 @@ import io
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -301,12 +302,30 @@ def prune(session: Session, retention_days: int, now: datetime | None = None) ->
 # --- Views of shared slides --------------------------------------------------------------------
 
 
+_day_cache: tuple[float, float, str] = (0.0, 0.0, "")
+
+
+def _utc_day(now: datetime | None) -> str:
+    """Today's UTC date as text; recomputed once a day, not on every tile."""
+    global _day_cache
+    if now is not None:
+        return now.date().isoformat()
+    start, end, day = _day_cache
+    clock = time.time()
+    if not start <= clock < end:
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        start = today.timestamp()
+        _day_cache = (start, start + 86400, today.date().isoformat())
+        day = _day_cache[2]
+    return day
+
+
 def viewing_session(principal: Principal, now: datetime | None = None) -> str:
     """What one 'viewing session' is: a browser login session; for an API token (scripts,
     GPU workers: no session), its use on one UTC day."""
     if principal.session_id is not None:
         return f"session:{principal.session_id}"
-    day = (now or datetime.now(UTC)).date().isoformat()
+    day = _utc_day(now)
     if principal.token_id is not None:
         return f"token:{principal.token_id}:{day}"
     return f"user:{day}"

@@ -51,10 +51,7 @@ class AuditHooks:
 
         def watched(scope: Scope) -> SlideLocator | None:
             locator = locator_for(scope)
-            if locator is None:
-                return None
-            principal = authenticate(Request(scope))  # cached on the scope by locator_for
-            return locator if principal is None else _Watched(locator, self, principal)
+            return None if locator is None else _Watched(locator, self, scope)
 
         return watched
 
@@ -144,15 +141,18 @@ ScopeLocator = Callable[[Scope], SlideLocator | None]
 class _Watched:
     """A caller's SlideLocator that reports the de-identified views it locates."""
 
-    __slots__ = ("_hooks", "_locator", "_principal")
+    __slots__ = ("_hooks", "_locator", "_scope")
 
-    def __init__(self, locator: SlideLocator, hooks: AuditHooks, principal: Principal) -> None:
+    def __init__(self, locator: SlideLocator, hooks: AuditHooks, scope: Scope) -> None:
         self._locator = locator
         self._hooks = hooks
-        self._principal = principal
+        self._scope = scope
 
     def locate(self, slide_id: str) -> SlideLocation | None:
         loc = self._locator.locate(slide_id)
         if loc is not None and loc.view is not View.FULL:
-            self._hooks.note_view(self._principal, loc.slide_id)
+            # Only now: a full view (the common case) costs nothing more.
+            principal = authenticate(Request(self._scope))  # cached by the locator's call
+            if principal is not None:
+                self._hooks.note_view(principal, loc.slide_id)
         return loc
