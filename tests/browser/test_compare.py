@@ -195,6 +195,39 @@ def test_offset_set_while_unlocked_is_kept(hub: Hub, tab: Tab) -> None:
     tab.assert_no_console_errors()
 
 
+def test_rotation_offset_is_kept_and_turns_the_follower(hub: Hub, tab: Tab) -> None:
+    page = tab.page
+    slides = ids(hub, SYNTHETIC, svs_name(hub))
+    open_compare(page, hub, slides)
+    wheel(page, 0, 2)
+    views(page)
+    page.locator(".compare-lock").click()  # unlock
+    x, y = cell_centre(page, 1)
+    page.mouse.click(x, y)  # the second viewport becomes the active one
+    assert page.evaluate("() => window.iain.compare.active") == 1
+    page.get_by_role("slider", name="Rotation").fill("30")
+    start = views(page)
+    assert start[1]["rotation"] == pytest.approx(30)
+    assert start[0]["rotation"] == pytest.approx(0)
+    page.locator(".compare-lock").click()  # lock again: 30° between them, kept
+
+    drag(page, 0, 160, -100)
+    moved = views(page)
+    assert moved[1]["rotation"] == pytest.approx(moved[0]["rotation"] + 30)
+    # The same tissue under the same screen point: the leader's move, turned by -30°, is
+    # the follower's move (screen = R(rotation)·(p - centre) in both).
+    dx, dy = moved[0]["x"] - start[0]["x"], moved[0]["y"] - start[0]["y"]
+    turn = np.radians(-30)
+    assert abs(dx) > 20
+    assert moved[1]["x"] - start[1]["x"] == pytest.approx(
+        np.cos(turn) * dx - np.sin(turn) * dy, abs=UM
+    )
+    assert moved[1]["y"] - start[1]["y"] == pytest.approx(
+        np.sin(turn) * dx + np.cos(turn) * dy, abs=UM
+    )
+    tab.assert_no_console_errors()
+
+
 def test_unlocked_views_are_independent(hub: Hub, tab: Tab) -> None:
     page = tab.page
     slides = ids(hub, SYNTHETIC, svs_name(hub))
@@ -338,7 +371,7 @@ def hub_without_mpp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     write_synthetic_slide(home / SYNTHETIC, 3000, 2000, seed=3)
     _write_slide_without_pixel_size(home / NO_MPP)
     for name in (SYNTHETIC, NO_MPP):
-        test_viewer._ingest(env, home, home / name, "lille")
+        test_viewer._ingest(env, home, home / name, "caen")
     port = test_viewer._free_port()
     url = f"http://127.0.0.1:{port}"
     with (home / "server.log").open("w") as log:
@@ -364,8 +397,9 @@ def hub_without_mpp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
                     pass
                 assert time.monotonic() < deadline, test_viewer._tail(home / "server.log")
                 time.sleep(0.1)
-            slides = {s["name"]: s for s in httpx.get(url + "/api/slides", timeout=30).json()}
-            yield Hub(url, slides)
+            headers = test_viewer.browser_headers(home)
+            listed = httpx.get(url + "/api/slides", timeout=30, headers=headers).json()
+            yield Hub(url, {s["name"]: s for s in listed}, headers=headers)
         finally:
             server.terminate()
             server.wait(10)
@@ -375,6 +409,7 @@ def test_without_pixel_size_views_line_up_by_slide_width(hub_without_mpp: Hub, t
     hub = hub_without_mpp
     assert hub.slide(NO_MPP)["mpp"] is None
     page = tab.page
+    page.set_extra_http_headers(hub.headers)  # this hub's token, not the module hub's
     open_compare(page, hub, ids(hub, SYNTHETIC, NO_MPP))
     assert page.evaluate("() => window.iain.compare.unit") == "width"
     assert "no pixel size" in page.get_by_role("note").inner_text()

@@ -88,7 +88,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
             if time.monotonic() > deadline:
                 pytest.fail(f"the hub did not answer:\n{_tail(home / 'server.log')}")
             time.sleep(0.1)
-        headers = test_viewer.browser_headers(home, centre="caen")
+        headers = test_viewer.browser_headers(home)
         slide = httpx.get(url + "/api/slides", timeout=30, headers=headers).json()[0]
         # The worker's two ways in: the Python API (heatmap) and HTTP (features).
         settings = database.settings(home / ".iain")
