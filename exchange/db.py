@@ -31,7 +31,16 @@ def _sqlite_path(url: str) -> str:
     return url.removeprefix("sqlite:///")
 
 
+def normalise_url(url: str) -> str:
+    """`postgresql://` and `postgres://` URLs go through psycopg 3, the driver installed."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
 def make_engine(url: str) -> Engine:
+    url = normalise_url(url)
     if url.startswith("sqlite"):
         path = _sqlite_path(url)
         if path and path != ":memory:":
@@ -56,6 +65,7 @@ def _migration_engine(url: str) -> Engine:
     recreates a table, which would otherwise cascade deletes into its children) and one
     BEGIN IMMEDIATE transaction, so a failed migration rolls back whole and two processes
     opening a new database migrate it one after the other."""
+    url = normalise_url(url)
     if not url.startswith("sqlite"):
         return create_engine(url)
     path = _sqlite_path(url)
@@ -114,6 +124,11 @@ def upgrade(url: str, revision: str = "head") -> None:
             if current_revision(conn) is None and "slides" in inspect(conn).get_table_names():
                 _adopt(conn)
             command.upgrade(alembic_config(conn), revision)
+            if conn.dialect.name == "sqlite":
+                # Foreign keys were off while tables were rebuilt: nothing may dangle now.
+                dangling = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if dangling:
+                    raise RuntimeError(f"migration left rows without their parent: {dangling[:5]}")
     finally:
         engine.dispose()
 
@@ -152,3 +167,23 @@ def _adopt(conn: Connection) -> None:
             if added & {c.name for c in index.columns}:
                 index.create(conn, checkfirst=True)
     command.stamp(alembic_config(conn), BASELINE_REVISION)
+
+
+def new_revision(message: str) -> None:
+    """Writes the next revision into exchange/migrations/versions from the difference between
+    the models and the newest revision (a developer's tool; review what it writes):
+    `python -c 'from exchange.db import new_revision; new_revision("what changed")'`."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        url = f"sqlite:///{Path(scratch) / 'scratch.db'}"
+        upgrade(url)
+        number = f"{int(head_revision()) + 1:04d}"
+        engine = _migration_engine(url)
+        try:
+            with engine.begin() as conn:
+                command.revision(
+                    alembic_config(conn), message=message, autogenerate=True, rev_id=number
+                )
+        finally:
+            engine.dispose()
