@@ -390,3 +390,33 @@ def test_overlays_screenshot(hub: Hub, tab: Tab) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOTS / "overlays.png")
     tab.assert_no_console_errors()
+
+
+def test_layers_stay_over_the_slide_when_switching_to_iiif(hub: Hub, tab: Tab) -> None:
+    """The DeepZoom / IIIF switch reopens the slide, which empties OpenSeadragon's world:
+    the heatmap comes back over it, at its opacity, and the features are still drawn."""
+    _open(tab, hub)
+    page = tab.page
+    _row(page, "heatmap").locator("input[type=range]").fill("40")
+    page.locator("button[data-protocol=iiif]").click()
+    page.wait_for_function("() => window.iain.protocol === 'iiif'")
+    wait_fully_loaded(page)
+    _settle(page)
+    items = page.evaluate(
+        """() => {
+            const w = window.iain.viewer.world, out = [];
+            for (let i = 0; i < w.getItemCount(); i++) {
+                const item = w.getItemAt(i), b = item.getBounds();
+                out.push({opacity: item.getOpacity(), x: b.x, y: b.y, width: b.width,
+                          height: b.height});
+            }
+            return out;
+        }"""
+    )
+    assert len(items) == 2, items
+    slide, heatmap = items
+    assert heatmap["opacity"] == pytest.approx(0.4)
+    for key in ("x", "y", "width", "height"):
+        assert heatmap[key] == pytest.approx(slide[key]), key
+    assert _features_alpha(page) == 255
+    tab.assert_no_console_errors()
