@@ -5,16 +5,13 @@ composition root, iain.app, injects these as `app.state.on_slide_view` and
 - A de-identified view of another centre's slide (through a grant) is a view of a shared
   slide: one `view_shared_slide` event per user x slide x viewing session
   (exchange.audit.SharedViews); every later tile of that session costs a dict lookup.
-  The tile fast path (tiles.fastpath: cache hits, stored tiles) reports through
-  `watching`, which wraps its per-caller locator; the write then happens in a thread.
+  The tile fast path (tiles.fastpath: cache hits, stored tiles) sees views through
+  `watching`: the first tile of a viewing session goes to the route, which records it.
 - A label or macro image (they may show the patient's name) is audited on every view."""
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,49 +29,23 @@ from exchange.principal import Principal
 from tiles.deid import View
 from tiles.location import SlideLocation, SlideLocator
 
-log = logging.getLogger(__name__)
-
 
 class AuditHooks:
     def __init__(self, catalogue: Catalogue) -> None:
         self.catalogue = catalogue
         self.shared_views = audit.SharedViews(catalogue)
-        # The fast path runs in the event loop: its first view of a viewing session is
-        # written here, once (`_pending` keeps parallel tiles from queueing it again).
-        self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="audit-views")
-        self._pending: set[tuple[str, str]] = set()
-        self._lock = threading.Lock()
 
     def watching(self, locator_for: ScopeLocator) -> ScopeLocator:
-        """The fast path's per-caller locator, reporting de-identified views as the tile
-        routes do: a tile answered from the cache or storage is a view too."""
+        """The fast path's per-caller locator: a tile it would answer (from the cache or
+        storage) is a view too. Until this viewing session's view is recorded, its slide
+        is not located there, so the tile goes to the route, which records it (in a thread,
+        not in the event loop the fast path runs in) and answers it."""
 
         def watched(scope: Scope) -> SlideLocator | None:
             locator = locator_for(scope)
             return None if locator is None else _Watched(locator, self, scope)
 
         return watched
-
-    def note_view(self, principal: Principal, slide_id: str) -> None:
-        """From the event loop: records in the background unless already recorded."""
-        if self.shared_views.seen(principal, slide_id):
-            return
-        key = (principal.user_id, slide_id)
-        with self._lock:
-            if key in self._pending:
-                return
-            self._pending.add(key)
-        self._background.submit(self._note_view, principal, slide_id, key)
-
-    def _note_view(self, principal: Principal, slide_id: str, key: tuple[str, str]) -> None:
-        try:
-            self.shared_view(principal, slide_id)
-        except Exception:
-            # A view that could not be recorded must not go unnoticed (ids only, no patient data).
-            log.exception("could not record a view of shared slide %s", slide_id)
-        finally:
-            with self._lock:
-                self._pending.discard(key)
 
     async def on_slide_view(self, request: Request, loc: SlideLocation) -> None:
         principal = authenticate(request)
@@ -153,6 +124,6 @@ class _Watched:
         if loc is not None and loc.view is not View.FULL:
             # Only now: a full view (the common case) costs nothing more.
             principal = authenticate(Request(self._scope))  # cached by the locator's call
-            if principal is not None:
-                self._hooks.note_view(principal, loc.slide_id)
+            if principal is None or not self._hooks.shared_views.seen(principal, loc.slide_id):
+                return None  # the route records the view, then serves the tile
         return loc
