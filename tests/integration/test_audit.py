@@ -374,6 +374,9 @@ def test_export_for_the_data_protection_officer(hub: Hub, tmp_path: Path) -> Non
     code, output = hub.cli("audit", "export", "--since", today, "--until", "2000-01-01")
     assert code == 2
     assert "--until must come after --since" in output
+    code, output = hub.cli("audit", "export", "--since", today, "--out", str(tmp_path / "no" / "x"))
+    assert code == 2
+    assert "cannot write" in output
     assert hub.cli("audit", "verify")[0] == 0
 
 
