@@ -96,6 +96,13 @@ def wait_for(
     raise RuntimeError(f"{url} did not answer")
 
 
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system) the process has used: unlike throughput, what a tile costs
+    the server hardly depends on what else runs on the machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -325,11 +332,13 @@ def main() -> int:
                     # warm: the same traces again, straight after.
                     for state in ("cold", "warm"):
                         out = args.out / f"{name}-{viewers}-{state}.json"
-                        runs[state].append(
-                            load(
-                                base, slide_id, viewers, args.tiles // viewers, viewers, out, extra
-                            )
+                        used = cpu_s(proc.pid)
+                        run = load(
+                            base, slide_id, viewers, args.tiles // viewers, viewers, out, extra
                         )
+                        used = cpu_s(proc.pid) - used
+                        run["server_cpu_us_per_tile"] = 1e6 * used / max(1, run["tiles"])
+                        runs[state].append(run)
                 results[name] = {**runs, "rss_mib": rss_mib(proc.pid)}
                 print(f"{name}: done, RSS {results[name]['rss_mib']:.0f} MiB", flush=True)
             finally:
@@ -360,8 +369,8 @@ def report(results: dict[str, Any]) -> str:
     measured = [n for n in SERVERS if n in results]
     lines = [
         "| server | cache | viewers | tiles | tiles/s | × reference | % of floor | p50 ms "
-        "| p99 ms | errors | kB/tile |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| p99 ms | errors | kB/tile | server CPU µs/tile |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def per_viewers(name: str, state: str) -> dict[int, Any]:
@@ -387,7 +396,8 @@ def report(results: dict[str, Any]) -> str:
                     f"| {name} | {state} | {viewers} | {r['tiles']} | {r['tiles_per_s']:.0f} "
                     f"| {ratio} | {share} "
                     f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} "
-                    f"| {r['mean_bytes'] / 1000:.1f} |"
+                    f"| {r['mean_bytes'] / 1000:.1f} "
+                    f"| {r.get('server_cpu_us_per_tile', math.nan):.0f} |"
                 )
     lines.append("")
     lines.append(
