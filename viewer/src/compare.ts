@@ -13,6 +13,7 @@ import {
   COMPARE_MAX,
   COMPARE_MIN,
   compareUrl,
+  normalizeDegrees,
   viewerUrl,
   worklistUrl,
   type CompareState,
@@ -99,6 +100,17 @@ export async function showCompare(root: HTMLElement, state: CompareState): Promi
     { type: "button", class: "compare-align", title: t.compare.alignHint },
     t.compare.align,
   );
+  const rotation = h("input", {
+    type: "range",
+    class: "compare-rotation",
+    min: 0,
+    max: 359,
+    step: 1,
+    value: 0,
+    "aria-label": t.viewer.rotation,
+    title: t.compare.rotationHint,
+  });
+  const rotationText = h("output", { class: "rotation-value" }, "0°");
   const add = addSlideMenu(state.slideIds, (id) => location.assign(withSlide(id)));
   const grid = h("main", { class: `viewer-main compare-grid compare-${slides.length}` });
   mount(
@@ -107,7 +119,7 @@ export async function showCompare(root: HTMLElement, state: CompareState): Promi
       appHeader(
         back,
         h("h1", { class: "page-title" }, t.compare.title(slides.length)),
-        h("div", { class: "compare-actions" }, lock, align, add),
+        h("div", { class: "compare-actions" }, rotation, rotationText, lock, align, add),
       ),
       unit === "width" ? h("p", { class: "compare-warning", role: "note" }, t.compare.relative) : null,
       grid,
@@ -168,11 +180,22 @@ export async function showCompare(root: HTMLElement, state: CompareState): Promi
     following = false;
   };
 
+  // The slider turns the active slide; while unlocked, that sets a rotation offset.
+  const showRotation = (): void => {
+    const degrees = Math.round(normalizeDegrees(viewers[active]!.viewport.getRotation())) % 360;
+    rotation.value = String(degrees);
+    rotationText.textContent = `${degrees}°`;
+  };
+  rotation.addEventListener("input", () =>
+    viewers[active]!.viewport.setRotation(Number(rotation.value), true),
+  );
+
   const setActive = (index: number): void => {
     if (index === active || !viewers[index]) return;
     active = index;
     cells.forEach((cell, i) => cell.element.classList.toggle("active", i === index));
     noteAnchors();
+    showRotation();
   };
   const setLocked = (next: boolean): void => {
     locked = next;
@@ -233,6 +256,9 @@ export async function showCompare(root: HTMLElement, state: CompareState): Promi
       if (index === active) follow();
       scheduleUrlUpdate();
     });
+    viewer.addHandler("rotate", () => {
+      if (index === active) showRotation();
+    });
     cells[index]!.openAlone.addEventListener("click", () => {
       cells[index]!.openAlone.href = viewerUrl(slides[index]!.id, "dzi", currentView(viewer));
     });
@@ -279,6 +305,7 @@ export async function showCompare(root: HTMLElement, state: CompareState): Promi
     }
   }
   cells[0]!.element.classList.add("active");
+  showRotation();
   setLocked(locked);
   root.dataset.state = results.every(Boolean) ? "ready" : "error";
 

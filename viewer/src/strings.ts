@@ -180,6 +180,7 @@ export const en = {
     unlocked: "Unlocked",
     lockHint:
       "Locked: pan, zoom and rotation follow the slide you move, keeping their offsets. Unlock to move one slide alone (to set an offset).",
+    rotationHint: "Rotation of the active slide (the others follow while locked)",
     align: "Align",
     alignHint: "Line every slide up on the active one: same centre, no offset",
     add: "Add a slide…",
@@ -398,6 +399,7 @@ export const fr: Strings = {
     unlocked: "Déverrouillé",
     lockHint:
       "Verrouillé\u00a0: déplacement, zoom et rotation suivent la lame que vous déplacez, décalages conservés. Déverrouillez pour déplacer une lame seule (pour régler un décalage).",
+    rotationHint: "Rotation de la lame active (les autres suivent si verrouillé)",
     align: "Aligner",
     alignHint: "Aligner toutes les lames sur la lame active\u00a0: même centre, sans décalage",
     add: "Ajouter une lame…",
