@@ -9,12 +9,19 @@ no associated image.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from dataclasses import dataclass
 
+import httpx
 import pytest
 from PIL import Image
 
+from iain.settings import Settings
 from tests.browser import test_viewer
+from tests.browser.test_compare import running_hub
 from tests.browser.test_viewer import SCREENSHOTS, SYNTHETIC, Hub, Tab, open_slide
+from tests.database import database_url
+from tests.hub import auth_headers
 
 pytestmark = pytest.mark.browser
 
@@ -94,3 +101,48 @@ def test_no_panel_without_associated_images(hub: Hub, tab: Tab) -> None:
     assert page.locator(".associated-panel").count() == 0
     assert requests == []
     tab.assert_no_console_errors()
+
+
+@dataclass
+class SharedSlide:
+    url: str
+    public_id: str  # the slide as Rouen sees it: de-identified
+    rouen: dict[str, str]  # a pathologist of Rouen's Authorization header
+
+
+@pytest.fixture(scope="module")
+def shared_slide(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedSlide]:
+    """The Aperio sample, Caen's, shared with Rouen (a grant): Rouen gets the de-identified view."""
+    path = test_viewer.TESTDATA / test_viewer.REAL_SLIDES["svs"][1]
+    if not path.is_file():
+        pytest.skip(f"test data not found: {path} (set IAIN_TESTDATA)")
+    home = tmp_path_factory.mktemp("hub-shared")
+    env = test_viewer._hub_env(home)
+    test_viewer._ingest(env, home, path, "caen")
+    with running_hub(home, env) as url:
+        caen = test_viewer.browser_headers(home, "caen")
+        iain_home = home / ".iain"
+        settings = Settings(home=iain_home, database_url=database_url(iain_home))
+        rouen = auth_headers(settings, "pathologist.rouen", centre="rouen")
+        (slide,) = httpx.get(url + "/api/slides", headers=caen, timeout=30).json()
+        grant = {"slide_id": slide["id"], "centre": "rouen", "purpose": "second_opinion"}
+        created = httpx.post(url + "/api/grants", json=grant, headers=caen, timeout=30)
+        assert created.status_code == 201, created.text
+        (shared,) = httpx.get(url + "/api/slides", headers=rouen, timeout=30).json()
+        assert shared["view"] == "deidentified"
+        yield SharedSlide(url, shared["id"], rouen)
+
+
+def test_no_label_on_a_deidentified_slide(shared_slide: SharedSlide, tab: Tab) -> None:
+    shared = shared_slide
+    page = tab.page
+    page.set_extra_http_headers(shared.rouen)  # this hub's Rouen user, not the module hub's
+    requests = associated_requests(tab)
+    page.goto(f"{shared.url}/viewer/{shared.public_id}")
+    test_viewer.wait_fully_loaded(page)  # the slide itself is shown
+    assert page.locator(".associated-button").is_hidden()
+    assert page.locator(".associated-panel").count() == 0
+    assert requests == []
+    # The annotation and overlay panels still ask for their lists, which the de-identified
+    # view answers 404 (not this test's subject).
+    tab.assert_no_console_errors(allow=test_viewer.HTTP_404)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -363,15 +364,9 @@ def _write_slide_without_pixel_size(path: Path) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def hub_without_mpp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    """A hub of its own with the synthetic slide (0.25 µm/px) and one without a pixel size."""
-    home = tmp_path_factory.mktemp("hub-no-mpp")
-    env = test_viewer._hub_env(home)
-    write_synthetic_slide(home / SYNTHETIC, 3000, 2000, seed=3)
-    _write_slide_without_pixel_size(home / NO_MPP)
-    for name in (SYNTHETIC, NO_MPP):
-        test_viewer._ingest(env, home, home / name, "caen")
+@contextmanager
+def running_hub(home: Path, env: dict[str, str]) -> Iterator[str]:
+    """`iain.app` served from `home` (slides already ingested there): its URL, while open."""
     port = test_viewer._free_port()
     url = f"http://127.0.0.1:{port}"
     with (home / "server.log").open("w") as log:
@@ -397,12 +392,25 @@ def hub_without_mpp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
                     pass
                 assert time.monotonic() < deadline, test_viewer._tail(home / "server.log")
                 time.sleep(0.1)
-            headers = test_viewer.browser_headers(home)
-            listed = httpx.get(url + "/api/slides", timeout=30, headers=headers).json()
-            yield Hub(url, {s["name"]: s for s in listed}, headers=headers)
+            yield url
         finally:
             server.terminate()
             server.wait(10)
+
+
+@pytest.fixture(scope="module")
+def hub_without_mpp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    """A hub of its own with the synthetic slide (0.25 µm/px) and one without a pixel size."""
+    home = tmp_path_factory.mktemp("hub-no-mpp")
+    env = test_viewer._hub_env(home)
+    write_synthetic_slide(home / SYNTHETIC, 3000, 2000, seed=3)
+    _write_slide_without_pixel_size(home / NO_MPP)
+    for name in (SYNTHETIC, NO_MPP):
+        test_viewer._ingest(env, home, home / name, "caen")
+    with running_hub(home, env) as url:
+        headers = test_viewer.browser_headers(home)
+        listed = httpx.get(url + "/api/slides", timeout=30, headers=headers).json()
+        yield Hub(url, {s["name"]: s for s in listed}, headers=headers)
 
 
 def test_without_pixel_size_views_line_up_by_slide_width(hub_without_mpp: Hub, tab: Tab) -> None:
