@@ -87,6 +87,11 @@ def unused_port() -> int:
 def test_serve_answers_and_sees_slides_ingested_meanwhile(tmp_path, unused_port):
     home = tmp_path / "home"
     environ = {**os.environ, "IAIN_HOME": str(home)}
+    # A caller, made with the CLI as an administrator would: the hub answers no one else.
+    added = run(["users", "add", "p.caen", "--centre", "caen", "--role", "pathologist"], home)
+    assert added.returncode == 0, added.stderr
+    token = run(["tokens", "create", "p.caen"], home).stdout.split()[0]
+    auth = {"Authorization": f"Bearer {token}"}
     server = subprocess.Popen([*IAIN, "serve", "--port", str(unused_port)], env=environ)
     try:
         base = f"http://127.0.0.1:{unused_port}"
@@ -99,11 +104,13 @@ def test_serve_answers_and_sees_slides_ingested_meanwhile(tmp_path, unused_port)
                 pass
             assert time.monotonic() < deadline, "server did not start"
             time.sleep(0.2)
-        assert httpx.get(f"{base}/api/slides").json() == []
+        assert httpx.get(f"{base}/api/slides").status_code == 401
+        assert httpx.get(f"{base}/api/slides", headers=auth).json() == []
         ingested = run(["ingest", str(sample("generic-tiff/boxes.tiff"))], home)
         slide_id = ingested.stdout.split()[0]
-        assert [s["id"] for s in httpx.get(f"{base}/api/slides").json()] == [slide_id]
-        tile = httpx.get(f"{base}/slides/{slide_id}_files/9/0_0.jpeg")
+        listed = httpx.get(f"{base}/api/slides", headers=auth).json()
+        assert [s["id"] for s in listed] == [slide_id]
+        tile = httpx.get(f"{base}/slides/{slide_id}_files/9/0_0.jpeg", headers=auth)
         assert tile.status_code == 200 and tile.headers["content-type"] == "image/jpeg"
     finally:
         server.terminate()
