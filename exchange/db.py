@@ -27,6 +27,10 @@ class SchemaTooOld(RuntimeError):
     """A database made before migrations that lacks a required column: it cannot be adopted."""
 
 
+class SchemaTooNew(RuntimeError):
+    """A database migrated by a newer version of IAIN than this one."""
+
+
 def _sqlite_path(url: str) -> str:
     return url.removeprefix("sqlite:///")
 
@@ -104,6 +108,11 @@ def head_revision() -> str:
     return head
 
 
+@functools.cache
+def _known_revisions() -> frozenset[str]:
+    return frozenset(s.revision for s in ScriptDirectory(str(MIGRATIONS)).walk_revisions())
+
+
 def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
@@ -121,8 +130,14 @@ def upgrade(url: str, revision: str = "head") -> None:
         with engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
-            if current_revision(conn) is None and "slides" in inspect(conn).get_table_names():
+            current = current_revision(conn)
+            if current is None and "slides" in inspect(conn).get_table_names():
                 _adopt(conn)
+            elif current is not None and current not in _known_revisions():
+                raise SchemaTooNew(
+                    f"the database is at schema revision {current}, newer than this version"
+                    f" of IAIN knows (newest: {head_revision()}): run a newer IAIN"
+                )
             command.upgrade(alembic_config(conn), revision)
             if conn.dialect.name == "sqlite":
                 # Foreign keys were off while tables were rebuilt: nothing may dangle now.

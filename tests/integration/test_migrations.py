@@ -212,6 +212,18 @@ def test_two_hubs_opening_one_new_database_at_once_both_start(url: str) -> None:
         catalogue.engine.dispose()
 
 
+@both
+def test_a_database_from_a_newer_iain_is_refused_with_a_clear_message(url: str) -> None:
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(db.SchemaTooNew, match="revision 9999, newer than this version"):
+        Catalogue.open(url)
+    assert revision_of(url) == "9999"  # left as it was
+
+
 def test_the_suite_runs_on_the_database_it_was_asked_for(settings: Settings) -> None:
     # IAIN_TEST_DATABASE reaches the hubs the tests make, and their `iain` subprocesses.
     dialect = sa.make_url(settings.database_url).get_backend_name()
