@@ -14,6 +14,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import OperationalError
 
 from exchange.migrations.baseline import SCHEMA as BASELINE
 
@@ -23,11 +24,19 @@ BASELINE_REVISION = "0001"
 _PG_MIGRATION_LOCK = 0x1A1_0DB
 
 
-class SchemaTooOld(RuntimeError):
+class DatabaseProblem(RuntimeError):
+    """The database cannot be used as it is: the message says why, for the command line."""
+
+
+class DatabaseUnavailable(DatabaseProblem):
+    """The database cannot be reached or opened."""
+
+
+class SchemaTooOld(DatabaseProblem):
     """A database made before migrations that lacks a required column: it cannot be adopted."""
 
 
-class SchemaTooNew(RuntimeError):
+class SchemaTooNew(DatabaseProblem):
     """A database migrated by a newer version of IAIN than this one."""
 
 
@@ -119,8 +128,13 @@ def current_revision(connection: Connection) -> str | None:
 
 def is_current(engine: Engine) -> bool:
     """Whether the database is at the newest revision (the cheap check on every start)."""
-    with engine.connect() as conn:
-        return current_revision(conn) == head_revision()
+    try:
+        with engine.connect() as conn:
+            return current_revision(conn) == head_revision()
+    except OperationalError as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        raise DatabaseUnavailable(f"cannot open the database {where}: {reason}") from exc
 
 
 def upgrade(url: str, revision: str = "head") -> None:

@@ -19,6 +19,7 @@ from rich.progress import (
 
 from exchange.catalogue import Catalogue
 from exchange.conversion import convert_now, requeue
+from exchange.db import DatabaseProblem
 from exchange.errors import ExchangeError
 from exchange.ingest import ingest_path
 from iain.app import build_store, conversion_config, create_app
@@ -304,7 +305,11 @@ cli.add_typer(tokens_cli, name="tokens")
 
 
 def main() -> None:
-    cli(prog_name="iain")
+    try:
+        cli(prog_name="iain")
+    except DatabaseProblem as exc:  # unreachable, or a schema this version cannot use
+        err.print(f"[red]database:[/red] {exc}")
+        raise SystemExit(2) from exc
 
 
 if __name__ == "__main__":

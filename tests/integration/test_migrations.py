@@ -5,6 +5,9 @@ existed, the way back down, and models that agree with the migrations."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +23,7 @@ from exchange.catalogue import Catalogue
 from exchange.migrations.baseline import SCHEMA as BASELINE
 from exchange.models import Base
 from iain.settings import Settings
-from tests.database import BACKEND, BACKENDS, empty_database_url
+from tests.database import BACKEND, BACKENDS, empty_database_url, postgres
 
 # Every migration test runs on both databases, whichever one the rest of the suite runs on.
 both = pytest.mark.parametrize("backend", BACKENDS)
@@ -222,6 +225,21 @@ def test_a_database_from_a_newer_iain_is_refused_with_a_clear_message(url: str) 
     with pytest.raises(db.SchemaTooNew, match="revision 9999, newer than this version"):
         Catalogue.open(url)
     assert revision_of(url) == "9999"  # left as it was
+
+
+def test_a_database_that_cannot_be_opened_gets_a_message_not_a_traceback(tmp_path: Path) -> None:
+    missing = postgres().url("no_such_database")
+    environ = {**os.environ, "IAIN_HOME": str(tmp_path), "IAIN_DATABASE_URL": missing}
+    result = subprocess.run(
+        [sys.executable, "-m", "iain.cli", "slides"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "cannot open the database" in result.stderr and "no_such_database" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_the_suite_runs_on_the_database_it_was_asked_for(settings: Settings) -> None:
