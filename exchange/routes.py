@@ -206,7 +206,8 @@ def list_slides(
 
 @router.get("/slides/{slide_id}")
 def slide_detail(access: VisibleSlide, catalogue: CatalogueDep) -> SlideDetailOut:
-    slide, view = access.slide, access.view
+    # The row as it is now: the policy's cached decision may hold an older copy (status).
+    slide, view = catalogue.get(access.slide.id) or access.slide, access.view
     out = _detail(slide, view)
     conversion = job(catalogue, slide.id)
     if conversion is not None:
