@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from exchange.catalogue import Catalogue
-from exchange.models import Annotation, AuditEvent, Grant, Overlay, Slide
+from exchange.models import Annotation, AuditEvent, Grant, Overlay, Slide, Upload
 from iain.app import create_app
 from iain.settings import Settings
 from tests import database
@@ -353,3 +353,35 @@ def _unknown_answer(m: Matrix, resource: str, role: str, relation: str) -> tuple
     finally:
         m.slides[relation] = saved
     return response.status_code, _shape(response.json())
+
+
+UPLOAD_ROLES = {"pathologist", "resident", "technician", "centre_admin"}
+UPLOAD_BODY = {"centre": OWNER, "files": [{"path": "a.svs", "size": 10, "sha256": "0" * 64}]}
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("centre", [OWNER, OTHER])
+def test_uploads_go_to_ones_own_centre_by_roles_that_upload(
+    matrix: Matrix, role: str, centre: str
+) -> None:
+    """Starting an upload into Lille: Lille's uploading roles only; an upload is unknown
+    (404) to every other centre, and a refused start leaves no upload behind."""
+    c, headers = matrix.client, matrix.tokens[(centre, role)]
+    before = _uploads(matrix)
+    started = c.post("/api/uploads", json=UPLOAD_BODY, headers=headers)
+    if centre != OWNER or role not in UPLOAD_ROLES:
+        assert started.status_code == 403, started.text
+        assert _uploads(matrix) == before
+        return
+    assert started.status_code == 201, started.text
+    upload = started.json()["id"]
+    other = matrix.tokens[(OTHER, "pathologist")]
+    for method in ("GET", "DELETE"):
+        assert c.request(method, f"/api/uploads/{upload}", headers=other).status_code == 404
+    assert c.get(f"/api/uploads/{upload}", headers=headers).json()["centre"] == OWNER
+    assert c.delete(f"/api/uploads/{upload}", headers=headers).status_code == 204
+
+
+def _uploads(m: Matrix) -> int:
+    with m.catalogue.session() as session:
+        return int(session.scalar(select(func.count()).select_from(Upload)) or 0)
