@@ -78,6 +78,7 @@ def _seed_users(settings: Settings, catalogue: Catalogue, console: Console) -> N
         console.print(f"  {username:20} password {password}   ({centre})", highlight=False)
     console.print("  scripts: TOKEN=$(iain tokens create lille.pathologist), then")
     console.print(f'  curl -H "Authorization: Bearer $TOKEN" {url}/api/slides', highlight=False)
+    console.print("  audit trail (who saw or changed what): iain audit show", highlight=False)
 
 
 def _seed_overlays(store: ObjectStore, catalogue: Catalogue, console: Console) -> None:

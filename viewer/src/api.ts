@@ -23,6 +23,25 @@ export interface SlideSummary {
   dzi_url: string;
   iiif_url: string;
   thumbnail_url: string;
+  /** "deidentified": another centre's slide shared with the user (by its opaque id): no
+   * label, macro, annotations or overlays there (the hub answers 404). */
+  view?: SlideView;
+}
+
+export type SlideView = "full" | "deidentified";
+
+/** Statuses whose slide the viewer can open: while its pyramid is built (or after that
+ * failed) the hub serves it from the original file. */
+export const VIEWABLE_STATUSES: readonly string[] = ["ready", "queued", "converting", "failed"];
+
+/** The normalised pyramid's job (GET /api/slides/{id}); `error` is never sent on the
+ * de-identified view. */
+export interface ConversionInfo {
+  status: "queued" | "converting" | "ready" | "skipped" | "failed" | (string & {});
+  percent: number;
+  note: string | null;
+  error: string | null;
+  seconds: number | null;
 }
 
 export interface Level {
@@ -35,6 +54,8 @@ export interface SlideDetail extends SlideSummary {
   levels: Level[];
   associated_images: Record<string, string>;
   size_bytes: number;
+  /** Absent or null for slides that never had a pyramid built. */
+  conversion?: ConversionInfo | null;
 }
 
 export interface Centre {

@@ -61,3 +61,13 @@ function languageToggle(): HTMLElement {
   button.addEventListener("click", () => setLanguage(other));
   return button;
 }
+
+/** A small mark for the slide page's header: this slide is seen through the de-identified
+ * view (no name, label, annotations or layers), with why in its tooltip. */
+export function deidentifiedNotice(): HTMLElement {
+  return h(
+    "span",
+    { class: "deidentified-notice", role: "note", title: t.viewer.deidentifiedHint },
+    t.viewer.deidentified,
+  );
+}

@@ -37,6 +37,13 @@ export const en = {
     },
     open: (name: string) => `Open ${name}`,
     notReady: "This slide is not ready to view yet.",
+    conversionQueued: "Queued for conversion",
+    conversionProgress: (percent: number | null) =>
+      percent === null ? "Converting…" : `Converting ${Math.floor(percent)}%`,
+    conversionFailed: "Conversion failed",
+    conversionPendingHint: "Opens now, from the original file; an optimised copy is being prepared.",
+    conversionFailedHint: (why: string | null) =>
+      `The optimised copy could not be made${why ? `: ${why}` : ""}. The slide opens from its original file.`,
   },
   /** OpenSlide's format names (what the hub reports as `vendor`), as users know them. */
   vendors: {
@@ -65,6 +72,9 @@ export const en = {
     loadFailed: (why: string) => `The slide could not be loaded: ${why}`,
     imageFailed: (why: string) => `The slide's image could not be opened: ${why}`,
     backToWorklist: "Back to the worklist",
+    deidentified: "De-identified view",
+    deidentifiedHint:
+      "A slide shared by another centre: shown without its name, label, annotations or layers.",
     protocol: "Tiles",
     protocols: { dzi: "DeepZoom", iiif: "IIIF" },
     protocolHint: "Tile protocol the viewer uses to fetch the image",
@@ -272,6 +282,14 @@ export const fr: Strings = {
     },
     open: (name) => `Ouvrir ${name}`,
     notReady: "Cette lame n’est pas encore prête.",
+    conversionQueued: "En file d’attente",
+    conversionProgress: (percent) =>
+      percent === null ? "Conversion…" : `Conversion ${Math.floor(percent)}\u00a0%`,
+    conversionFailed: "Échec de la conversion",
+    conversionPendingHint:
+      "S’ouvre dès maintenant, depuis le fichier d’origine\u00a0; une copie optimisée est en préparation.",
+    conversionFailedHint: (why) =>
+      `La copie optimisée n’a pas pu être créée${why ? `\u00a0: ${why}` : ""}. La lame s’ouvre depuis son fichier d’origine.`,
   },
   vendors: { ...en.vendors, "generic-tiff": "TIFF générique" },
   status: {
@@ -287,6 +305,9 @@ export const fr: Strings = {
     loadFailed: (why) => `Impossible de charger la lame\u00a0: ${why}`,
     imageFailed: (why) => `Impossible d’ouvrir l’image de la lame\u00a0: ${why}`,
     backToWorklist: "Retour à la liste de travail",
+    deidentified: "Vue dé-identifiée",
+    deidentifiedHint:
+      "Lame partagée par un autre centre\u00a0: sans son nom, son étiquette, ses annotations ni ses calques.",
     protocol: "Tuiles",
     protocols: { dzi: "DeepZoom", iiif: "IIIF" },
     protocolHint: "Protocole utilisé pour charger les tuiles de l’image",

@@ -6,7 +6,7 @@ import { ApiError, centreNames, getSlide, type SlideDetail } from "./api";
 import { associatedImagesButton } from "./associated";
 import { h, mount } from "./dom";
 import { formatDimensions, formatVendor, scanResolution } from "./format";
-import { appHeader } from "./header";
+import { appHeader, deidentifiedNotice } from "./header";
 import { applyView, currentView, setUpNavigation, type Navigation } from "./navigation";
 import { attachOverlays, type Overlays } from "./overlays";
 import { compareWithUrl, viewerUrl, worklistUrl, type Protocol, type ViewState } from "./routes";
@@ -19,9 +19,10 @@ export interface ViewerHandle {
   readonly viewer: OpenSeadragon.Viewer;
   readonly scale: ScaleControl;
   readonly navigation: Navigation;
-  /** The layers panel: heatmaps and detections over the slide. */
-  readonly overlays: Overlays;
-  readonly annotations: Annotations;
+  /** The layers panel: heatmaps and detections over the slide; null on a de-identified slide. */
+  readonly overlays: Overlays | null;
+  /** Null on a de-identified slide (the hub keeps its annotations to its own centre). */
+  readonly annotations: Annotations | null;
   protocol: Protocol;
   /** True once every tile needed for the current view, at the best resolution, is drawn. */
   fullyLoaded(): boolean;
@@ -73,6 +74,8 @@ export async function showViewer(
   }
 
   document.title = `${slide.name} · ${t.app.name}`;
+  // Another centre's slide: its annotation and overlay routes answer 404 by design.
+  const deidentified = slide.view === "deidentified";
   const switcher = protocolSwitch(protocol, (next) => handle.setProtocol(next));
   const osd = h("div", { class: "osd", id: "osd" });
   const message = h("p", { class: "osd-message", role: "alert", hidden: true });
@@ -85,6 +88,7 @@ export async function showViewer(
       appHeader(
         back,
         slideTitle(slide, centres.get(slide.centre) ?? slide.centre),
+        ...(deidentified ? [deidentifiedNotice()] : []),
         associatedImagesButton(slide, main),
         h(
           "a",
@@ -99,8 +103,8 @@ export async function showViewer(
 
   const { viewer, scale } = createSlideViewer(osd, slide, protocol);
   const navigation = setUpNavigation(viewer, slide, () => handle.protocol, main);
-  const overlays = attachOverlays(viewer, slide, main);
-  const annotations = attachAnnotations(viewer, slide);
+  const overlays = deidentified ? null : attachOverlays(viewer, slide, main);
+  const annotations = deidentified ? null : attachAnnotations(viewer, slide);
 
   let restoreBounds: OpenSeadragon.Rect | null = null;
   let openAt = view;

@@ -1,6 +1,15 @@
 /** The home page: every slide the user may open, with a search box. */
 
-import { ApiError, centreNames, listSlides, thumbnailUrl, type SlideSummary } from "./api";
+import {
+  ApiError,
+  centreNames,
+  getSlide,
+  listSlides,
+  thumbnailUrl,
+  VIEWABLE_STATUSES,
+  type ConversionInfo,
+  type SlideSummary,
+} from "./api";
 import { h, mount } from "./dom";
 import { formatDate, formatDimensions, formatVendor, scanResolution, searchKey } from "./format";
 import { appHeader } from "./header";
@@ -8,6 +17,9 @@ import { COMPARE_MAX, COMPARE_MIN, compareUrl, viewerUrl, worklistUrl } from "./
 import { t } from "./strings";
 
 const THUMBNAIL_SIZE = 160;
+/** How often the statuses of slides being converted are asked again (only while some are). */
+export const STATUS_POLL_MS = 3000;
+const PENDING_STATUSES = ["queued", "converting"];
 
 interface Row {
   slide: SlideSummary;
@@ -131,26 +143,64 @@ export async function showWorklist(
   search.addEventListener("input", applyFilter);
   applyFilter();
   search.focus();
+  followConversions(rows);
+}
+
+/**
+ * While some slide is queued or converting, asks the hub again every few seconds and
+ * updates their status badges (a converting slide's percent comes from its detail); stops
+ * once none is. Rows are neither added nor removed: a reload shows new slides.
+ */
+function followConversions(rows: Row[]): void {
+  const byId = new Map(rows.map((row) => [row.slide.id, row]));
+  const pending = (): Row[] => rows.filter((row) => PENDING_STATUSES.includes(row.slide.status));
+  const poll = async (relist: boolean): Promise<void> => {
+    if (!document.hidden) {
+      try {
+        for (const slide of relist ? await listSlides() : []) {
+          const row = byId.get(slide.id);
+          if (row && slide.status !== row.slide.status) {
+            row.slide = slide;
+            showStatus(row.element, slide, null);
+          }
+        }
+        await Promise.all(
+          pending()
+            .filter((row) => row.slide.status === "converting")
+            .map(async (row) => {
+              const detail = await getSlide(row.slide.id);
+              row.slide = detail;
+              showStatus(row.element, detail, detail.conversion ?? null);
+            }),
+        );
+      } catch {
+        // The hub is restarting or unreachable: the badges stay as they were; try again.
+      }
+    }
+    if (pending().length > 0) window.setTimeout(() => void poll(true), STATUS_POLL_MS);
+  };
+  // At once: a converting slide's percent is only in its detail.
+  if (pending().length > 0) void poll(false);
 }
 
 function slideRow(slide: SlideSummary, centreName: string): HTMLTableRowElement {
-  const ready = slide.status === "ready";
+  // Slides still being converted (or whose conversion failed) open from their original.
+  const viewable = VIEWABLE_STATUSES.includes(slide.status);
   const href = viewerUrl(slide.id);
-  const statusText = t.status[slide.status] ?? slide.status;
   const scan = scanResolution(slide);
   const row = h(
     "tr",
     {
-      class: ready ? "slide ready" : "slide",
+      class: viewable ? "slide viewable" : "slide",
       "data-slide-id": slide.id,
-      title: ready ? t.worklist.open(slide.name) : t.worklist.notReady,
+      title: viewable ? t.worklist.open(slide.name) : t.worklist.notReady,
     },
     h(
       "td",
       { class: "thumb" },
       h("img", { src: thumbnailUrl(slide, THUMBNAIL_SIZE), alt: "", loading: "lazy", decoding: "async" }),
     ),
-    h("td", { class: "name" }, ready ? h("a", { href }, slide.name) : slide.name),
+    h("td", { class: "name" }, viewable ? h("a", { href }, slide.name) : slide.name),
     h("td", { class: "centre" }, centreName),
     h("td", { class: "vendor" }, formatVendor(slide.vendor)),
     h(
@@ -159,16 +209,12 @@ function slideRow(slide: SlideSummary, centreName: string): HTMLTableRowElement 
       formatDimensions(slide.width, slide.height),
       scan && h("div", { class: "sub" }, scan),
     ),
-    h(
-      "td",
-      { class: "status" },
-      h("span", { class: `badge status-${slide.status}`, title: slide.error ?? undefined }, statusText),
-    ),
+    h("td", { class: "status" }),
     h("td", { class: "added" }, formatDate(slide.created_at)),
     h(
       "td",
       { class: "select" },
-      ready &&
+      viewable &&
         h("input", {
           type: "checkbox",
           class: "select-slide",
@@ -177,7 +223,8 @@ function slideRow(slide: SlideSummary, centreName: string): HTMLTableRowElement 
         }),
     ),
   );
-  if (ready) {
+  showStatus(row, slide, null);
+  if (viewable) {
     // The whole row opens the slide; the name stays a real link (keyboard, new tab).
     row.addEventListener("click", (event) => {
       if ((event.target as Element).closest("a, input, td.select")) return;
@@ -185,4 +232,24 @@ function slideRow(slide: SlideSummary, centreName: string): HTMLTableRowElement 
     });
   }
   return row;
+}
+
+/** The status badge of `row`: conversion states named as such, the reason of a failure in
+ * its tooltip. `conversion`: the detail's, for a converting slide's percent. */
+function showStatus(row: HTMLTableRowElement, slide: SlideSummary, conversion: ConversionInfo | null): void {
+  let text = t.status[slide.status] ?? slide.status;
+  let hint: string | undefined = slide.error ?? undefined;
+  if (slide.status === "queued") {
+    text = t.worklist.conversionQueued;
+    hint = t.worklist.conversionPendingHint;
+  } else if (slide.status === "converting") {
+    const converting = conversion?.status === "converting";
+    text = t.worklist.conversionProgress(converting ? conversion.percent : null);
+    hint = t.worklist.conversionPendingHint;
+  } else if (slide.status === "failed") {
+    text = t.worklist.conversionFailed;
+    hint = t.worklist.conversionFailedHint(slide.error);
+  }
+  const badge = h("span", { class: `badge status-${slide.status}`, title: hint }, text);
+  row.querySelector("td.status")?.replaceChildren(badge);
 }
