@@ -308,3 +308,66 @@ export function listOverlays(slideId: string): Promise<OverlayInfo[]> {
 export async function getOverlayFeatures(url: string): Promise<OverlayFeature[]> {
   return (await getJson<{ features: OverlayFeature[] }>(url)).features;
 }
+
+// ---- sharing (exchange/grant_routes.py) ---------------------------------------------------
+
+export type Purpose = "second_opinion" | "teaching" | "tumour_board";
+export const PURPOSES: readonly Purpose[] = ["second_opinion", "teaching", "tumour_board"];
+
+/** A grant as GET/POST /api/grants send it. Given: `slide_id` is the slide's id; received:
+ * its opaque id (the de-identified view's). `live`: neither revoked nor expired. */
+export interface Grant {
+  id: string;
+  slide_id: string | null;
+  case_id: string | null;
+  grantor_centre: string;
+  grantee_centre: string | null;
+  grantee_user: string | null;
+  purpose: Purpose | (string & {});
+  legal_basis: string;
+  created_at: string;
+  expires_at: string | null;
+  revoked_at: string | null;
+  live: boolean;
+  direction: "given" | "received";
+}
+
+export interface GrantRequest {
+  slide_id: string;
+  centre?: string;
+  user?: string;
+  purpose: Purpose;
+  expires_at?: string;
+  legal_basis?: string;
+}
+
+export function listGrants(): Promise<Grant[]> {
+  return getJson<Grant[]>("/api/grants");
+}
+
+async function send(url: string, method: string, body?: unknown): Promise<Response> {
+  let response: Response;
+  try {
+    response = await apiFetch(url, {
+      method,
+      headers:
+        body === undefined
+          ? { Accept: "application/json" }
+          : { "Content-Type": "application/json", Accept: "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, t.errors.network);
+  }
+  if (!response.ok) throw await errorOf(response);
+  return response;
+}
+
+/** Shares a slide of the user's centre; rejects with the hub's reason (403, 404, 400…). */
+export async function createGrant(request: GrantRequest): Promise<Grant> {
+  return (await (await send("/api/grants", "POST", request)).json()) as Grant;
+}
+
+export async function revokeGrant(grantId: string): Promise<void> {
+  await send(`/api/grants/${encodeURIComponent(grantId)}`, "DELETE");
+}

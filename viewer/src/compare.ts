@@ -5,7 +5,14 @@
  */
 
 import OpenSeadragon from "openseadragon";
-import { ApiError, getSlide, listSlides, type SlideDetail, type SlideSummary } from "./api";
+import {
+  ApiError,
+  getSlide,
+  listSlides,
+  VIEWABLE_STATUSES,
+  type SlideDetail,
+  type SlideSummary,
+} from "./api";
 import { h, mount } from "./dom";
 import { appHeader } from "./header";
 import { applyView, currentView } from "./navigation";
@@ -376,7 +383,7 @@ function compareCell(slide: SlideDetail, index: number, count: number): Cell {
   return { element, osd, message, openAlone, remove };
 }
 
-/** "Add a slide…": the ready slides not shown yet, listed when the page opens. */
+/** "Add a slide…": the viewable slides not shown yet, listed when the page opens. */
 function addSlideMenu(shown: string[], onPick: (id: string) => void): HTMLElement {
   const select = h(
     "select",
@@ -387,7 +394,7 @@ function addSlideMenu(shown: string[], onPick: (id: string) => void): HTMLElemen
     void listSlides()
       .then((slides: SlideSummary[]) => {
         for (const slide of slides) {
-          if (slide.status !== "ready" || shown.includes(slide.id)) continue;
+          if (!VIEWABLE_STATUSES.includes(slide.status) || shown.includes(slide.id)) continue;
           select.append(h("option", { value: slide.id }, slide.name));
         }
       })

@@ -4,7 +4,7 @@
  */
 
 import OpenSeadragon from "openseadragon";
-import { listSlides, type SlideDetail } from "./api";
+import { listSlides, VIEWABLE_STATUSES, type SlideDetail } from "./api";
 import { h } from "./dom";
 import { formatMagnification, imageZoomAt, OBJECTIVES } from "./format";
 import { TOGGLE_OVERLAYS_EVENT } from "./overlays";
@@ -49,7 +49,7 @@ export interface Navigation {
   rotateBy(degrees: number): void;
   toggleFlip(): void;
   toggleHelp(show?: boolean): void;
-  /** Opens the next (+1) or previous (-1) ready slide of the worklist, if there is one. */
+  /** Opens the next (+1) or previous (-1) viewable slide of the worklist, if there is one. */
   goToSlide(step: 1 | -1): Promise<void>;
 }
 
@@ -133,7 +133,9 @@ export function setUpNavigation(
       if (show) help.querySelector("button")?.focus();
     },
     async goToSlide(step) {
-      worklist ??= listSlides().then((slides) => slides.filter((s) => s.status === "ready").map((s) => s.id));
+      worklist ??= listSlides().then((slides) =>
+        slides.filter((s) => VIEWABLE_STATUSES.includes(s.status)).map((s) => s.id),
+      );
       let ids: string[];
       try {
         ids = await worklist;

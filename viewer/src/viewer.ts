@@ -11,6 +11,7 @@ import { applyView, currentView, setUpNavigation, type Navigation } from "./navi
 import { attachOverlays, type Overlays } from "./overlays";
 import { compareWithUrl, viewerUrl, worklistUrl, type Protocol, type ViewState } from "./routes";
 import { ScaleControl } from "./scale";
+import { shareButton } from "./share";
 import { t } from "./strings";
 
 /** What the page exposes on `window.iain`: for tests, and for a developer's console. */
@@ -90,6 +91,8 @@ export async function showViewer(
         slideTitle(slide, centres.get(slide.centre) ?? slide.centre),
         ...(deidentified ? [deidentifiedNotice()] : []),
         associatedImagesButton(slide, main),
+        // Only a full view can be shared: a de-identified one is another centre's slide.
+        ...(deidentified ? [] : [shareButton(slide, centres)]),
         h(
           "a",
           { class: "compare-link", href: compareWithUrl(slide.id), title: t.compare.fromViewerHint },

@@ -3,11 +3,14 @@
 import {
   ApiError,
   centreNames,
+  getMe,
   getSlide,
+  listGrants,
   listSlides,
   thumbnailUrl,
   VIEWABLE_STATUSES,
   type ConversionInfo,
+  type Grant,
   type SlideSummary,
 } from "./api";
 import { h, mount } from "./dom";
@@ -79,8 +82,9 @@ export async function showWorklist(
 
   let slides: SlideSummary[];
   let centres: Map<string, string>;
+  let shared: SharedWithMe;
   try {
-    [slides, centres] = await Promise.all([listSlides(), centreNames()]);
+    [slides, centres, shared] = await Promise.all([listSlides(), centreNames(), sharedWithMe()]);
   } catch (error) {
     const why = error instanceof ApiError ? error.detail : String(error);
     status.textContent = t.worklist.loadFailed(why);
@@ -92,7 +96,7 @@ export async function showWorklist(
     const centre = centres.get(slide.centre) ?? slide.centre;
     return {
       slide,
-      element: slideRow(slide, centre),
+      element: slideRow(slide, centre, sharing(slide, shared)),
       key: searchKey(`${slide.name} ${slide.centre} ${centre}`),
     };
   });
@@ -183,7 +187,48 @@ function followConversions(rows: Row[]): void {
   if (pending().length > 0) void poll(false);
 }
 
-function slideRow(slide: SlideSummary, centreName: string): HTMLTableRowElement {
+/** What the worklist says of a slide another centre shares with the user. */
+interface Shared {
+  /** Purposes of the live grants on it (by the user's own centre's reading, FR/EN). */
+  purposes: string[];
+}
+
+/**
+ * Slides received through a grant, by opaque id, with the grants' purposes; an empty map
+ * when the hub cannot say (the rows are still marked by their de-identified view).
+ */
+interface SharedWithMe {
+  /** The user's centre: its de-identified slides (a teacher's) are not "shared". */
+  centre: string | null;
+  bySlide: Map<string, Shared>;
+}
+
+async function sharedWithMe(): Promise<SharedWithMe> {
+  let grants: Grant[];
+  let centre: string | null = null;
+  try {
+    [grants, centre] = await Promise.all([listGrants(), getMe().then((me) => me.user.centre)]);
+  } catch {
+    return { centre, bySlide: new Map() };
+  }
+  const out = new Map<string, Shared>();
+  for (const grant of grants) {
+    if (grant.direction !== "received" || !grant.live || !grant.slide_id) continue;
+    const entry = out.get(grant.slide_id) ?? { purposes: [] };
+    const purpose = t.share.purposes[grant.purpose] ?? grant.purpose;
+    if (!entry.purposes.includes(purpose)) entry.purposes.push(purpose);
+    out.set(grant.slide_id, entry);
+  }
+  return { centre, bySlide: out };
+}
+
+/** A slide's sharing, if it is another centre's seen through a grant. */
+function sharing(slide: SlideSummary, shared: SharedWithMe): Shared | null {
+  if (slide.view !== "deidentified" || slide.centre === shared.centre) return null;
+  return shared.bySlide.get(slide.id) ?? { purposes: [] };
+}
+
+function slideRow(slide: SlideSummary, centreName: string, shared: Shared | null): HTMLTableRowElement {
   // Slides still being converted (or whose conversion failed) open from their original.
   const viewable = VIEWABLE_STATUSES.includes(slide.status);
   const href = viewerUrl(slide.id);
@@ -200,7 +245,12 @@ function slideRow(slide: SlideSummary, centreName: string): HTMLTableRowElement 
       { class: "thumb" },
       h("img", { src: thumbnailUrl(slide, THUMBNAIL_SIZE), alt: "", loading: "lazy", decoding: "async" }),
     ),
-    h("td", { class: "name" }, viewable ? h("a", { href }, slide.name) : slide.name),
+    h(
+      "td",
+      { class: "name" },
+      viewable ? h("a", { href }, slide.name) : slide.name,
+      shared && sharedBadge(centreName, shared),
+    ),
     h("td", { class: "centre" }, centreName),
     h("td", { class: "vendor" }, formatVendor(slide.vendor)),
     h(
@@ -232,6 +282,16 @@ function slideRow(slide: SlideSummary, centreName: string): HTMLTableRowElement 
     });
   }
   return row;
+}
+
+function sharedBadge(centreName: string, shared: Shared): HTMLElement {
+  const purposes = shared.purposes.join(", ");
+  return h(
+    "div",
+    { class: "sub shared-with-you", title: t.share.sharedWithYouHint(centreName, purposes || null) },
+    h("span", { class: "badge shared-badge" }, t.share.sharedWithYou),
+    purposes && h("span", { class: "shared-purpose" }, ` ${purposes}`),
+  );
 }
 
 /** The status badge of `row`: conversion states named as such, the reason of a failure in
