@@ -70,17 +70,21 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShareHub]:
         yield ShareHub(url, home, env, listed["id"], rouen_token)
 
 
-def logged_in(browser: Browser, hub: ShareHub, user: tuple[str, str], path: str) -> Page:
+def logged_in(
+    browser: Browser, hub: ShareHub, user: tuple[str, str], path: str, french: bool = False
+) -> Page:
     """A fresh browser context (its own cookies), signed in as `user` through the login page,
     then at `path`."""
     context = browser.new_context(viewport=VIEWPORT, locale="en-GB")  # type: ignore[arg-type]
+    if french:
+        context.add_init_script("localStorage.setItem('iain.language', 'fr')")
     page = context.new_page()
     page.set_default_timeout(LOAD_TIMEOUT_MS)
     page.goto(hub.url + path)
     page.wait_for_url(f"{hub.url}/login*")
-    page.get_by_label("Username").fill(user[0])
-    page.get_by_label("Password").fill(user[1])
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_label("Identifiant" if french else "Username").fill(user[0])
+    page.get_by_label("Mot de passe" if french else "Password").fill(user[1])
+    page.get_by_role("button", name="Se connecter" if french else "Sign in").click()
     page.wait_for_url(hub.url + path)
     return page
 
@@ -127,6 +131,7 @@ def test_lille_shares_with_rouen_then_revokes(hub: ShareHub, browser: Browser) -
     expect(dialog.locator(".share-message")).to_have_text(f"Shared with {ROUEN_NAME}.")
     grant = dialog.locator(".share-grant")
     grant.wait_for()
+    grant_id = grant.get_attribute("data-grant-id") or ""
     assert grant.locator(".share-who").inner_text() == ROUEN_NAME
     assert grant.locator(".share-facts").inner_text() == "Second opinion · care agreement C3 2026"
     assert grant.locator(".share-state").inner_text() == "Live"
@@ -172,10 +177,49 @@ def test_lille_shares_with_rouen_then_revokes(hub: ShareHub, browser: Browser) -
     env = {**hub.env, "COLUMNS": "400"}
     shown = _iain(env, hub.home, "audit", "show", "--last", "50")
     lines = shown.splitlines()
-    grants = [line for line in lines if " grant " in line]
+    grants = [line for line in lines if " grant " in line and grant_id in line]
     views = [line for line in lines if " view_shared_slide " in line]
-    revokes = [line for line in lines if " revoke " in line]
+    revokes = [line for line in lines if " revoke " in line and grant_id in line]
     assert len(grants) == 1 and LILLE[0] in grants[0] and hub.slide_id in grants[0]
-    assert len(views) >= 1 and all(ROUEN[0] in line for line in views)
+    assert views and all(ROUEN[0] in line for line in views)
     assert len(revokes) == 1 and LILLE[0] in revokes[0]
     assert lines.index(grants[0]) < lines.index(views[0]) < lines.index(revokes[0])
+
+
+def test_share_with_one_user_in_french(hub: ShareHub, browser: Browser) -> None:
+    lille = logged_in(browser, hub, LILLE, f"/viewer/{hub.slide_id}", french=True)
+    wait_fully_loaded(lille)
+    lille.get_by_role("button", name="Partager…").click()
+    dialog = lille.locator("dialog.share-dialog")
+    expect(dialog.get_by_role("heading", name="Partager cette lame")).to_be_visible()
+    dialog.get_by_label("Un·e utilisateur·rice").check()
+    assert not dialog.locator(".share-centre").is_visible()
+    dialog.get_by_label("Identifiant").fill(ROUEN[0])
+    dialog.locator(".share-purpose").select_option(label="Enseignement")
+    dialog.locator(".share-expires").fill("2099-12-31")
+    dialog.get_by_role("button", name="Partager", exact=True).click()
+    expect(dialog.locator(".share-message")).to_have_text(f"Partagée avec {ROUEN[0]}.")
+    grant = dialog.locator(".share-grant.state-live")
+    expect(grant.locator(".share-who")).to_have_text(ROUEN[0])
+    expect(grant.locator(".share-facts")).to_have_text("Enseignement · jusqu’au 31 déc. 2099")
+    expect(grant.locator(".share-state")).to_have_text("Actif")
+
+    # The hub kept the end of that day, with its time zone.
+    headers = {"Authorization": f"Bearer {hub.rouen_token}"}
+    grants = httpx.get(hub.url + "/api/grants", headers=headers, timeout=30).json()
+    [received] = [g for g in grants if g["live"]]
+    assert received["grantee_user"] == ROUEN[0] and received["purpose"] == "teaching"
+    assert received["expires_at"].startswith("2099-12-3")
+
+    rouen = logged_in(browser, hub, ROUEN, "/", french=True)
+    row = rouen.locator(f"tr[data-slide-id='{received['slide_id']}']")
+    expect(row.locator(".shared-badge")).to_have_text("Partagée avec vous")
+    expect(row.locator(".shared-purpose")).to_have_text(" Enseignement")
+    assert "Centre Oscar Lambret" in (row.locator(".shared-with-you").get_attribute("title") or "")
+
+    grant = dialog.locator(f".share-grant[data-grant-id='{received['id']}']")
+    grant.locator(".share-revoke").click()
+    expect(grant.locator(".share-state")).to_have_text("Révoqué")
+    assert rouen_slides(hub) == []
+    lille.context.close()
+    rouen.context.close()
