@@ -22,7 +22,7 @@ from exchange.ingest import ingest_path
 from iain.app import build_store
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
-from iain.watch import FAILED, INGESTED, REASON_SUFFIX, Watcher
+from iain.watch import FAILED, INGESTED, REASON_SUFFIX, STATE_DIR, Watcher
 from tests.s3server import SeaweedS3
 from tests.testdata import sample
 
@@ -225,6 +225,14 @@ def test_a_dicom_series_folder_is_one_slide(settings: Settings, drop: Path) -> N
     assert sorted(os.listdir(drop / INGESTED / "series-17")) == ["boxes_0.dcm", "boxes_1.dcm"]
 
 
+def _has_open(pid: int, path: str) -> bool:
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.readlink(fd) == path for fd in fds.iterdir())
+    except OSError:  # the process, or one of its files, went away meanwhile
+        return False
+
+
 def test_a_second_watcher_on_the_same_folder_is_refused(
     settings: Settings, drop: Path, s3_server: SeaweedS3
 ) -> None:
@@ -236,13 +244,17 @@ def test_a_second_watcher_on_the_same_folder_is_refused(
         stderr=subprocess.PIPE,
     )
     try:
+        # Started alone, it takes the folder's lock (a process that fails to take it closes
+        # the file at once): only then does a second one start, so the first cannot lose.
+        lock = str(drop / STATE_DIR / "lock")
         deadline = time.monotonic() + 60
-        while True:
-            second = subprocess.run(
-                watch_command(settings, drop, "--once"), env=environ, capture_output=True, text=True
-            )
-            if second.returncode == 2 or time.monotonic() > deadline:
-                break
+        while not _has_open(running.pid, lock):
+            assert running.poll() is None, running.stderr.read() if running.stderr else ""
+            assert time.monotonic() < deadline, "the first watcher did not start"
+            time.sleep(0.1)
+        second = subprocess.run(
+            watch_command(settings, drop, "--once"), env=environ, capture_output=True, text=True
+        )
         assert second.returncode == 2
         assert "another watcher" in second.stderr
     finally:
