@@ -109,6 +109,13 @@ def test_lille_shares_with_rouen_then_revokes(hub: ShareHub, browser: Browser) -
     dialog = lille.locator("dialog.share-dialog")
     dialog.wait_for()
     expect(dialog.locator(".share-none")).to_have_text("This slide is not shared.")
+    # Keys typed while the dialog is open are not the slide's shortcuts ("+" zooms).
+    zoom = "() => window.iain.viewer.viewport.getZoom()"
+    before = lille.evaluate(zoom)
+    dialog.locator(".share-submit").focus()
+    lille.keyboard.press("+")
+    lille.wait_for_timeout(500)
+    assert lille.evaluate(zoom) == before
     # The own centre is not offered: it sees the slide already.
     expect(dialog.locator(".share-centre option")).not_to_have_count(0)
     centres = dialog.locator(".share-centre option").all_inner_texts()

@@ -205,6 +205,8 @@ export function setUpNavigation(
   // ---- keys -------------------------------------------------------------------------------
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || isTyping(event.target)) return;
+    // A modal dialog (Share…) has the keyboard: the slide behind it stays put.
+    if (document.querySelector("dialog[open]")) return;
     // The digit keys by position: on a French (AZERTY) keyboard "1" unshifted is "&".
     const key = /^(Digit|Numpad)[1-9]$/.test(event.code) ? event.code.slice(-1) : event.key;
     if (!handleKey(key, viewer, navigation)) return;
