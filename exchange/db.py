@@ -7,6 +7,8 @@ newest one, adopting a database made before migrations existed."""
 from __future__ import annotations
 
 import functools
+import sqlite3
+import time
 from pathlib import Path
 
 from alembic import command
@@ -44,6 +46,20 @@ def _sqlite_path(url: str) -> str:
     return url.removeprefix("sqlite:///")
 
 
+def _wal(cursor: sqlite3.Cursor) -> None:
+    """Switches a new database to WAL. The switch needs the file to itself and SQLite
+    answers "locked" at once (no busy wait) while another process opens it: retried."""
+    for _ in range(200):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            time.sleep(0.05)
+    cursor.execute("PRAGMA journal_mode=WAL")
+
+
 def normalise_url(url: str) -> str:
     """`postgresql://` and `postgres://` URLs go through psycopg 3, the driver installed."""
     for prefix in ("postgresql://", "postgres://"):
@@ -64,7 +80,7 @@ def make_engine(url: str) -> Engine:
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
             # WAL lets `iain ingest` write while the server reads; FULL sync makes commits durable.
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            _wal(cur)
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
@@ -90,7 +106,7 @@ def _migration_engine(url: str) -> Engine:
     def _connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
         dbapi_conn.isolation_level = None  # transactions are begun below, DDL included
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        _wal(cur)
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=OFF")
         cur.close()
