@@ -200,7 +200,7 @@ def mean_tile_bytes(ranges: dict[str, Any]) -> int:
 
 
 def rss_over_requests(
-    env: dict[str, str], slide_id: str, total: int, chunk: int, out: Path
+    env: dict[str, str], slide_id: str, total: int, chunk: int, out: Path, header: str
 ) -> list[tuple[int, float]]:
     """Server RSS after every `chunk` tiles of fresh 8-viewer traces, `total` in all."""
     port = free_port()
@@ -208,14 +208,17 @@ def rss_over_requests(
     samples: list[tuple[int, float]] = []
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_for(f"{base}/slides/{slide_id}.dzi", proc)
+        name, _, value = header.partition(": ")
+        wait_for(f"{base}/slides/{slide_id}.dzi", proc, headers={name: value})
         samples.append((0, rss_mib(proc.pid)))
         done = 0
         seed = 1000
         while done < total:
             # Alternate fresh traces and replays: misses and hits, as real viewers make.
             seed += 1 if (done // chunk) % 2 == 0 else 0
-            r = load(base, slide_id, 8, chunk // 8, seed, out / f"rss-{done}.json")
+            r = load(
+                base, slide_id, 8, chunk // 8, seed, out / f"rss-{done}.json", ("--header", header)
+            )
             done += int(r["tiles"]) + int(r["errors"])
             samples.append((done, rss_mib(proc.pid)))
             print(f"rss: {done} requests, {samples[-1][1]:.0f} MiB", flush=True)
@@ -347,8 +350,15 @@ def main() -> int:
         if args.rss_tiles:
             # The default tile cache (256 MiB), as a deployment runs.
             rss_env = {**s3_env, "IAIN_TILE_CACHE_MB": "256"}
+            # Saved first: the long RSS run must not lose the comparison if it fails.
+            (args.out / "results.json").write_text(json.dumps(results, indent=1))
             results["rss_series"] = rss_over_requests(
-                rss_env, s3_id, args.rss_tiles, max(8000, args.rss_tiles // 10), args.out
+                rss_env,
+                s3_id,
+                args.rss_tiles,
+                max(8000, args.rss_tiles // 10),
+                args.out,
+                auth["s3"],
             )
 
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
