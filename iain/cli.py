@@ -132,8 +132,10 @@ def _convert(settings: Settings, catalogue: Catalogue, slide_id: str, name: str)
     elif outcome.status == "skipped":
         err.print(f"  {slide_id}: no conversion needed ({outcome.detail})")
     else:
-        err.print(f"  [yellow]{slide_id}: conversion failed[/yellow] ({outcome.detail}); "
-                  "served from its original")
+        err.print(
+            f"  [yellow]{slide_id}: conversion failed[/yellow] ({outcome.detail}); "
+            "served from its original"
+        )
 
 
 @cli.command()
