@@ -86,7 +86,9 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # Sessions in UTC: the API then gives every time in UTC on both databases, whatever the
+    # server's TimeZone (the tests run PostgreSQL in Europe/Paris to catch such slips).
+    return create_engine(url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"})
 
 
 def _migration_engine(url: str) -> Engine:
