@@ -8,9 +8,6 @@ them: the heatmap through exchange.overlays, the cells through the HTTP API."""
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,17 +24,14 @@ from iain.sample_overlays import CLASS_COLOURS, blob_heatmap, cell_features
 from iain.synthetic import write_synthetic_slide
 from tests import database
 from tests.browser import test_viewer
+from tests.browser.test_compare import running_hub
 from tests.browser.test_viewer import (
     SCREENSHOTS,
-    SERVER_START_S,
     Hub,
     Tab,
-    _die_with_parent,
-    _free_port,
     _hub_env,
     _ingest,
     _require_prerequisites,
-    _tail,
     wait_fully_loaded,
 )
 
@@ -61,33 +55,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     slide_file = home / "synthetic-HE.tiff"
     write_synthetic_slide(slide_file, WIDTH, HEIGHT, seed=5)
     _ingest(env, home, slide_file, "caen")
-    port = _free_port()
-    log = (home / "server.log").open("w")
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "uvicorn", "--factory", "iain.app:app_from_env"),
-            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
-        ],
-        cwd=home,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"the hub exited ({server.returncode}):\n{_tail(home / 'server.log')}")
-            try:
-                if httpx.get(url + "/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the hub did not answer:\n{_tail(home / 'server.log')}")
-            time.sleep(0.1)
+    with running_hub(home, env) as url:
         headers = test_viewer.browser_headers(home)
         slide = httpx.get(url + "/api/slides", timeout=30, headers=headers).json()[0]
         # The worker's two ways in: the Python API (heatmap) and HTTP (features).
@@ -112,14 +80,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         )
         assert posted.status_code == 201, posted.text
         yield Hub(url, {slide["name"]: slide}, headers=headers)
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
 
 
 def _open(tab: Tab, hub: Hub) -> dict[str, Any]:
