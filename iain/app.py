@@ -258,8 +258,19 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(tile_routes.router, dependencies=logged_in)
 
     @app.get("/api/health", tags=["ops"])
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    def health() -> dict[str, object]:
+        # The tile cache's fill tells an operator (and bench/rss.py) where memory goes.
+        cache = service.cache
+        return {
+            "status": "ok",
+            "tile_cache": {
+                "bytes": cache.size_bytes,
+                "max_bytes": cache.max_bytes,
+                "tiles": len(cache),
+                "hits": cache.hits,
+                "misses": cache.misses,
+            },
+        }
 
     if isinstance(store, LocalStore):
 

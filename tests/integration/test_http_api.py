@@ -72,6 +72,20 @@ def test_tiles_are_immutable_and_revalidate_with_304(settings, client):
     assert other.headers["etag"] != etag
 
 
+def test_health_shows_how_full_the_tile_cache_is(settings, client):
+    # What an operator reads to see where the hub's memory goes.
+    slide_id = ingest(settings, sample(SVS))
+    before = client.get("/api/health").json()
+    assert before["status"] == "ok"
+    assert before["tile_cache"]["max_bytes"] == settings.tile_cache_mb * 1024 * 1024
+    tile = client.get(f"/slides/{slide_id}_files/11/1_1.jpeg")
+    client.get(f"/slides/{slide_id}_files/11/1_1.jpeg")
+    after = client.get("/api/health").json()["tile_cache"]
+    assert after["tiles"] == before["tile_cache"]["tiles"] + 1
+    assert after["bytes"] >= before["tile_cache"]["bytes"] + len(tile.content)
+    assert after["hits"] > before["tile_cache"]["hits"]
+
+
 def test_iiif_info_and_images(settings, client):
     slide_id = ingest(settings, sample(SVS))
     info = client.get(f"/iiif/3/{slide_id}/info.json").json()
