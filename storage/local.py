@@ -120,6 +120,18 @@ class LocalStore:
         finally:
             os.close(fd)
 
+    def iter_chunks(self, key: str, chunk_size: int = _COPY_CHUNK) -> Iterator[bytes]:
+        if chunk_size < 1:
+            raise StorageError(f"chunk size must be positive, not {chunk_size}", key)
+        path = self._path(key)
+        try:
+            f = path.open("rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(f"no object {key!r}", key) from None
+        with f:
+            while chunk := f.read(chunk_size):
+                yield chunk
+
     def download(self, key: str, path: str) -> None:
         src = self._path(key)
         if not src.is_file():

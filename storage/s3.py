@@ -79,6 +79,8 @@ class S3Store:
         self._lock = threading.Lock()
         # Requests sent, by kind: lets tests and benchmarks count GETs per tile.
         self.requests: Counter[str] = Counter()
+        # Bytes received by reads (GETs): lets tests check what a pass over an object costs.
+        self.bytes_read = 0
 
     def _count(self, kind: str) -> None:
         with self._lock:
@@ -135,10 +137,13 @@ class S3Store:
         except (Urllib3Error, OSError) as exc:
             raise StorageError(f"read of {key!r} failed: {exc}", key) from exc
         try:
-            return response.read()
+            data: bytes = response.read()
         finally:
             response.close()
             response.release_conn()
+        with self._lock:
+            self.bytes_read += len(data)
+        return data
 
     def get(self, key: str) -> bytes:
         return self._read(key)
@@ -154,6 +159,28 @@ class S3Store:
         if len(data) != length:
             raise InvalidRange(f"range {offset}+{length} is past the end of {key!r}", key)
         return data
+
+    def iter_chunks(self, key: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        if chunk_size < 1:
+            raise StorageError(f"chunk size must be positive, not {chunk_size}", key)
+        check_key(key)
+        self._count("GET")
+        try:
+            response = self._client.get_object(self.bucket, key)
+        except S3Error as exc:
+            raise self._error(exc, key) from exc
+        except (Urllib3Error, OSError) as exc:
+            raise StorageError(f"read of {key!r} failed: {exc}", key) from exc
+        try:
+            for chunk in response.stream(chunk_size):
+                with self._lock:
+                    self.bytes_read += len(chunk)
+                yield chunk
+        except (Urllib3Error, OSError) as exc:
+            raise StorageError(f"read of {key!r} failed: {exc}", key) from exc
+        finally:
+            response.close()
+            response.release_conn()
 
     def download(self, key: str, path: str) -> None:
         check_key(key)

@@ -437,6 +437,29 @@ def test_download_replaces_the_file(store: ObjectStore, tmp_path: Path) -> None:
     assert os.listdir(downloads) == ["a.svs"]  # no temporary file left behind
 
 
+# --- streamed reads -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [0, 1, 3 * MiB + 17])
+def test_iter_chunks_gives_the_whole_object_in_bounded_chunks(
+    store: ObjectStore, length: int
+) -> None:
+    data = payload(length, seed=5)
+    store.put_bytes("slides/big.svs", data)
+    chunks = list(store.iter_chunks("slides/big.svs", chunk_size=MiB))
+    assert b"".join(chunks) == data
+    assert all(0 < len(chunk) <= MiB for chunk in chunks)
+
+
+def test_iter_chunks_of_a_missing_object(store: ObjectStore) -> None:
+    store.put_bytes("present", b"x")  # the S3 bucket exists
+    with pytest.raises(ObjectNotFound) as caught:
+        list(store.iter_chunks("absent"))
+    assert caught.value.key == "absent"
+    with pytest.raises(InvalidKey):
+        list(store.iter_chunks("../escape"))
+
+
 # --- multipart uploads ----------------------------------------------------------------------
 
 
