@@ -28,6 +28,9 @@ from tiles.readers.base import SlideProperties, check_region, parse_float, to_rg
 Fetch = Callable[[int, int], bytes]
 
 JPEG = 7  # TIFF compression code
+# Aperio JPEG 2000 whose codestream holds YCbCr components without the multi-component
+# transform: the decoder hands back YCbCr, which must be converted to RGB here.
+APERIO_JP2K_YCBCR = 33003
 # APP14 "Adobe" marker with transform 0: the components are RGB, not YCbCr.
 _ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
 
@@ -52,6 +55,8 @@ class _TiledLevel:
     jpeg_passthrough: bool
     # RGB (not YCbCr) JPEG, as Aperio writes: needs an Adobe marker to display right.
     jpeg_rgb: bool
+    # Decoded tiles are YCbCr (Aperio JPEG 2000, compression 33003).
+    ycbcr: bool
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,21 @@ def _tiled_level(page: Any) -> _TiledLevel | None:
         and page.samplesperpixel == 3
         and not getattr(page, "is_ndpi", False),
         jpeg_rgb=int(page.photometric) == 2,
+        ycbcr=_decodes_to_ycbcr(page),
     )
+
+
+def _decodes_to_ycbcr(page: Any) -> bool:
+    return int(page.compression) == APERIO_JP2K_YCBCR and page.samplesperpixel == 3
+
+
+def ycbcr_to_rgb(pixels: np.ndarray) -> np.ndarray:
+    """Full-range BT.601 (JFIF) YCbCr to RGB, as OpenSlide converts Aperio 33003 tiles."""
+    ycc = pixels[..., :3].astype(np.float32)
+    y, cb, cr = ycc[..., 0], ycc[..., 1] - 128.0, ycc[..., 2] - 128.0
+    rgb = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], axis=-1)
+    out: np.ndarray = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    return out
 
 
 def _check_compression(page: Any) -> None:
@@ -151,10 +170,14 @@ class TiffReader:
     def _read_levels(self) -> list[_TiledLevel | None]:
         series = self._slide.ts_tifffile.series[0]
         levels: list[_TiledLevel | None] = []
+        # Levels whose tiles decode to YCbCr, for the tiffslide fallback path.
+        self._ycbcr_levels: set[int] = set()
         for index, size in enumerate(self._properties.l_sizes):
             level = None
             if index < len(series.levels):
                 _check_compression(series.levels[index].keyframe)
+                if _decodes_to_ycbcr(series.levels[index].keyframe):
+                    self._ycbcr_levels.add(index)
             if index < len(series.levels) and len(series.levels[index].pages) == 1:
                 level = _tiled_level(series.levels[index].keyframe)
             if level is not None and (level.width, level.height) != (size.width, size.height):
@@ -262,14 +285,28 @@ class TiffReader:
             raise CorruptSlide(f"tile {index} has no data")
         pixels = np.asarray(pixels)
         # tifffile gives (depth, height, width, samples).
-        return to_rgb(pixels.reshape(pixels.shape[-3:]))
+        pixels = pixels.reshape(pixels.shape[-3:])
+        if lvl.ycbcr:
+            return ycbcr_to_rgb(pixels)
+        return to_rgb(pixels)
 
     def _read_with_tiffslide(self, level: int, r: Region) -> np.ndarray:
         downsample = self._properties.l_downsamples[level]
         l0 = (round(r.x * downsample), round(r.y * downsample))
         with self._lock:
             pixels = self._slide.read_region(l0, level, (r.width, r.height), as_array=True)
-        return to_rgb(np.asarray(pixels))
+        rgb = to_rgb(np.asarray(pixels))
+        if level in self._ycbcr_levels:
+            rgb = ycbcr_to_rgb(rgb)
+        # tiffslide fills outside the level with black; the protocol says white.
+        size = self._properties.l_sizes[level]
+        inside_w = min(r.width, max(0, size.width - r.x))
+        inside_h = min(r.height, max(0, size.height - r.y))
+        if inside_w < r.width or inside_h < r.height:
+            rgb = rgb.copy()
+            rgb[inside_h:, :] = 255
+            rgb[:, inside_w:] = 255
+        return rgb
 
     def associated_image(self, name: str) -> Image.Image:
         with self._lock:
