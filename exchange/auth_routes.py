@@ -4,13 +4,25 @@ The session cookie is HttpOnly (no script reads it), SameSite=Lax (other sites' 
 scripts do not send it; following a link does) and Secure in production. In development
 over plain http://127.0.0.1 a Secure cookie would never be sent back, so it is Secure only
 when the request came over https; production sets it whatever the scheme, since a TLS proxy
-in front of the hub may talk plain HTTP to it."""
+in front of the hub may talk plain HTTP to it.
+
+The client address (the throttle's key) is the TCP peer's, unless that peer is one of the
+trusted reverse proxies (IAIN_TRUSTED_PROXIES): then it is the first address of
+X-Forwarded-For, read from the right, that is not itself a trusted proxy. Anyone else's
+X-Forwarded-For is ignored: a client could write any address there.
+
+An OpenID Connect login that fails sends a browser back to the login page with a short
+reason code (/login?error=oidc_...), which the page explains in the user's language; an
+API client (no text/html in Accept) gets the JSON 4xx/5xx with the detail."""
 
 from __future__ import annotations
 
+import ipaddress
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -21,13 +33,16 @@ from exchange.auth import CurrentUser
 from exchange.catalogue import Catalogue
 from exchange.identity import Identities
 from exchange.models import User
-from exchange.oidc import PENDING_COOKIE, PENDING_S, OidcClient, OidcError, OidcRefused
+from exchange.oidc import PENDING_COOKIE, PENDING_S, OidcClient, OidcError
 from exchange.principal import Principal
 from exchange.sessions import SESSION_COOKIE, LoginThrottle, Sessions
 
 router = APIRouter(tags=["login"])
 
 OIDC_CALLBACK = "/api/login/oidc/callback"
+LOGIN_PAGE = "/login"
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -35,6 +50,8 @@ class LoginConfig:
     always_secure: bool  # production: Secure cookies even if the hub sees plain HTTP
     public_url: str  # the hub's public base URL ("" = the URL the request came to)
     session_s: int
+    # Reverse proxies whose X-Forwarded-For is believed (IAIN_TRUSTED_PROXIES).
+    trusted_proxies: Sequence[Network] = ()
 
 
 class LoginRequest(BaseModel):
@@ -70,8 +87,35 @@ def _set_session_cookie(request: Request, response: Response, secret: str) -> No
     )
 
 
-def _client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+def _trusted(address: str, proxies: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
+
+
+def client_address(request: Request) -> str:
+    """Who is logging in, as far as the hub can tell (see the module's docstring)."""
+    config: LoginConfig = request.app.state.login_config
+    peer = request.client.host if request.client else "unknown"
+    if not config.trusted_proxies or not _trusted(peer, config.trusted_proxies):
+        return peer
+    hops = [
+        hop.strip()
+        for header in request.headers.getlist("x-forwarded-for")
+        for hop in header.split(",")
+    ]
+    address = peer
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            break  # not written by a proxy of ours: what is left of it is the client's word
+        address = hop
+        if not _trusted(hop, config.trusted_proxies):
+            break
+    return address
 
 
 def _safe_next(target: str | None) -> str:
@@ -98,7 +142,7 @@ def login(body: LoginRequest, request: Request) -> Response:
     throttle: LoginThrottle = request.app.state.login_throttle
     catalogue: Catalogue = request.app.state.catalogue
     username = body.username.strip().lower()
-    keys = (f"user:{username}", f"addr:{_client_address(request)}")
+    keys = (f"user:{username}", f"addr:{client_address(request)}")
 
     # The audit names the account only when it exists: what was typed into the username
     # field of a failed login may be a password typed in the wrong field.
@@ -132,6 +176,7 @@ def login(body: LoginRequest, request: Request) -> Response:
         return JSONResponse({"detail": "wrong username or password"}, status_code=401)
 
     throttle.succeeded(keys[0])
+    sessions.prune_now_and_then()
     with catalogue.session() as session, session.begin():
         row, secret = sessions.start(session, user)
         audit.record(
@@ -188,12 +233,32 @@ def _redirect_uri(request: Request) -> str:
     return base + OIDC_CALLBACK
 
 
+def _wants_page(request: Request) -> bool:
+    """A browser navigating (it asks for HTML), not a script asking for JSON."""
+    return "text/html" in request.headers.get("accept", "")
+
+
+def _oidc_failed(request: Request, exc: OidcError) -> Response:
+    """A browser goes back to the login page, which explains `reason` (never the detail:
+    it may name the provider's internals); an API client gets the JSON error."""
+    if not _wants_page(request):
+        raise exc
+    response = RedirectResponse(
+        f"{LOGIN_PAGE}?{urlencode({'error': f'oidc_{exc.reason}'})}", status_code=303
+    )
+    response.delete_cookie(PENDING_COOKIE, path="/api/login/oidc")
+    return response
+
+
 @router.get("/api/login/oidc")
 def oidc_start(request: Request, next: str | None = None) -> Response:
     oidc: OidcClient | None = request.app.state.oidc
     if oidc is None:
         return JSONResponse({"detail": "OpenID Connect login is not configured"}, 404)
-    url, pending = oidc.begin(_redirect_uri(request), _safe_next(next))
+    try:
+        url, pending = oidc.begin(_redirect_uri(request), _safe_next(next))
+    except OidcError as exc:
+        return _oidc_failed(request, exc)
     response = RedirectResponse(url, status_code=303)
     response.set_cookie(
         PENDING_COOKIE,
@@ -231,14 +296,20 @@ def oidc_callback(request: Request) -> Response:
                 target_id=user.id,
                 detail={"method": "oidc", "session": row.id},
             )
-    except (OidcError, OidcRefused) as exc:
+    except OidcError as exc:
         with catalogue.session() as session, session.begin():
             audit.record(
                 session,
                 "login_failed",
-                detail={"reason": type(exc).__name__, "method": "oidc", "why": exc.message},
+                detail={
+                    "reason": type(exc).__name__,
+                    "code": exc.reason,
+                    "method": "oidc",
+                    "why": exc.message,
+                },
             )
-        raise
+        return _oidc_failed(request, exc)
+    sessions.prune_now_and_then()
     response = RedirectResponse(_safe_next(next_url), status_code=303)
     _set_session_cookie(request, response, secret)
     response.delete_cookie(PENDING_COOKIE, path="/api/login/oidc")

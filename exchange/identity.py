@@ -12,11 +12,12 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from exchange.catalogue import Catalogue, new_slide_id
 from exchange.errors import ExchangeError
@@ -27,8 +28,13 @@ TOKEN_PREFIX = "iain_"
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._@-]{1,149}")
 _HASHER = PasswordHasher()
 # A token seen recently is not looked up again for this long: the tile hot path must stay
-# cheap. Revoking a token clears the cache of this process at once (see revoke_token).
+# cheap. Revoking a token clears the cache of this process at once (see revoke_token), and
+# of the other processes within a second (RevocationWatch).
 TOKEN_CACHE_S = 30.0
+# How often a hub process asks which cached tokens or sessions were revoked elsewhere, and
+# how far back: a minute covers clocks of two machines a little apart.
+REVOCATION_POLL_S = 1.0
+REVOCATION_LOOKBACK_S = 60.0
 
 
 class IdentityError(ExchangeError):
@@ -82,6 +88,36 @@ def weak_password(password: str, username: str = "") -> str | None:
     return None
 
 
+class RevocationWatch:
+    """Credentials revoked lately by any process (the CLI, another hub process): a hub
+    caches tokens and sessions to keep tiles cheap, and drops the ones this returns. At most
+    one query per `REVOCATION_POLL_S`, whatever the traffic."""
+
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        id_column: InstrumentedAttribute[str],
+        revoked_column: InstrumentedAttribute[datetime | None],
+    ) -> None:
+        self.catalogue = catalogue
+        self._id = id_column
+        self._revoked = revoked_column
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def poll(self) -> list[str]:
+        now = time.monotonic()
+        if now < self._next or not self._lock.acquire(blocking=False):
+            return []
+        try:
+            self._next = now + REVOCATION_POLL_S
+            since = datetime.now(UTC) - timedelta(seconds=REVOCATION_LOOKBACK_S)
+            with self.catalogue.session() as session:
+                return list(session.scalars(select(self._id).where(self._revoked >= since)))
+        finally:
+            self._lock.release()
+
+
 class Identities:
     """Users and API tokens, in the catalogue's database."""
 
@@ -89,6 +125,7 @@ class Identities:
         self.catalogue = catalogue
         self._tokens: dict[str, tuple[Principal, float]] = {}
         self._lock = threading.Lock()
+        self._revoked = RevocationWatch(catalogue, ApiToken.id, ApiToken.revoked_at)
 
     def add_user(
         self,
@@ -167,9 +204,12 @@ class Identities:
             if token is None or token.revoked_at is not None:
                 return False
             token.revoked_at = datetime.now(UTC)
-        with self._lock:
-            self._tokens = {k: v for k, v in self._tokens.items() if v[0].token_id != token_id}
+        self.forget_tokens({token_id})
         return True
+
+    def forget_tokens(self, token_ids: set[str]) -> None:
+        with self._lock:
+            self._tokens = {k: v for k, v in self._tokens.items() if v[0].token_id not in token_ids}
 
     def principal_for_token(self, secret: str) -> Principal | None:
         """The caller a bearer token stands for, or None (unknown, expired, revoked)."""
@@ -177,6 +217,10 @@ class Identities:
             return None
         digest = hash_secret(secret)
         now = time.monotonic()
+        if self._tokens:
+            revoked = self._revoked.poll()
+            if revoked:
+                self.forget_tokens(set(revoked))
         cached = self._tokens.get(digest)
         if cached is not None and now - cached[1] < TOKEN_CACHE_S:
             return cached[0]
@@ -193,6 +237,17 @@ class Identities:
         with self._lock:
             self._tokens[digest] = (principal, now)
         return principal
+
+
+def revoke_tokens_of(session: Session, user_id: str) -> list[str]:
+    """Revokes every live token of a user in the caller's transaction: their ids."""
+    now = datetime.now(UTC)
+    tokens = session.scalars(
+        select(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+    ).all()
+    for token in tokens:
+        token.revoked_at = now
+    return [token.id for token in tokens]
 
 
 def _aware(moment: datetime) -> datetime:

@@ -242,6 +242,20 @@ class LoginSession(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
+class LoginFailure(Base):
+    """A failed login, kept for the throttle's window so that every hub process (and a
+    restarted one) counts the same failures. `key` is a keyed hash of "user:NAME" or
+    "addr:ADDRESS": what was typed as a username may be a password, never stored as such."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    key: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
 class Case(Base):
     """A specimen of one centre, known outside it only by its pseudonymous reference."""
 

@@ -40,15 +40,29 @@ _LEEWAY_S = 60  # clock skew between the provider and the hub
 
 
 class OidcError(ExchangeError):
-    """A login answer that cannot be trusted (state, nonce, token): 400."""
+    """A login answer that cannot be trusted (state, nonce, token): 400.
+
+    `reason` is a short code the login page turns into a message for the user (FR/EN in
+    viewer/src/strings.ts); the message itself may name internals and stays in the JSON
+    answer and the audit trail."""
+
+    default_reason = "invalid"
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or self.default_reason
 
 
-class OidcRefused(ExchangeError):
+class OidcRefused(OidcError):
     """A genuine login whose claims give no IAIN account (unknown centre, no role): 403."""
 
+    default_reason = "refused"
 
-class OidcUnavailable(ExchangeError):
+
+class OidcUnavailable(OidcError):
     """The provider did not answer, or answered nonsense: 502."""
+
+    default_reason = "unavailable"
 
 
 @dataclass(frozen=True)
@@ -174,7 +188,7 @@ class OidcClient:
         """The provider's answer -> the ID token's verified claims and where to go next."""
         if "error" in params:
             why = params.get("error_description") or params["error"]
-            raise OidcRefused(f"the login provider refused the login: {why[:200]}")
+            raise OidcRefused(f"the login provider refused the login: {why[:200]}", "provider")
         pending = self._verify(pending_cookie)
         state = params.get("state", "")
         if not hmac.compare_digest(state.encode(), str(pending["state"]).encode()):
@@ -232,13 +246,15 @@ class OidcClient:
         if not isinstance(raw_centre, str) or not raw_centre:
             raise OidcRefused(
                 f"the login provider gave no centre (claim {config.centre_claim!r}): "
-                "ask your administrator to map your account to an IAIN centre"
+                "ask your administrator to map your account to an IAIN centre",
+                "unknown_centre",
             )
         centre = config.centre_map.get(raw_centre, raw_centre)
         if centre not in centres:
             raise OidcRefused(
                 f"the centre {raw_centre!r} from the login provider is not an IAIN centre "
-                f"(known: {', '.join(sorted(centres))})"
+                f"(known: {', '.join(sorted(centres))})",
+                "unknown_centre",
             )
         roles = []
         for value in _strings(claims.get(config.roles_claim)):
@@ -248,7 +264,8 @@ class OidcClient:
         if not roles:
             raise OidcRefused(
                 f"the login provider gave no IAIN role (claim {config.roles_claim!r}): "
-                "ask your administrator for one"
+                "ask your administrator for one",
+                "no_role",
             )
         rpps = claims.get(config.rpps_claim)
         rpps_text = str(rpps) if rpps is not None else None
@@ -287,7 +304,7 @@ class OidcClient:
             session.add(user)
         else:
             if not user.active:
-                raise OidcRefused("this account is deactivated on IAIN")
+                raise OidcRefused("this account is deactivated on IAIN", "disabled")
             user.centre = claimed.centre
             user.roles = claimed.roles
             user.rpps = claimed.rpps or user.rpps
@@ -304,7 +321,9 @@ class OidcClient:
 
     def _verify(self, cookie: str | None) -> dict[str, Any]:
         if not cookie or "." not in cookie:
-            raise OidcError("no login was started from this browser (or it took too long)")
+            raise OidcError(
+                "no login was started from this browser (or it took too long)", "expired"
+            )
         body, _, mac = cookie.partition(".")
         expected = _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
         if not hmac.compare_digest(mac.encode(), expected.encode()):
@@ -313,7 +332,7 @@ class OidcClient:
             base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         )
         if int(payload.get("exp", 0)) < time.time():
-            raise OidcError("the login took too long: start again")
+            raise OidcError("the login took too long: start again", "expired")
         return payload
 
 

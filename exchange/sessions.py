@@ -3,29 +3,43 @@
 A session is a 256-bit random secret in an HttpOnly cookie; only its SHA-256 is stored
 (LoginSession.secret_hash), so a copy of the database does not let anyone log in. Each
 session has its own CSRF token, which the browser reads from the login answer or /api/me
-and sends back as `X-CSRF-Token` on every request that changes something."""
+and sends back as `X-CSRF-Token` on every request that changes something.
+
+Sessions that expired or were ended are pruned: now and then at login, and by
+`iain sessions prune`. An admin ending a session (`iain sessions end`, `iain users disable`)
+runs in another process than the hub: each hub process asks the database, at most once per
+second, which sessions were ended lately, and drops them from its cache."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import math
 import secrets
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from exchange.catalogue import Catalogue, new_slide_id
-from exchange.identity import hash_secret, principal_of
-from exchange.models import LoginSession, User
+from exchange.identity import RevocationWatch, hash_secret, principal_of
+from exchange.models import LoginFailure, LoginSession, User
 from exchange.principal import Principal
 
 SESSION_COOKIE = "iain_session"
 CSRF_HEADER = "x-csrf-token"
 # Like API tokens: a session seen recently is not looked up again for this long. Logging out
-# (or revoking) clears this process's cache at once.
+# clears this process's cache at once; an end decided elsewhere shows within a second
+# (RevocationWatch).
 SESSION_CACHE_S = 30.0
+# Expired sessions are deleted at most this often by the logins of one hub process.
+PRUNE_EVERY_S = 600.0
+# An ended session's row outlives its end by this much, so that every hub process sees the
+# end (RevocationWatch looks a minute back) before the row goes.
+ENDED_KEPT = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -33,6 +47,23 @@ class ActiveSession:
     principal: Principal
     csrf_token: str
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What an admin sees of a session: never its secret nor its CSRF token."""
+
+    id: str
+    username: str
+    centre: str
+    created_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None
+
+    def state(self, now: datetime) -> str:
+        if self.ended_at is not None:
+            return "ended"
+        return "expired" if self.expires_at <= now else "live"
 
 
 class Sessions:
@@ -43,6 +74,8 @@ class Sessions:
         self.lifetime = lifetime
         self._cache: dict[str, tuple[ActiveSession, float]] = {}
         self._lock = threading.Lock()
+        self._ended = RevocationWatch(catalogue, LoginSession.id, LoginSession.revoked_at)
+        self._last_prune = -math.inf
 
     def start(self, session: Session, user: User) -> tuple[LoginSession, str]:
         """A new session for `user`, added in the caller's transaction (with its audit row):
@@ -65,6 +98,9 @@ class Sessions:
             return None
         digest = hash_secret(secret)
         now = time.monotonic()
+        if self._cache:
+            for ended in self._ended.poll():
+                self.forget(ended)
         cached = self._cache.get(digest)
         if cached is not None and now - cached[1] < SESSION_CACHE_S:
             active = cached[0]
@@ -108,46 +144,126 @@ class Sessions:
                 k: v for k, v in self._cache.items() if v[0].principal.session_id != session_id
             }
 
+    def listing(self, username: str | None = None, *, ended: bool = False) -> list[SessionInfo]:
+        """Sessions, newest first: the live ones, or all not yet pruned with `ended`."""
+        now = datetime.now(UTC)
+        query = select(LoginSession, User).join(User, User.id == LoginSession.user_id)
+        if username is not None:
+            query = query.where(User.username == username.strip().lower())
+        if not ended:
+            query = query.where(LoginSession.revoked_at.is_(None), LoginSession.expires_at > now)
+        with self.catalogue.session() as session:
+            rows = session.execute(query.order_by(LoginSession.created_at.desc())).all()
+        return [
+            SessionInfo(
+                id=row.id,
+                username=user.username,
+                centre=user.centre,
+                created_at=_aware(row.created_at),
+                expires_at=_aware(row.expires_at),
+                ended_at=_aware(row.revoked_at) if row.revoked_at is not None else None,
+            )
+            for row, user in rows
+        ]
+
+    def prune(self, now: datetime | None = None) -> int:
+        """Deletes expired sessions, and ended ones once every hub process saw them end:
+        how many."""
+        now = now or datetime.now(UTC)
+        with self.catalogue.session() as session, session.begin():
+            result = session.execute(
+                delete(LoginSession).where(
+                    or_(
+                        LoginSession.expires_at <= now,
+                        LoginSession.revoked_at <= now - ENDED_KEPT,
+                    )
+                )
+            )
+        self._last_prune = time.monotonic()
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def prune_now_and_then(self) -> None:
+        """Called at each login: prunes when the last prune of this process is old."""
+        if time.monotonic() - self._last_prune >= PRUNE_EVERY_S:
+            self.prune()
+
+
+def end_sessions_of(session: Session, user_id: str) -> list[str]:
+    """Ends every live session of a user in the caller's transaction: their ids."""
+    now = datetime.now(UTC)
+    rows = session.scalars(
+        select(LoginSession).where(
+            LoginSession.user_id == user_id,
+            LoginSession.revoked_at.is_(None),
+            LoginSession.expires_at > now,
+        )
+    ).all()
+    for row in rows:
+        row.revoked_at = now
+    return [row.id for row in rows]
+
 
 class LoginThrottle:
     """At most `max_failures` failed logins per username and per client address within
-    `window_s`; past that, logins from there are refused (429) until the oldest failure
-    leaves the window. In memory: each hub process counts its own (a restart forgives)."""
+    `window_s`; past that, logins from there are refused (429) until enough failures leave
+    the window. The failures are rows of the database (LoginFailure), so every hub process
+    counts the same ones and a restart forgives nothing. Their keys are hashed with the
+    hub's secret: a username field may hold a mistyped password."""
 
-    def __init__(self, max_failures: int, window_s: float) -> None:
+    def __init__(
+        self, catalogue: Catalogue, max_failures: int, window_s: float, *, secret: bytes
+    ) -> None:
+        self.catalogue = catalogue
         self.max_failures = max_failures
         self.window_s = window_s
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+        self._secret = hashlib.sha256(b"iain-login-throttle|" + secret).digest()
+
+    def _key(self, key: str) -> str:
+        return hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()
 
     def retry_after(self, *keys: str) -> float:
         """Seconds until a login under these keys may be tried again; 0 when it may now."""
-        now = time.monotonic()
+        now = datetime.now(UTC)
+        hashed = [self._key(k) for k in keys]
+        with self.catalogue.session() as session:
+            rows = session.execute(
+                select(LoginFailure.key, LoginFailure.at)
+                .where(
+                    LoginFailure.key.in_(hashed),
+                    LoginFailure.at > now - timedelta(seconds=self.window_s),
+                )
+                .order_by(LoginFailure.at)
+            ).all()
         wait = 0.0
-        with self._lock:
-            for key in keys:
-                times = self._recent(key, now)
-                if len(times) >= self.max_failures:
-                    wait = max(wait, times[0] + self.window_s - now)
-                elif not times:
-                    del self._failures[key]  # bounded memory: only keys with recent failures
+        for key in hashed:
+            times = [_aware(at) for k, at in rows if k == key]
+            if len(times) >= self.max_failures:
+                # Tries come back once the failures in the window fall below the maximum.
+                leaves = times[len(times) - self.max_failures] + timedelta(seconds=self.window_s)
+                wait = max(wait, (leaves - now).total_seconds())
         return wait
 
     def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                self._recent(key, now).append(now)
+        now = datetime.now(UTC)
+        with self.catalogue.session() as session, session.begin():
+            session.add_all(LoginFailure(key=self._key(k), at=now) for k in keys)
+            # Failures past the window count no more: the table stays small.
+            session.execute(
+                delete(LoginFailure).where(
+                    LoginFailure.at <= now - timedelta(seconds=self.window_s)
+                )
+            )
 
     def succeeded(self, key: str) -> None:
-        with self._lock:
-            self._failures.pop(key, None)
+        with self.catalogue.session() as session, session.begin():
+            session.execute(delete(LoginFailure).where(LoginFailure.key == self._key(key)))
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        times = self._failures.setdefault(key, deque())
-        while times and times[0] <= now - self.window_s:
-            times.popleft()
-        return times
+    def prune(self) -> int:
+        """Deletes failures past the window: how many."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.window_s)
+        with self.catalogue.session() as session, session.begin():
+            result = session.execute(delete(LoginFailure).where(LoginFailure.at <= cutoff))
+        return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _aware(moment: datetime) -> datetime:

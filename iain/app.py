@@ -199,11 +199,17 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.on_slide_view = audit_hooks.on_slide_view
     app.state.on_associated_view = audit_hooks.on_associated_view
     app.state.sessions = Sessions(catalogue, lifetime=timedelta(hours=settings.session_hours))
-    app.state.login_throttle = LoginThrottle(settings.login_max_failures, settings.login_window_s)
+    app.state.login_throttle = LoginThrottle(
+        catalogue,
+        settings.login_max_failures,
+        settings.login_window_s,
+        secret=settings.secret_key.get_secret_value().encode(),
+    )
     app.state.login_config = auth_routes.LoginConfig(
         always_secure=settings.mode == "production",
         public_url=settings.public_url,
         session_s=int(settings.session_hours * 3600),
+        trusted_proxies=tuple(settings.trusted_proxies),
     )
     app.state.oidc = oidc_client(settings)
     app.state.uploads = Uploads(

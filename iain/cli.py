@@ -24,6 +24,7 @@ from exchange.errors import ExchangeError
 from exchange.ingest import ingest_path
 from iain.app import build_store, conversion_config, create_app
 from iain.audit_cli import audit_cli
+from iain.sessions_cli import sessions_cli
 from iain.settings import Settings
 from iain.users_cli import tokens_cli, users_cli
 from storage import StorageError
@@ -54,7 +55,16 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
         raise typer.Exit(2) from exc
     host, port = host or settings.host, port or settings.port
     out.print(f"IAIN serving on http://{host}:{port}/  (storage: {settings.storage_url})")
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    # uvicorn believes X-Forwarded-For/-Proto from the trusted proxies only (its default
+    # would trust 127.0.0.1): the same list as the login throttle's (IAIN_TRUSTED_PROXIES).
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        forwarded_allow_ips=[str(n) for n in settings.trusted_proxies],
+    )
 
 
 @cli.command()
@@ -304,6 +314,7 @@ def prune_uploads(
 cli.add_typer(audit_cli, name="audit")
 cli.add_typer(users_cli, name="users")
 cli.add_typer(tokens_cli, name="tokens")
+cli.add_typer(sessions_cli, name="sessions")
 
 
 def main() -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import PositiveInt, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import IPvAnyNetwork, PositiveInt, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SECRET = "iain-development-secret-change-me"
 # Client secrets seen in examples and quick starts: never a production one.
@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     session_hours: float = 12.0
     login_max_failures: int = 5
     login_window_s: float = 300.0
+    # Reverse proxies whose X-Forwarded-For gives the client address (the login throttle's
+    # key), as addresses or CIDR networks separated by commas, e.g. "10.0.0.0/8,::1".
+    # Default none: the TCP peer is the client, whatever a header says.
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = []
     # OpenID Connect (authorisation code + PKCE), e.g. Pro Santé Connect or Keycloak: on
     # when an issuer is set. The callback is PUBLIC_URL/api/login/oidc/callback (PUBLIC_URL
     # defaults to the URL the browser used).
@@ -73,6 +77,13 @@ class Settings(BaseSettings):
     oidc_username_claim: str = "preferred_username"
     oidc_centre_map: dict[str, str] = {}
     oidc_role_map: dict[str, str] = {}
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     @model_validator(mode="after")
     def _defaults_under_home(self) -> Settings:
