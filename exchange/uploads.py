@@ -9,17 +9,25 @@ one part in memory at a time and never makes a second copy of the slide in stora
 Checksums: each part is hashed as it passes through the hub (and checked against the
 client's X-Part-Sha256 when given), so a part damaged in transit is refused at once and only
 that part is sent again. SHA-256 digests of parts cannot be combined into the file's
-digest, so the whole-file SHA-256 is checked at completion, on the local copy that the
-sandboxed inspection needs anyway: one read of the file, not two."""
+digest, so the whole-file SHA-256 is checked at completion by one streamed pass over the
+stored object: what is checked is what will be served.
+
+Validation: a TIFF-family slide is inspected in place, by byte ranges of the stored object,
+so completing a 2 GB upload needs no free local disk and no download; formats that OpenSlide
+reads from local files are copied down once, hashed on the way (see _verify_and_record)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
+import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,13 +41,20 @@ from exchange.models import Slide, Upload, UploadFile, UploadPart
 from storage import ObjectStore, StorageError, UploadGone
 from storage.base import check_key
 from tiles.errors import TilesError
+from tiles.formats import TIFF_MAGICS
 from tiles.ingest import Inspection
 from tiles.location import SlideLocation, index_key, original_key, slide_prefix
-from tiles.sandbox import inspect_in_sandbox
+from tiles.sandbox import inspect_in_sandbox, inspect_stored_in_sandbox
 
 MAX_FILES = 5000
 MAX_PATH = 500
 MAX_PARTS = 10_000  # S3's limit per object
+_CHUNK = 1024 * 1024  # streamed reads of stored files
+# Local copies (formats OpenSlide reads from files) live in work_dir folders named so.
+_COPY_PREFIX = "upload-"
+_STALE_COPY_S = 24 * 3600
+# Where the paths of a slide inspected in storage seem to lie (they are never opened).
+_IN_PLACE_ROOT = Path("/stored")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _ID = re.compile(r"[a-z0-9]{1,32}")
 
@@ -162,6 +177,20 @@ class Uploads:
         self.work_dir = work_dir
         self._lock = threading.Lock()
         self._completing: set[str] = set()
+        self._remove_stale_copies()
+
+    def _remove_stale_copies(self) -> None:
+        """Local copies left by a hub killed during a completion. Only old ones: another
+        hub process may share the work dir and be completing an upload right now."""
+        if not self.work_dir.is_dir():
+            return
+        cutoff = time.time() - _STALE_COPY_S
+        for path in self.work_dir.glob(_COPY_PREFIX + "*"):
+            try:
+                if path.is_dir() and path.stat().st_mtime < cutoff:
+                    shutil.rmtree(path, ignore_errors=True)
+            except OSError:
+                continue  # removed meanwhile
 
     # --- create / inspect / abort -----------------------------------------------------------
 
@@ -434,35 +463,84 @@ class Uploads:
             raise
 
     def _verify_and_record(self, upload: Upload, files: Sequence[UploadFile]) -> Slide:
+        """Checks every file's SHA-256 against storage and validates the slide, then records
+        it: nothing is visible as a slide before both have passed.
+
+        A single TIFF-family file (SVS, NDPI, generic tiled TIFF) is validated in place: the
+        sandboxed parser reads the stored object by byte ranges while the hub streams it
+        once through SHA-256, so nothing of its size touches the local disk. Slides that
+        OpenSlide must open from local files (an MRXS folder, a DICOM series, any other
+        format) are copied into a temporary folder of the work dir, hashed on the way; the
+        copy is deleted whatever happens, and copies left by a killed hub are removed when
+        the next one starts (see _remove_stale_copies)."""
+        main = files[0]
+        verified = False
+        if len(files) == 1 and main.size >= 4 and self._maybe_tiff(main):
+            inspection, verified = self._inspect_in_place(main)
+            if inspection is not None:
+                return self._record(upload, files, inspection, _IN_PLACE_ROOT)
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        # The sandbox reads a local path: the files are copied down once, hashed on the way.
-        with tempfile.TemporaryDirectory(prefix="upload-", dir=self.work_dir) as tmp:
+        with tempfile.TemporaryDirectory(prefix=_COPY_PREFIX, dir=self.work_dir) as tmp:
             root = Path(tmp).resolve() / "files"
             for f in files:
                 local = root / f.path
                 local.parent.mkdir(parents=True, exist_ok=True)
-                self.store.download(f.key, str(local))
-                digest = sha256_file(local)
-                if digest != f.sha256:
-                    raise ChecksumMismatch(
-                        f"file {f.path!r}: its SHA-256 is {digest}, not the declared "
-                        f"{f.sha256}: the upload is refused"
-                    )
+                digest = hashlib.sha256()
+                with local.open("wb") as out:
+                    for chunk in self.store.iter_chunks(f.key, _CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+                if not verified:
+                    _check_digest(f, digest.hexdigest())
             target = root / files[0].path if len(files) == 1 else root
-            inspection = inspect_in_sandbox(target)
-            loc = self._location(upload.slide_id, files, inspection, root)
-            # Like `iain ingest`: queued for its normalised pyramid, served from the original
-            # until it is built.
+            return self._record(upload, files, inspect_in_sandbox(target), root)
+
+    def _maybe_tiff(self, f: UploadFile) -> bool:
+        return self.store.get_range(f.key, 0, 4) in TIFF_MAGICS
+
+    def _inspect_in_place(self, f: UploadFile) -> tuple[Inspection | None, bool]:
+        """(the in-place inspection, or None when the file needs a local copy; True: its
+        SHA-256 is verified). The hash pass runs beside the sandboxed parse."""
+        with ThreadPoolExecutor(1, thread_name_prefix="upload-sha256") as pool:
+            hashing = pool.submit(self._check_stored_sha256, f)
             try:
-                slide = self.catalogue.add_slide(
-                    upload.name, upload.centre, loc, inspection, convert=True
+                inspection = inspect_stored_in_sandbox(
+                    functools.partial(self.store.get_range, f.key),
+                    f.size,
+                    _IN_PLACE_ROOT / f.path,
+                    _IN_PLACE_ROOT,
                 )
-            except IntegrityError:
-                # Another hub process completed the same upload first: same slide id.
-                recorded = self.catalogue.get(upload.slide_id)
-                if recorded is None:
-                    raise
-                slide = recorded
+            except (TilesError, StorageError):
+                # Bytes that are not the declared file say so first: a parse error of
+                # damaged bytes would hide the cause.
+                hashing.result()
+                raise
+            hashing.result()
+        return inspection, True
+
+    def _check_stored_sha256(self, f: UploadFile) -> None:
+        """One streamed pass over the stored object, a chunk in memory at a time."""
+        digest = hashlib.sha256()
+        for chunk in self.store.iter_chunks(f.key, _CHUNK):
+            digest.update(chunk)
+        _check_digest(f, digest.hexdigest())
+
+    def _record(
+        self, upload: Upload, files: Sequence[UploadFile], inspection: Inspection, root: Path
+    ) -> Slide:
+        loc = self._location(upload.slide_id, files, inspection, root)
+        # Like `iain ingest`: queued for its normalised pyramid, served from the original
+        # until it is built.
+        try:
+            slide = self.catalogue.add_slide(
+                upload.name, upload.centre, loc, inspection, convert=True
+            )
+        except IntegrityError:
+            # Another hub process completed the same upload first: same slide id.
+            recorded = self.catalogue.get(upload.slide_id)
+            if recorded is None:
+                raise
+            slide = recorded
         self._set_status(upload.id, "complete")
         return slide
 
@@ -492,6 +570,14 @@ class Uploads:
             index_key=idx_key,
             content_hash=main.sha256,  # verified above
             l_sizes=inspection.properties.l_sizes,
+        )
+
+
+def _check_digest(f: UploadFile, digest: str) -> None:
+    if digest != f.sha256:
+        raise ChecksumMismatch(
+            f"file {f.path!r}: its SHA-256 is {digest}, not the declared {f.sha256}: "
+            "the upload is refused"
         )
 
 

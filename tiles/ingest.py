@@ -10,12 +10,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
+
+import tifffile
 
 from storage import ObjectStore
-from storage.rangefile import pack_spans
+from storage.rangefile import RangeFile, pack_spans
 from tiles.errors import CorruptSlide, TilesError, UnsupportedSlide
-from tiles.formats import ReaderKind, SlideFiles, collect
+from tiles.formats import TIFF_MAGICS, ReaderKind, SlideFiles, collect
 from tiles.geometry import Region
 from tiles.location import SlideLocation, index_key, original_key
 from tiles.readers.base import SlideProperties, SlideReader
@@ -35,9 +37,13 @@ class Inspection:
     properties: SlideProperties
     # For TIFF-family slides: the bytes the parser reads on open (see storage.rangefile).
     index: bytes | None
+    # Set when the files were inspected in storage (their paths are then no local files).
+    size_bytes: int | None = None
 
     @property
     def total_bytes(self) -> int:
+        if self.size_bytes is not None:
+            return self.size_bytes
         return sum(p.stat().st_size for p in self.files.files)
 
 
@@ -75,6 +81,62 @@ def inspect_slide(path: Path) -> Inspection:
         reader, index = open_local(files)
     except TilesError as exc:
         raise type(exc)(f"{path.name}: {exc.message}") from exc
+    return _check(path, files, reader, index)
+
+
+# TIFF files that OpenSlide serves (formats.collect sends them to ReaderKind.OPENSLIDE):
+# in storage, they are recognised by tifffile's flags or the scanner's Software tag.
+_OPENSLIDE_TIFF_FLAGS = ("is_scn", "is_philips", "is_bif")
+_OPENSLIDE_TIFF_SOFTWARE = ("MedScan",)  # Trestle
+
+
+def _stored_tiff_vendor(fetch: Callable[[int, int], bytes], size: int) -> tuple[bool, str | None]:
+    """(whether our TiffReader serves the file, the vendor formats.collect would name)."""
+    try:
+        with tifffile.TiffFile(cast(BinaryIO, RangeFile(fetch, size))) as tif:
+            if any(getattr(tif, flag) for flag in _OPENSLIDE_TIFF_FLAGS):
+                return False, None
+            page = tif.pages.first
+            if str(page.software).startswith(_OPENSLIDE_TIFF_SOFTWARE):
+                return False, None
+            if tif.is_svs:
+                return True, "aperio"
+            if tif.is_ndpi:
+                return True, "hamamatsu"
+            return True, "generic-tiff" if page.is_tiled else None
+    except Exception:
+        # Unparseable here: the TiffReader below refuses it with the reason a local file
+        # would get.
+        return True, None
+
+
+def inspect_stored(
+    fetch: Callable[[int, int], bytes], size: int, main: Path, root: Path
+) -> Inspection | None:
+    """inspect_slide() for a single-file slide already in storage, read by byte ranges
+    (`fetch` behaves like pread: a read past the end comes back short): the same Inspection,
+    header pack included, without a local copy. Returns None when the file is not of the
+    TIFF family that our TiffReader reads in place (DICOM, an OpenSlide-only TIFF...): its
+    caller then inspects a local copy, since OpenSlide reads only local files."""
+    if size == 0 or main.suffix.lower() in (".vms", ".mrxs"):
+        return None
+    if fetch(0, 4) not in TIFF_MAGICS:
+        return None
+    ours, vendor = _stored_tiff_vendor(fetch, size)
+    if not ours:
+        return None
+    files = SlideFiles(main=main, files=(main,), root=root, kind=ReaderKind.TIFF, vendor=vendor)
+    try:
+        reader = TiffReader(fetch, size)
+        index = pack_spans(reader.file.fetched)
+    except TilesError as exc:
+        raise type(exc)(f"{main.name}: {exc.message}") from exc
+    inspection = _check(main, files, reader, index)
+    return Inspection(files=files, properties=inspection.properties, index=index, size_bytes=size)
+
+
+def _check(path: Path, files: SlideFiles, reader: SlideReader, index: bytes | None) -> Inspection:
+    """Sanity limits and a decoded probe on an opened slide; closes the reader."""
     try:
         props = reader.properties
         if any(s.width > MAX_SIDE or s.height > MAX_SIDE for s in props.l_sizes):
