@@ -255,8 +255,14 @@ class LoginThrottle:
             )
 
     def succeeded(self, key: str) -> None:
+        """Forgives `key`'s failures (the username's, not the address's)."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.window_s)
         with self.catalogue.session() as session, session.begin():
-            session.execute(delete(LoginFailure).where(LoginFailure.key == self._key(key)))
+            session.execute(
+                delete(LoginFailure).where(
+                    or_(LoginFailure.key == self._key(key), LoginFailure.at <= cutoff)
+                )
+            )
 
     def prune(self) -> int:
         """Deletes failures past the window: how many."""
