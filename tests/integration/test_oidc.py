@@ -217,3 +217,80 @@ def test_without_configuration_there_is_no_oidc_login(settings: Settings) -> Non
     with TestClient(create_app(settings)) as c:
         assert c.get("/api/login/options").json()["oidc"] is False
         assert c.get("/api/login/oidc", follow_redirects=False).status_code == 404
+
+
+# A browser navigating: it asks for HTML, so a failed login brings it back to the login page.
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def test_a_browser_lands_on_the_login_page_when_the_state_is_tampered(
+    provider: str, hub: TestClient
+) -> None:
+    set_claims(provider, "psc-7", centre="lille", roles=["pathologist"])
+    callback = authorize(hub, "psc-7")
+    parts = urlsplit(callback)
+    query = parse_qs(parts.query)
+    query["state"] = ["forged-" + query["state"][0]]
+    forged = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
+    answer = hub.get(forged, headers=BROWSER, follow_redirects=False)
+    assert answer.status_code == 303
+    # A reason code for the page to explain, never the detail nor the provider's answer.
+    assert answer.headers["location"] == "/login?error=oidc_invalid"
+    assert "iain_oidc=" in answer.headers["set-cookie"]  # the pending login is cleared
+    assert hub.get("/api/me").status_code == 401 and users(hub) == []
+    [event] = failures(hub)
+    assert event.detail["code"] == "invalid" and "state" in event.detail["why"]
+
+
+def test_a_browser_is_told_when_its_centre_or_role_is_unknown(
+    provider: str, hub: TestClient
+) -> None:
+    set_claims(provider, "psc-8", centre="CHU-NANTES", roles=["anapath"])
+    answer = hub.get(authorize(hub, "psc-8"), headers=BROWSER, follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/login?error=oidc_unknown_centre"
+    assert "NANTES" not in answer.headers["location"]
+
+    set_claims(provider, "psc-9", centre="rouen", roles=["offline_access"])
+    answer = hub.get(authorize(hub, "psc-9"), headers=BROWSER, follow_redirects=False)
+    assert answer.headers["location"] == "/login?error=oidc_no_role"
+    assert users(hub) == []
+
+
+def test_a_login_denied_at_the_provider(provider: str, hub: TestClient) -> None:
+    start = hub.get("/api/login/oidc", follow_redirects=False)
+    with httpx.Client() as browser:
+        denied = browser.post(start.headers["location"], data={"sub": "psc-10", "action": "deny"})
+    assert denied.status_code == 302, denied.text
+    callback = denied.headers["location"]
+    assert "error=access_denied" in callback
+    # A script gets the JSON refusal; a browser, the login page.
+    api = hub.get(callback, follow_redirects=False)
+    assert api.status_code == 403 and "refused the login" in api.json()["detail"]
+    page = hub.get(callback, headers=BROWSER, follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == "/login?error=oidc_provider"
+
+
+def test_a_disabled_account_cannot_log_in_through_the_provider(
+    provider: str, hub: TestClient
+) -> None:
+    set_claims(provider, "psc-11", centre="lille", roles=["anapath"], preferred_username="a.b")
+    assert hub.get(authorize(hub, "psc-11"), follow_redirects=False).status_code == 303
+    [user] = users(hub)
+    with hub.app.state.catalogue.session() as session, session.begin():  # type: ignore[attr-defined]
+        session.get(User, user.id).active = False  # what `iain users disable` sets
+    hub.cookies.clear()
+    answer = hub.get(authorize(hub, "psc-11"), headers=BROWSER, follow_redirects=False)
+    assert answer.headers["location"] == "/login?error=oidc_disabled"
+    assert hub.get("/api/me").status_code == 401
+
+
+def test_an_unreachable_provider(settings: Settings) -> None:
+    settings.oidc_issuer = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings.oidc_client_id = CLIENT_ID
+    with TestClient(create_app(settings)) as c:
+        api = c.get("/api/login/oidc", follow_redirects=False)
+        assert api.status_code == 502 and "did not answer" in api.json()["detail"]
+        page = c.get("/api/login/oidc", headers=BROWSER, follow_redirects=False)
+        assert page.status_code == 303
+        assert page.headers["location"] == "/login?error=oidc_unavailable"

@@ -59,6 +59,15 @@ export async function showLogin(root: HTMLElement, next: string): Promise<void> 
   );
   username.focus();
 
+  // A failed sign-in at the identity provider comes back as /login?error=oidc_…: a code,
+  // explained here; never text from the URL itself.
+  const failure = new URLSearchParams(window.location.search).get("error");
+  if (failure !== null && failure.startsWith("oidc_")) {
+    // (Every key of oidcErrors starts with "oidc_", so no inherited property can match.)
+    message.textContent = t.login.oidcErrors[failure] ?? t.login.oidcFailed;
+    message.hidden = false;
+  }
+
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     void signIn();

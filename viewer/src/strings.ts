@@ -235,6 +235,19 @@ export const en = {
     throttled: (seconds: number) => `Too many failed attempts. Try again in ${Math.ceil(seconds / 60)} min.`,
     or: "or",
     oidc: (label: string) => `Sign in with ${label}`,
+    /** Why a sign-in through the identity provider failed: the hub's /login?error= codes. */
+    oidcErrors: {
+      oidc_invalid: "The sign-in could not be verified. Please try again.",
+      oidc_expired: "The sign-in took too long or was started in another browser. Please try again.",
+      oidc_provider: "The sign-in was cancelled or refused at the identity provider.",
+      oidc_unknown_centre:
+        "Your account at the identity provider is not linked to an IAIN centre. Ask your administrator.",
+      oidc_no_role: "Your account has no IAIN role yet. Ask your administrator.",
+      oidc_disabled: "This account is disabled on IAIN. Ask your administrator.",
+      oidc_refused: "The sign-in was refused. Ask your administrator.",
+      oidc_unavailable: "The identity provider cannot be reached right now. Try again later.",
+    } as Record<string, string>,
+    oidcFailed: "Signing in through the identity provider failed. Please try again.",
   },
   account: {
     signedInAs: (name: string, centre: string) => `Signed in as ${name} (${centre})`,
@@ -501,6 +514,19 @@ export const fr: Strings = {
     throttled: (seconds) => `Trop de tentatives échouées. Réessayez dans ${Math.ceil(seconds / 60)} min.`,
     or: "ou",
     oidc: (label) => `Se connecter avec ${label}`,
+    oidcErrors: {
+      oidc_invalid: "La connexion n’a pas pu être vérifiée. Veuillez réessayer.",
+      oidc_expired:
+        "La connexion a pris trop de temps ou a été commencée dans un autre navigateur. Veuillez réessayer.",
+      oidc_provider: "La connexion a été annulée ou refusée par le fournisseur d’identité.",
+      oidc_unknown_centre:
+        "Votre compte chez le fournisseur d’identité n’est rattaché à aucun centre IAIN. Contactez votre administrateur.",
+      oidc_no_role: "Votre compte n’a pas encore de rôle IAIN. Contactez votre administrateur.",
+      oidc_disabled: "Ce compte est désactivé sur IAIN. Contactez votre administrateur.",
+      oidc_refused: "La connexion a été refusée. Contactez votre administrateur.",
+      oidc_unavailable: "Le fournisseur d’identité est injoignable pour le moment. Réessayez plus tard.",
+    },
+    oidcFailed: "La connexion via le fournisseur d’identité a échoué. Veuillez réessayer.",
   },
   account: {
     signedInAs: (name, centre) => `Connecté·e : ${name} (${centre})`,
