@@ -238,15 +238,38 @@ def write_jp2k_svs(
 # -- MIRAX ------------------------------------------------------------------------------------
 
 
-def _mirax_levels(level0: np.ndarray, count: int) -> list[np.ndarray]:
-    """Level n: level 0 reduced 2^n times, after padding level 0 with the glass colour to a
-    whole number of images at every level (each image of level n+1 is 2x2 images of level n,
-    each halved, so the last images of a row hold glass beyond the slide)."""
+def _photo_origin(index: int, divisions: int, overlap: int) -> int:
+    """Where camera photo `index` (along one axis) starts on the slide, in level-0 pixels:
+    each photo is `divisions` images wide and overlaps the previous one by `overlap`."""
+    return index * (divisions * MIRAX_IMAGE - overlap)
+
+
+def _mirax_mosaic(
+    slide: np.ndarray, images_x: int, images_y: int, divisions: int, overlap: int
+) -> np.ndarray:
+    """Every level-0 image laid edge to edge by its index, as the levels above are built
+    (irrespective of overlaps): image (x, y) is part (x % d, y % d) of the photo taken at
+    (x // d, y // d), and photos overlap, so neighbouring photos repeat a few pixels."""
+    mosaic = np.empty((images_y * MIRAX_IMAGE, images_x * MIRAX_IMAGE, 3), np.uint8)
+    for y in range(images_y):
+        for x in range(images_x):
+            sx = _photo_origin(x // divisions, divisions, overlap) + (x % divisions) * MIRAX_IMAGE
+            sy = _photo_origin(y // divisions, divisions, overlap) + (y % divisions) * MIRAX_IMAGE
+            mosaic[
+                y * MIRAX_IMAGE : (y + 1) * MIRAX_IMAGE, x * MIRAX_IMAGE : (x + 1) * MIRAX_IMAGE
+            ] = slide[sy : sy + MIRAX_IMAGE, sx : sx + MIRAX_IMAGE]
+    return mosaic
+
+
+def _mirax_levels(mosaic: np.ndarray, count: int) -> list[np.ndarray]:
+    """Level n: the mosaic reduced 2^n times (each image of level n+1 is 2x2 images of level
+    n, each halved), after padding it with the glass colour to a whole number of images at
+    every level, so the last images of a row hold glass beyond the slide."""
     block = MIRAX_IMAGE << (count - 1)
-    height, width = level0.shape[:2]
+    height, width = mosaic.shape[:2]
     padded = np.empty((-(-height // block) * block, -(-width // block) * block, 3), np.uint8)
     padded[:] = np.array(BACKGROUND, np.uint8)
-    padded[:height, :width] = level0
+    padded[:height, :width] = mosaic
     levels = [padded]
     for _ in range(1, count):
         levels.append(shrink(levels[-1], 2))
@@ -277,21 +300,31 @@ def write_mrxs(
     name: str = "sample",
     *,
     images_x: int = 12,
-    images_y: int = 9,
+    images_y: int = 10,
     levels: int = 5,
+    divisions: int = 2,
+    overlap: int = 16,
     seed: int = 7,
 ) -> Path:
     """Writes `folder/NAME.mrxs` and `folder/NAME/` (Slidedat.ini, Index.dat, Data0000.dat):
-    images_x x images_y JPEG images of MIRAX_IMAGE px at level 0, `levels` zoom levels 2x
-    apart, no overlap (one image per camera position, no position map: OpenSlide then lays
-    images edge to edge), and label, macro and thumbnail images. Returns the .mrxs path."""
-    width, height = images_x * MIRAX_IMAGE, images_y * MIRAX_IMAGE
+    images_x x images_y JPEG images of MIRAX_IMAGE px at level 0, cut `divisions` a side
+    from camera photos that overlap by `overlap` px and whose positions are in a slide
+    position map (VIMSLIDE_POSITION_BUFFER, as slide version 1.9 writes it); `levels` zoom
+    levels 2x apart; label, macro and thumbnail images. Returns the .mrxs path."""
+    if images_x % divisions or images_y % divisions:
+        raise ValueError("images_x and images_y must be whole numbers of camera photos")
+    photos_x, photos_y = images_x // divisions, images_y // divisions
+    # The slide the photos cover: one overlap less per photo boundary.
+    width = _photo_origin(photos_x - 1, divisions, overlap) + divisions * MIRAX_IMAGE
+    height = _photo_origin(photos_y - 1, divisions, overlap) + divisions * MIRAX_IMAGE
     data_dir = folder / name
     data_dir.mkdir(parents=True, exist_ok=True)
-    pyramid = _mirax_levels(tissue(width, height, seed), levels)
+    slide = tissue(width, height, seed)
+    mosaic = _mirax_mosaic(slide, images_x, images_y, divisions, overlap)
+    pyramid = _mirax_levels(mosaic, levels)
     label = label_image()
     macro = macro_image(label)
-    thumbnail = shrink(pyramid[0][:height, :width], max(1, -(-max(width, height) // 512)))
+    thumbnail = shrink(slide, max(1, -(-max(width, height) // 512)))
 
     # Data0000.dat: header (version, slide id, file number in three digits, 256 bytes of
     # padding), then the images one after another.
@@ -313,8 +346,20 @@ def write_mrxs(
                 image = pixels[py : py + MIRAX_IMAGE, px : px + MIRAX_IMAGE]
                 items.append((y * images_x + x, *put(_jpeg(image))))
         hier.append(items)
-    # Non-hierarchical records, in Slidedat order: macro, label, thumbnail.
-    nonhier = [put(_jpeg(macro)), put(_jpeg(label)), put(_jpeg(thumbnail))]
+    # Non-hierarchical records, in Slidedat order: macro, label, thumbnail, then the slide
+    # position map: per photo, row-major, a flag byte (1: the photo has images) and its
+    # level-0 x and y as little-endian int32.
+    positions = b"".join(
+        struct.pack(
+            "<Bii",
+            1,
+            _photo_origin(px, divisions, overlap),
+            _photo_origin(py, divisions, overlap),
+        )
+        for py in range(photos_y)
+        for px in range(photos_x)
+    )
+    nonhier = [put(_jpeg(macro)), put(_jpeg(label)), put(_jpeg(thumbnail)), put(positions)]
     (data_dir / "Data0000.dat").write_bytes(bytes(data))
 
     index = _Index()
@@ -339,14 +384,16 @@ def write_mrxs(
         index.ints(1, 0, 0, 0, offset, length, 0)
     (data_dir / "Index.dat").write_bytes(bytes(index.data))
 
-    (data_dir / "Slidedat.ini").write_text(_slidedat(images_x, images_y, levels), "utf-8")
+    (data_dir / "Slidedat.ini").write_text(
+        _slidedat(images_x, images_y, levels, divisions, overlap), "utf-8"
+    )
     mrxs = folder / f"{name}.mrxs"
     # The .mrxs file itself only names the slide; MIRAX viewers keep a small stub there.
     mrxs.write_text("[GENERAL]\nSLIDE_NAME=synthetic\n", "utf-8")
     return mrxs
 
 
-def _slidedat(images_x: int, images_y: int, levels: int) -> str:
+def _slidedat(images_x: int, images_y: int, levels: int, divisions: int, overlap: int) -> str:
     fill_bgr = int(BACKGROUND[2]) << 16 | int(BACKGROUND[1]) << 8 | int(BACKGROUND[0])
     lines = [
         "[GENERAL]",
@@ -357,7 +404,7 @@ def _slidedat(images_x: int, images_y: int, levels: int) -> str:
         f"IMAGENUMBER_X={images_x}",
         f"IMAGENUMBER_Y={images_y}",
         f"OBJECTIVE_MAGNIFICATION={MIRAX_MAG}",
-        "CameraImageDivisionsPerSide=1",
+        f"CameraImageDivisionsPerSide={divisions}",
         "CURRENT_SLIDE_VERSION=1.9",
         "SLIDE_TYPE=Brightfield",
         "",
@@ -372,7 +419,7 @@ def _slidedat(images_x: int, images_y: int, levels: int) -> str:
             f"HIER_0_VAL_{z}_SECTION=LAYER_0_LEVEL_{z}_SECTION",
         ]
     lines += [
-        "NONHIER_COUNT=1",
+        "NONHIER_COUNT=2",
         "NONHIER_0_NAME=Scan data layer",
         "NONHIER_0_COUNT=3",
         "NONHIER_0_VAL_0=ScanDataLayer_SlideThumbnail",
@@ -381,6 +428,10 @@ def _slidedat(images_x: int, images_y: int, levels: int) -> str:
         "NONHIER_0_VAL_1_SECTION=NONHIERLAYER_0_LEVEL_1_SECTION",
         "NONHIER_0_VAL_2=ScanDataLayer_SlidePreview",
         "NONHIER_0_VAL_2_SECTION=NONHIERLAYER_0_LEVEL_2_SECTION",
+        "NONHIER_1_NAME=VIMSLIDE_POSITION_BUFFER",
+        "NONHIER_1_COUNT=1",
+        "NONHIER_1_VAL_0=default",
+        "NONHIER_1_VAL_0_SECTION=NONHIERLAYER_1_SECTION",
         "INDEXFILE=Index.dat",
         "",
         "[DATAFILE]",
@@ -392,8 +443,8 @@ def _slidedat(images_x: int, images_y: int, levels: int) -> str:
         mpp = MIRAX_MPP * (1 << z)
         lines += [
             f"[LAYER_0_LEVEL_{z}_SECTION]",
-            "OVERLAP_X=0",
-            "OVERLAP_Y=0",
+            f"OVERLAP_X={overlap}",
+            f"OVERLAP_Y={overlap}",
             f"MICROMETER_PER_PIXEL_X={mpp:.6f}",
             f"MICROMETER_PER_PIXEL_Y={mpp:.6f}",
             "IMAGE_FORMAT=JPEG",
@@ -406,6 +457,8 @@ def _slidedat(images_x: int, images_y: int, levels: int) -> str:
         ]
     for i, key in enumerate(("THUMBNAIL_IMAGE_TYPE", "BARCODE_IMAGE_TYPE", "PREVIEW_IMAGE_TYPE")):
         lines += [f"[NONHIERLAYER_0_LEVEL_{i}_SECTION]", f"{key}=JPEG", ""]
+    # 257: the uncompressed position format (slide version 2.2 deflates it instead).
+    lines += ["[NONHIERLAYER_1_SECTION]", "VIMSLIDE_POSITION_DATA_FORMAT_VERSION=257", ""]
     return "\r\n".join(lines)
 
 
@@ -415,7 +468,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--width", type=int, default=3000, help="SVS level-0 width")
     parser.add_argument("--height", type=int, default=2200, help="SVS level-0 height")
     parser.add_argument("--images-x", type=int, default=12, help="MRXS images across")
-    parser.add_argument("--images-y", type=int, default=9, help="MRXS images down")
+    parser.add_argument("--images-y", type=int, default=10, help="MRXS images down")
     args = parser.parse_args(argv)
     args.outdir.mkdir(parents=True, exist_ok=True)
     written = [
