@@ -3,7 +3,8 @@
 Same application as `iain serve` (`iain.app.create_app` from IAIN_* settings), with the
 three places that authorise replaced: the caller is a fixed pathologist without a token
 lookup, the tile routes and the fast path locate every slide through the catalogue, with no
-policy decision. Never a way to run a hub: it serves every slide to anyone.
+policy decision. Everything else (middleware, fast path, response headers) is the same
+object graph. Never a way to run a hub: it serves every slide to anyone.
 
     python -m uvicorn --factory bench.noauth_app:app --port 8001
 """
@@ -25,8 +26,8 @@ NOBODY = Principal(
 )
 
 
-def app() -> FastAPI:
-    hub = create_app(Settings())
+def without_auth(hub: FastAPI) -> FastAPI:
+    """`hub` (from create_app, not yet started) with authorisation switched off."""
     catalogue: Catalogue = hub.state.catalogue
 
     def every_slide(_scope: Scope) -> SlideLocator:
@@ -36,3 +37,7 @@ def app() -> FastAPI:
     hub.state.scope_locator = every_slide
     hub.dependency_overrides[current_user] = lambda: NOBODY
     return hub
+
+
+def app() -> FastAPI:
+    return without_auth(create_app(Settings()))

@@ -5,13 +5,14 @@ composition root, iain.app, injects these as `app.state.on_slide_view` and
 - A de-identified view of another centre's slide (through a grant) is a view of a shared
   slide: one `view_shared_slide` event per user x slide x viewing session
   (exchange.audit.SharedViews); every later tile of that session costs a dict lookup.
-  The tile fast path (tiles.fastpath: cache hits, stored tiles) sees views through
-  `watching`: the first tile of a viewing session goes to the route, which records it.
+  The tile fast path (tiles.fastpath: cache hits, stored tiles) records nothing: its
+  locator (exchange.policy, given `shared_views.seen`) leaves a de-identified view not yet
+  recorded in this viewing session to the route, which records it (in a thread, not in
+  the event loop the fast path runs in) and answers it.
 - A label or macro image (they may show the patient's name) is audited on every view."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,33 +20,19 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
-from starlette.types import Scope
 
 from exchange import audit
 from exchange.auth import authenticate
 from exchange.catalogue import Catalogue
 from exchange.models import Grant, Slide
 from exchange.principal import Principal
-from tiles.deid import View
-from tiles.location import SlideLocation, SlideLocator
+from tiles.location import SlideLocation
 
 
 class AuditHooks:
     def __init__(self, catalogue: Catalogue) -> None:
         self.catalogue = catalogue
         self.shared_views = audit.SharedViews(catalogue)
-
-    def watching(self, locator_for: ScopeLocator) -> ScopeLocator:
-        """The fast path's per-caller locator: a tile it would answer (from the cache or
-        storage) is a view too. Until this viewing session's view is recorded, its slide
-        is not located there, so the tile goes to the route, which records it (in a thread,
-        not in the event loop the fast path runs in) and answers it."""
-
-        def watched(scope: Scope) -> SlideLocator | None:
-            locator = locator_for(scope)
-            return None if locator is None else _Watched(locator, self, scope)
-
-        return watched
 
     async def on_slide_view(self, request: Request, loc: SlideLocation) -> None:
         principal = authenticate(request)
@@ -104,26 +91,3 @@ class AuditHooks:
             target_id=loc.slide_id,
             detail={"image": name, "view": loc.view.value},
         )
-
-
-ScopeLocator = Callable[[Scope], SlideLocator | None]
-
-
-class _Watched:
-    """A caller's SlideLocator that reports the de-identified views it locates."""
-
-    __slots__ = ("_hooks", "_locator", "_scope")
-
-    def __init__(self, locator: SlideLocator, hooks: AuditHooks, scope: Scope) -> None:
-        self._locator = locator
-        self._hooks = hooks
-        self._scope = scope
-
-    def locate(self, slide_id: str) -> SlideLocation | None:
-        loc = self._locator.locate(slide_id)
-        if loc is not None and loc.view is not View.FULL:
-            # Only now: a full view (the common case) costs nothing more.
-            principal = authenticate(Request(self._scope))  # cached by the locator's call
-            if principal is None or not self._hooks.shared_views.seen(principal, loc.slide_id):
-                return None  # the route records the view, then serves the tile
-        return loc

@@ -34,7 +34,9 @@ answer per (caller, id) is cached for DECISION_TTL_S seconds, so a tile costs a 
 lookup. Revoking a grant through this hub clears the cache at once; an expiry, or a
 revocation made through another hub process sharing the database, takes effect within
 DECISION_TTL_S; a revoked API token within exchange.identity.TOKEN_CACHE_S plus
-DECISION_TTL_S (the fast path remembers a bearer header that long). Tile responses are
+DECISION_TTL_S (the fast path remembers a bearer header that long); a logged-out browser
+session at once (the fast path remembers a session cookie as long, but checks it against
+its session on every tile). Tile responses are
 `Cache-Control: private`: no shared cache keeps them,
 but a browser keeps what it already fetched.
 """
@@ -58,6 +60,7 @@ from exchange.catalogue import Catalogue
 from exchange.errors import ExchangeError
 from exchange.models import Grant, Slide, Upload
 from exchange.principal import Principal, Role
+from exchange.sessions import SESSION_COOKIE, Sessions
 from exchange.uploads import UploadNotFound
 from tiles.deid import View
 from tiles.errors import SlideNotFound
@@ -126,12 +129,25 @@ def home_view(principal: Principal) -> View | None:
 class Policy:
     """The access rules over one catalogue, with a short-lived per-caller decision cache."""
 
-    def __init__(self, catalogue: Catalogue, ttl_s: float = DECISION_TTL_S) -> None:
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        ttl_s: float = DECISION_TTL_S,
+        *,
+        view_seen: Callable[[Principal, str], bool] | None = None,
+    ) -> None:
         self.catalogue = catalogue
         self.ttl_s = ttl_s
+        # Whether this caller's viewing session already has its view of this (de-identified)
+        # slide audited (exchange.audit_hooks): until then the fast path leaves its tiles to
+        # the route, which records the view. None: nothing to record.
+        self.view_seen = view_seen
         self._decisions: dict[tuple[str, str], tuple[float, SlideAccess | None]] = {}
-        # Bearer header -> (expiry, caller, locator): the fast path's authentication.
-        self._callers: dict[bytes, tuple[float, Principal, SlideLocator]] = {}
+        # The fast path's authentication, per raw header: Authorization -> (expiry, caller,
+        # locator); Cookie (no Authorization) -> (expiry, caller, locator, session secret,
+        # the sessions it is checked against).
+        self._bearers: dict[bytes, tuple[float, Principal, SlideLocator]] = {}
+        self._cookies: dict[bytes, tuple[float, Principal, SlideLocator, str, Sessions]] = {}
         self._lock = threading.Lock()
 
     # -- deciding -----------------------------------------------------------------------
@@ -246,42 +262,81 @@ class Policy:
 
     def scope_locator(self, scope: Scope) -> SlideLocator | None:
         """The fast path's locator for a raw ASGI request; None without a caller (the
-        route then answers 401). A bearer header seen in the last `ttl_s` seconds skips
-        authentication: a cached tile costs a few dictionary lookups."""
-        header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        route then answers 401). A bearer header or session cookie seen in the last `ttl_s`
+        seconds skips authentication, so a cached tile costs a few dictionary lookups. A
+        cookie is still checked against its session on every request (Sessions.lookup, a
+        cached hash): logging out stops the fast path at once, like the routes."""
+        # The first of each, as exchange.auth.authenticate reads them (Starlette's Headers).
+        bearer = cookie = None
+        for name, value in scope["headers"]:
+            if name == b"authorization" and bearer is None:
+                bearer = value
+            elif name == b"cookie" and cookie is None:
+                cookie = value
         now = time.monotonic()
-        if header is not None:
-            known = self._callers.get(header)
+        if bearer is not None:
+            known = self._bearers.get(bearer)
             if known is not None and known[0] > now:
                 # Where exchange.auth.authenticate looks first, for later readers.
                 scope.setdefault("state", {})["principal"] = known[1]
                 return known[2]
-        principal = authenticate(Request(scope))
+        elif cookie is not None:
+            seen = self._cookies.get(cookie)
+            if seen is not None and seen[0] > now:
+                active = seen[4].lookup(seen[3])
+                # Still live, and still the same caller (roles are part of it).
+                if active is not None and (
+                    active.principal is seen[1] or active.principal == seen[1]
+                ):
+                    scope.setdefault("state", {})["principal"] = seen[1]
+                    return seen[2]
+        request = Request(scope)
+        principal = authenticate(request)
         if principal is None:
             return None
-        locator = self.locator_for(principal)
-        if header is not None and principal.token_id is not None:
-            with self._lock:
-                if len(self._callers) > 10_000:
-                    self._callers = {k: v for k, v in self._callers.items() if v[0] > now}
-                self._callers[header] = (now + self.ttl_s, principal, locator)
+        locator = _CallerLocator(self, principal, self.view_seen)
+        with self._lock:
+            if bearer is not None and principal.token_id is not None:
+                if len(self._bearers) > 10_000:  # bounded: stale entries go first
+                    self._bearers = {k: v for k, v in self._bearers.items() if v[0] > now}
+                self._bearers[bearer] = (now + self.ttl_s, principal, locator)
+            elif bearer is None and cookie is not None and principal.session_id is not None:
+                sessions: Sessions = request.app.state.sessions  # what authenticated it
+                if len(self._cookies) > 10_000:
+                    self._cookies = {k: v for k, v in self._cookies.items() if v[0] > now}
+                secret = request.cookies[SESSION_COOKIE]
+                self._cookies[cookie] = (now + self.ttl_s, principal, locator, secret, sessions)
         return locator
 
 
 class _CallerLocator:
-    """tiles.location.SlideLocator for one caller: slides they may not see are unknown."""
+    """tiles.location.SlideLocator for one caller: slides they may not see are unknown.
+    With `view_seen` (the fast path's), a de-identified view not yet audited in this
+    viewing session is not located either: its tile goes to the route, which records it."""
 
-    __slots__ = ("_policy", "_principal")
+    __slots__ = ("_access", "_catalogue", "_principal", "_view_seen")
 
-    def __init__(self, policy: Policy, principal: Principal) -> None:
-        self._policy = policy
+    def __init__(
+        self,
+        policy: Policy,
+        principal: Principal,
+        view_seen: Callable[[Principal, str], bool] | None = None,
+    ) -> None:
+        self._access = policy.access
+        self._catalogue = policy.catalogue
         self._principal = principal
+        self._view_seen = view_seen
 
     def locate(self, slide_id: str) -> SlideLocation | None:
-        access = self._policy.access(self._principal, slide_id)
+        access = self._access(self._principal, slide_id)
         if access is None:
             return None
-        loc = self._policy.catalogue.locate(access.address)
+        if access.view is View.FULL:
+            # Only a slide's own id gives its full view: the catalogue's location as it is.
+            return self._catalogue.locate(slide_id)
+        if self._view_seen is not None and not self._view_seen(self._principal, access.slide.id):
+            return None
+        loc = self._catalogue.locate(access.address)
         if loc is not None and loc.view is not access.view:
             loc = replace(loc, view=access.view)
         return loc

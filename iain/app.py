@@ -222,7 +222,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.slide_locator = catalogue
     # Access control (exchange.policy): the tile routes and the fast path get a per-caller
     # locator, which hides the slides the caller may not see.
-    policy = Policy(catalogue)
+    # The fast path leaves a shared slide's first view in a viewing session to the route,
+    # which audits it (exchange.audit_hooks).
+    policy = Policy(catalogue, view_seen=audit_hooks.shared_views.seen)
     app.state.policy = policy
     app.state.locator_for = policy.request_locator
     app.state.tile_service = service
@@ -314,9 +316,8 @@ def create_app(settings: Settings) -> FastAPI:
         )
         app.mount("/", StaticFiles(directory=dist), name="viewer")
     # Cache hits skip the framework; everything else goes through the routes above.
-    # The fast path's views of shared slides are audited like the routes' (exchange.audit_hooks).
     # In app.state: bench/noauth_app.py swaps it to measure what authorisation costs.
-    app.state.scope_locator = audit_hooks.watching(policy.scope_locator)
+    app.state.scope_locator = policy.scope_locator
     app.add_middleware(
         CachedTiles,
         parts=lambda: (app.state.tile_service, app.state.scope_locator, ranges),

@@ -1,0 +1,92 @@
+"""Browser sessions on the tile fast path: a logged-in viewer's cached tiles are answered
+without the framework (tiles/fastpath.py, authenticated through exchange.policy's
+per-cookie memory), and logging out, or another person's cookie, gets nothing from it.
+A real hub on the suite's database, logins through /api/login."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from exchange.identity import Identities
+from iain.app import create_app
+from tests import database
+from tests.hub import ingest
+from tests.seeded_slide import write_seeded_svs
+
+PASSWORD = "caen-slides-2026"
+TILE = "11/0_0.jpeg"
+
+
+@dataclass
+class Hub:
+    app: object
+    slide_id: str
+    public_id: str
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[Hub]:
+    settings = database.settings(tmp_path / "home", tile_cache_mb=16)
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    slide_id = ingest(settings, write_seeded_svs(folder), "caen")
+    app = create_app(settings)
+    identities: Identities = app.state.identities
+    identities.add_user("caen.pathologist", "caen", ["pathologist"], password=PASSWORD)
+    identities.add_user("lille.pathologist", "lille", ["pathologist"], password=PASSWORD)
+    identities.add_user("caen.teacher", "caen", ["teacher"], password=PASSWORD)
+    slide = app.state.catalogue.get(slide_id)
+    assert slide is not None and slide.public_id is not None
+    yield Hub(app, slide_id, slide.public_id)
+
+
+def logged_in(hub: Hub, username: str) -> tuple[TestClient, str]:
+    """A browser (cookie jar) logged in as `username`, and its CSRF token."""
+    client = TestClient(hub.app)  # type: ignore[arg-type]
+    response = client.post("/api/login", json={"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    csrf: str = response.json()["csrf_token"]
+    return client, csrf
+
+
+def test_a_sessions_cached_tiles_come_from_the_fast_path_until_it_logs_out(hub: Hub) -> None:
+    browser, csrf = logged_in(hub, "caen.pathologist")
+    url = f"/slides/{hub.slide_id}_files/{TILE}"
+    first = browser.get(url)
+    assert first.status_code == 200
+    for _ in range(5):
+        again = browser.get(url)
+        assert again.status_code == 200 and again.content == first.content
+        assert again.headers["server-timing"] == "cache"
+    assert browser.post("/api/logout", headers={"X-CSRF-Token": csrf}).status_code == 200
+    # The very next request: the session is over, cached tile or not.
+    assert browser.get(url).status_code == 401
+
+
+def test_a_cached_tile_is_not_served_to_another_sessions_cookie(hub: Hub) -> None:
+    caen, _ = logged_in(hub, "caen.pathologist")
+    url = f"/slides/{hub.slide_id}_files/{TILE}"
+    assert caen.get(url).status_code == 200
+    assert caen.get(url).headers["server-timing"] == "cache"
+    # Another centre, no grant: the same 404 as an unknown slide.
+    lille, _ = logged_in(hub, "lille.pathologist")
+    refused = lille.get(url)
+    assert refused.status_code == 404
+    unknown = "z" * len(hub.slide_id)
+    assert refused.json() == {"detail": f"no slide {hub.slide_id!r}"}
+    assert lille.get(f"/slides/{unknown}_files/{TILE}").json() == {
+        "detail": f"no slide {unknown!r}"
+    }
+    # A teacher of Caen sees only the de-identified view: not by the real id, by the opaque.
+    teacher, _ = logged_in(hub, "caen.teacher")
+    assert teacher.get(url).status_code == 404
+    deid = teacher.get(f"/slides/{hub.public_id}_files/{TILE}")
+    assert deid.status_code == 200 and deid.content == caen.get(url).content
+    # A forged cookie that is not a session: no caller.
+    stranger = TestClient(hub.app, cookies={"iain_session": "not-a-session"})  # type: ignore[arg-type]
+    assert stranger.get(url).status_code == 401
