@@ -481,3 +481,169 @@ def test_two_hub_processes_completing_the_same_upload_make_one_slide(
         assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
         assert answers[0].json()["id"] == answers[1].json()["id"]
         assert len(first.get("/api/slides").json()) == 1
+
+
+# --- completion in place: no local copy of a TIFF-family slide --------------------------------
+
+
+class DiskWatch(threading.Thread):
+    """Records the most bytes (and files) the hub's upload work dir held while it ran."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(daemon=True)
+        self.folder = folder
+        self.peak_bytes = 0
+        self.peak_files = 0
+        self.looks = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            total = files = 0
+            for folder, _dirs, names in os.walk(self.folder):
+                for name in names:
+                    try:
+                        total += os.stat(os.path.join(folder, name)).st_size
+                    except FileNotFoundError:
+                        continue  # deleted while we looked
+                    files += 1
+            self.peak_bytes = max(self.peak_bytes, total)
+            self.peak_files = max(self.peak_files, files)
+            self.looks += 1
+            time.sleep(0.001)
+
+    def __enter__(self) -> DiskWatch:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def work_dir(settings: Settings) -> Path:
+    return settings.cache_dir / "uploads"
+
+
+def leftovers(settings: Settings) -> list[str]:
+    folder = work_dir(settings)
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_tiff_upload_completes_without_a_local_copy_and_reads_it_about_once(
+    backend: str, request: pytest.FixtureRequest, big_slide: Path
+) -> None:
+    settings: Settings = request.getfixturevalue(f"{backend}_settings")
+    data = big_slide.read_bytes()
+    with hub_client(settings) as client:
+        upload = start(client, [("big-slide.tiff", data)])
+        send_parts(client, upload, [data])
+        store = client.app.state.store  # type: ignore[attr-defined]
+        read_before = store.bytes_read if backend == "s3" else 0
+        with DiskWatch(work_dir(settings)) as watch:
+            done = client.post(f"/api/uploads/{upload['id']}/complete")
+        assert done.status_code == 200, done.text
+        slide = done.json()
+        # Not a byte of the 35 MB slide was written to the hub's disk, before or after.
+        assert watch.looks > 10 and watch.peak_bytes == 0 and watch.peak_files == 0
+        assert leftovers(settings) == []
+        if backend == "s3":
+            # One pass for the SHA-256, plus the header and probe tiles of the validation.
+            fetched = store.bytes_read - read_before
+            assert len(data) <= fetched <= len(data) + 2 * MiB, fetched
+        assert (slide["width"], slide["height"]) == (8000, 6000)
+        assert client.get(f"/api/slides/{slide['id']}").json()["size_bytes"] == len(data)
+        direct = ingest(settings, big_slide)
+        assert tiles(client, slide["id"]) == tiles(client, direct)
+
+
+def test_tiff_changed_in_storage_before_completion_is_refused_by_its_checksum(
+    s3_settings: Settings, big_slide: Path
+) -> None:
+    data = big_slide.read_bytes()
+    with hub_client(s3_settings) as client:
+        upload = start(client, [("big-slide.tiff", data)])
+        send_parts(client, upload, [data])
+        # The parts were joined (and noted so) by a hub that then stopped; meanwhile a byte
+        # of pixel data changed in storage. The file still parses: only its SHA-256 tells.
+        catalogue = Catalogue.open(s3_settings.database_url)
+        with catalogue.session() as session, session.begin():
+            f = session.get(UploadFile, (upload["id"], 0))
+            assert f is not None
+            parts = [(p.number, p.etag) for p in session.scalars(select(UploadPart))]
+            store = build_store(s3_settings)
+            store.complete_multipart(f.key, f.multipart_id, parts)
+            f.assembled = True
+        changed = bytearray(data)
+        changed[len(data) // 2] ^= 0xFF
+        store.put_bytes(f.key, bytes(changed))
+        with DiskWatch(work_dir(s3_settings)) as watch:
+            refused = client.post(f"/api/uploads/{upload['id']}/complete")
+        assert refused.status_code == 422, refused.text
+        assert "big-slide.tiff" in refused.json()["detail"]
+        assert "SHA-256" in refused.json()["detail"]
+        assert watch.peak_bytes == 0
+        assert client.get("/api/slides").json() == []
+        state = client.get(f"/api/uploads/{upload['id']}").json()
+        assert state["status"] == "failed" and "SHA-256" in state["error"]
+    assert object_keys(s3_settings, "slides/") == []
+    assert leftovers(s3_settings) == []
+
+
+@pytest.mark.parametrize(
+    ("relative", "status", "reason"),
+    [
+        ("broken/unreadable.svs", 422, "cannot be decoded"),
+        ("broken/unopenable.tiff", 415, "compression"),
+        ("ome-tiff/4D-series.ome.tiff", 415, "pyramidal"),
+    ],
+)
+def test_broken_tiff_is_refused_in_place_with_its_reason(
+    s3_settings: Settings, relative: str, status: int, reason: str
+) -> None:
+    data = sample(relative).read_bytes()
+    name = Path(relative).name
+    with hub_client(s3_settings) as client:
+        upload = start(client, [(name, data)])
+        send_parts(client, upload, [data])
+        with DiskWatch(work_dir(s3_settings)) as watch:
+            refused = client.post(f"/api/uploads/{upload['id']}/complete")
+        assert refused.status_code == status, refused.text
+        detail = refused.json()["detail"]
+        assert detail.startswith(f"{name}: ") and reason in detail
+        assert watch.peak_bytes == 0
+        assert client.get("/api/slides").json() == []
+        assert client.get(f"/api/uploads/{upload['id']}").json()["error"] == detail
+    assert object_keys(s3_settings, "slides/") == []
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_single_dicom_file_still_goes_through_a_local_copy_that_is_deleted(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    settings: Settings = request.getfixturevalue(f"{backend}_settings")
+    path = sample("dicom/google-wsi2dcm-jpeg/jpeg.dicom")
+    data = path.read_bytes()
+    with hub_client(settings) as client:
+        upload = start(client, [(path.name, data)])
+        send_parts(client, upload, [data])
+        done = client.post(f"/api/uploads/{upload['id']}/complete")
+        assert done.status_code == 200, done.text
+        slide = done.json()
+        assert (slide["width"], slide["height"]) == (957, 715)
+        assert client.get(f"/slides/{slide['id']}_files/0/0_0.jpeg").status_code == 200
+        assert leftovers(settings) == []  # the OpenSlide copy is gone once the slide is in
+        # A wrong checksum is caught on the way down, and the copy is deleted all the same.
+        bad = client.post(
+            "/api/uploads",
+            json={
+                "centre": "caen",
+                "files": [{"path": path.name, "size": len(data), "sha256": sha256(b"x")}],
+            },
+        ).json()
+        send_parts(client, bad, [data])
+        refused = client.post(f"/api/uploads/{bad['id']}/complete")
+        assert refused.status_code == 422 and "SHA-256" in refused.json()["detail"]
+        assert leftovers(settings) == []
+    assert [k.split("/")[1] for k in object_keys(settings, "slides/")] == [slide["id"]]
