@@ -9,10 +9,11 @@ import dataclasses
 import secrets
 import string
 import threading
+import time
 from collections.abc import Sequence
 
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from exchange import db
@@ -48,8 +49,11 @@ class Catalogue:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        # Ready slides never move: their locations are cached for the tile hot path.
-        self._locations: dict[str, SlideLocation] = {}
+        # Locations of ready slides, for the tile hot path: id -> (expiry, location).
+        self._locations: dict[str, tuple[float, SlideLocation]] = {}
+        # Ids whose expired location one thread is looking up again (the others go on
+        # with the expired one meanwhile, rather than all querying the database at once).
+        self._refreshing: set[str] = set()
         self._lock = threading.Lock()
 
     @classmethod
@@ -150,11 +154,32 @@ class Catalogue:
             return session.scalars(select(Slide).order_by(Slide.created_at, Slide.id)).all()
 
     def locate(self, slide_id: str) -> SlideLocation | None:
-        loc = self._locations.get(slide_id)
-        if loc is not None:
-            return loc
+        cached = self._locations.get(slide_id)
+        if cached is not None:
+            expiry, loc = cached
+            if expiry > time.monotonic():
+                return loc
+            with self._lock:
+                if slide_id in self._refreshing:
+                    return loc
+                self._refreshing.add(slide_id)
+            try:
+                return self._look_up(slide_id)
+            except SQLAlchemyError:
+                # The database is busy or gone for a moment: tiles go on from where the
+                # slide was, and it is asked again a period later, not on every tile.
+                with self._lock:
+                    self._locations[slide_id] = (time.monotonic() + LOCATION_TTL_S, loc)
+                return loc
+            finally:
+                with self._lock:
+                    self._refreshing.discard(slide_id)
+        return self._look_up(slide_id)
+
+    def _look_up(self, slide_id: str) -> SlideLocation | None:
         found = self.resolve(slide_id)
         if found is None or found[0].status not in VIEWABLE:
+            self._drop(slide_id)
             return None
         slide, view = found
         loc = location_of(slide)
@@ -165,18 +190,31 @@ class Catalogue:
         if conversion is not None and conversion.status == "ready":
             loc = pyramid_location(conversion, loc)
         # Until its conversion ends, a slide is served from its original and looked up
-        # again on each request, so the pyramid takes over as soon as it is ready.
+        # again on each request, so the pyramid takes over as soon as it is ready. A ready
+        # slide's location is reused for LOCATION_TTL_S: a pyramid built (or a slide
+        # removed) by another process sharing the database shows within that time.
         if slide.status == "ready":
             with self._lock:
-                self._locations[slide_id] = loc
+                self._locations[slide_id] = (time.monotonic() + LOCATION_TTL_S, loc)
+        else:
+            self._drop(slide_id)
         return loc
+
+    def _drop(self, slide_id: str) -> None:
+        with self._lock:
+            self._locations.pop(slide_id, None)
 
     def forget(self, slide_id: str) -> None:
         """Drops cached locations of a slide whose tiles move (a conversion rerun)."""
         with self._lock:
-            for key in [k for k, v in self._locations.items() if v.slide_id == slide_id]:
+            for key in [k for k, (_, v) in self._locations.items() if v.slide_id == slide_id]:
                 del self._locations[key]
 
+
+# How long a ready slide's location is reused before the catalogue is read again: the
+# delay before a hub serves a pyramid built by another process (`iain convert`, another
+# hub). One lookup per slide and period, next to a dictionary lookup per tile.
+LOCATION_TTL_S = 2.0
 
 # Statuses whose slide can be shown: while its pyramid is queued, being built, or could not
 # be built, a slide is served from its original (validated at ingest).
