@@ -99,8 +99,9 @@ class Sessions:
         digest = hash_secret(secret)
         now = time.monotonic()
         if self._cache:
-            for ended in self._ended.poll():
-                self.forget(ended)
+            ended = self._ended.poll()
+            if ended:
+                self.forget(*ended)
         cached = self._cache.get(digest)
         if cached is not None and now - cached[1] < SESSION_CACHE_S:
             active = cached[0]
@@ -138,10 +139,11 @@ class Sessions:
         self.forget(session_id)
         return True
 
-    def forget(self, session_id: str) -> None:
+    def forget(self, *session_ids: str) -> None:
+        ids = set(session_ids)
         with self._lock:
             self._cache = {
-                k: v for k, v in self._cache.items() if v[0].principal.session_id != session_id
+                k: v for k, v in self._cache.items() if v[0].principal.session_id not in ids
             }
 
     def listing(self, username: str | None = None, *, ended: bool = False) -> list[SessionInfo]:

@@ -144,9 +144,12 @@ def test_behind_a_trusted_proxy_each_client_address_is_throttled_on_its_own(
         assert c.post("/api/login", json=good, headers=forged).status_code == 429
 
 
-def test_a_forged_forwarded_for_from_an_untrusted_peer_changes_nothing(settings: Settings) -> None:
+@pytest.mark.parametrize("trusted", ["", "10.0.0.0/24"])
+def test_a_forged_forwarded_for_from_an_untrusted_peer_changes_nothing(
+    settings: Settings, trusted: str
+) -> None:
     settings.login_max_failures = 3
-    settings.trusted_proxies = Settings(trusted_proxies="10.0.0.0/24").trusted_proxies  # type: ignore[arg-type]
+    settings.trusted_proxies = Settings(trusted_proxies=trusted).trusted_proxies  # type: ignore[arg-type]
     # The peer is not the proxy: its X-Forwarded-For is the client's own word.
     with hub_process(settings, client=("203.0.113.7", 41000)) as c:
         c.app.state.identities.add_user(  # type: ignore[attr-defined]
