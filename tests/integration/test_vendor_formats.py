@@ -21,6 +21,7 @@ from PIL import Image
 
 from exchange.catalogue import Catalogue
 from iain.settings import Settings
+from tests import vendor_samples
 from tests.hub import ingest
 from tests.integration.test_conversion import (
     MAX_MEAN_ABS_DIFF,
@@ -108,6 +109,25 @@ def test_generated_samples_are_what_openslide_calls_their_vendor(
     # Our side sees the same formats: SVS read in place, MIRAX through OpenSlide.
     assert collect(samples["svs-jp2k-ycbcr"]).kind is ReaderKind.TIFF
     assert collect(samples["mrxs"]).kind is ReaderKind.OPENSLIDE
+
+
+def test_the_generator_command_writes_the_three_slides(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    vendor_samples.main(
+        [str(out), "--width", "700", "--height", "500", "--images-x", "4", "--images-y", "2"]
+    )
+    printed = capsys.readouterr().out.split()
+    assert printed == [
+        str(out / "jp2k-ycbcr.svs"),
+        str(out / "jp2k-rgb.svs"),
+        str(out / "mirax.mrxs"),
+    ]
+    vendors = [openslide.OpenSlide(path).properties["openslide.vendor"] for path in printed]
+    assert vendors == ["aperio", "aperio", "mirax"]
+    assert openslide.OpenSlide(printed[0]).dimensions == (700, 500)
+    assert (out / "mirax" / "Slidedat.ini").is_file() and (out / "mirax" / "Index.dat").is_file()
 
 
 @pytest.mark.parametrize("name", SAMPLES)
