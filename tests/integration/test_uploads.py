@@ -647,3 +647,20 @@ def test_single_dicom_file_still_goes_through_a_local_copy_that_is_deleted(
         assert refused.status_code == 422 and "SHA-256" in refused.json()["detail"]
         assert leftovers(settings) == []
     assert [k.split("/")[1] for k in object_keys(settings, "slides/")] == [slide["id"]]
+
+
+def test_local_copies_left_by_a_killed_hub_are_removed_when_a_hub_starts(
+    local_settings: Settings,
+) -> None:
+    # A hub killed while it checked a DICOM series left its copy; a day later it is no
+    # completion in progress (another hub sharing the folder may be running a fresh one).
+    folder = work_dir(local_settings)
+    stale, fresh = folder / "upload-killed", folder / "upload-running"
+    for copy in (stale, fresh):
+        (copy / "files").mkdir(parents=True)
+        (copy / "files" / "boxes_0.dcm").write_bytes(b"\0" * 4096)
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(stale, (two_days_ago, two_days_ago))
+    with hub_client(local_settings) as client:
+        assert client.get("/api/slides").status_code == 200
+    assert leftovers(local_settings) == ["upload-running"]
