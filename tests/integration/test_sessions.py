@@ -5,10 +5,15 @@ expired sessions, and the admin commands (`iain sessions list|end|prune`,
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -19,6 +24,7 @@ from exchange.models import AuditEvent, LoginFailure, LoginSession
 from iain.app import create_app
 from iain.cli import cli
 from iain.settings import Settings
+from tests.integration.test_oidc import free_port
 
 PASSWORD = "lille-slides-2026"
 WRONG = {"username": "lille.pathologist", "password": "wrong-guess-1"}
@@ -180,6 +186,54 @@ def test_trusted_proxies_setting_reads_a_comma_separated_list(
         Settings()
     monkeypatch.delenv("IAIN_TRUSTED_PROXIES")
     assert Settings().trusted_proxies == []
+
+
+@pytest.mark.parametrize(("trusted", "fourth"), [("", 429), ("127.0.0.1", 401)])
+def test_iain_serve_believes_forwarded_for_only_from_trusted_proxies(
+    settings: Settings, tmp_path: Path, trusted: str, fourth: int
+) -> None:
+    """Under `iain serve`, uvicorn's own proxy-header handling (which trusts 127.0.0.1 by
+    default) follows IAIN_TRUSTED_PROXIES too: a local peer's forged X-Forwarded-For does not
+    give each attempt an address of its own."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IAIN_")} | {
+        "IAIN_HOME": str(settings.home),
+        "IAIN_DATABASE_URL": settings.database_url,
+        "IAIN_LOGIN_MAX_FAILURES": "3",
+        "IAIN_TRUSTED_PROXIES": trusted,
+        "IAIN_CONVERT_WORKER": "false",
+    }
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "iain.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, "the hub did not start"
+            try:
+                if httpx.get(url + "/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        answers = [
+            httpx.post(
+                url + "/api/login",
+                json={"username": f"nobody-{n}", "password": "x" * 12},
+                headers={"X-Forwarded-For": f"198.51.100.{n}"},
+            ).status_code
+            for n in range(4)
+        ]
+        assert answers == [401, 401, 401, fourth]
+    finally:
+        server.terminate()
+        server.wait(10)
+        log.close()
 
 
 # --- Pruning -------------------------------------------------------------------------------
