@@ -6,8 +6,9 @@ H&E-like pixels of iain/synthetic.py:
   transform) or 33005 (RGB through the codestream's MCT), Aperio's ImageDescription, a
   stripped thumbnail second, then label and macro images at the end;
 - a MIRAX slide (`write_mrxs`): `NAME.mrxs` beside a `NAME/` folder holding Slidedat.ini,
-  Index.dat and Data0000.dat with JPEG images, after OpenSlide's public description of the
-  format (openslide.org/formats/mirax/), with label, macro and thumbnail images.
+  Index.dat and Data0000.dat with JPEG images cut from overlapping camera photos placed by
+  a slide position map, after OpenSlide's public description of the format
+  (openslide.org/formats/mirax/), with label, macro and thumbnail images.
 
 Usage: `python -m tests.vendor_samples OUTDIR [--width W --height H]`. Tests write them
 into a pytest temporary folder; nothing here is ever committed as data."""
