@@ -1,19 +1,27 @@
 """What authorising a cached tile costs, in-process: CPU per request, no sockets, no load
-generator, so neither the HTTP stack nor a busy machine's noise hides a few microseconds.
+generator, so neither the kernel nor a busy machine's noise hides a few microseconds.
 
 Builds the real hub (`iain.app.create_app`) and the same hub with authorisation switched
 off (`bench/noauth_app.py`) on one local store holding the bench slide, warms both tile
 caches with one trace, then replays that trace (every request a cache hit answered by the
-fast path, tiles/fastpath.py) straight into each ASGI application, in interleaved rounds:
+fast path, tiles/fastpath.py) into each application, in two layers:
+
+  asgi      straight into the ASGI application (scope, receive, send)
+  uvicorn   as request bytes into uvicorn's httptools protocol, configured as `iain serve`
+            runs it, on one keep-alive connection whose socket only counts what is written:
+            the server's whole work per request except the system calls
+
+and four variants:
 
   noauth       the no-auth hub, requests without credentials (as the HTTP benchmark sends)
   noauth+hdr   the no-auth hub, same requests with the bearer header (which it ignores)
   bearer       the real hub, `Authorization: Bearer <API token>` of a pathologist
   cookie       the real hub, a browser's session cookie of the same pathologist
 
-Each round runs every variant once over --requests requests, in a rotated order; CPU time
-(time.process_time_ns) per request is the figure, median over rounds, and auth/noauth the
-ratio. --profile adds a cProfile of each variant (top functions by own time).
+Each round runs every variant once per layer over --requests requests, in a rotated order;
+CPU time (time.process_time_ns) per request is the figure, median over rounds, and
+noauth/variant the share of the no-auth throughput kept. --profile adds a cProfile of each
+variant's ASGI replay (top functions by own time).
 
     python bench/auth_overhead.py [--slide bench/out/bench-8192x6144.tiff] [--rounds 15]
 """
@@ -42,9 +50,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+import uvicorn  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from noauth_app import without_auth  # noqa: E402
 from sqlalchemy import select  # noqa: E402
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # noqa: E402
+from uvicorn.server import ServerState  # noqa: E402
 
 from exchange.catalogue import Catalogue  # noqa: E402
 from exchange.identity import Identities  # noqa: E402
@@ -112,6 +123,7 @@ class Replay:
         self.paths = paths
         self.statuses: dict[int, int] = {}
         self.timings: dict[bytes, int] = {}
+        self.wire: Wire | None = None
 
     async def one(self, path: str) -> None:
         async def send(message: MutableMapping[str, Any]) -> None:
@@ -134,6 +146,67 @@ class Replay:
         for i in range(n):
             await self.one(paths[i % len(paths)])
         return time.process_time_ns() - started
+
+    async def run_wire(self, n: int, collect: bool = True) -> int:
+        """The same through uvicorn's HTTP/1.1 protocol (bytes in, bytes out, one
+        keep-alive connection): what the server adds to the application."""
+        if self.wire is None:
+            self.wire = Wire(self.app, self.headers)
+        wire = self.wire
+        raw = [wire.request(p) for p in self.paths]
+        if collect:
+            gc.collect()
+        started = time.process_time_ns()
+        for i in range(n):
+            await wire.one(raw[i % len(raw)])
+        spent = time.process_time_ns() - started
+        if wire.bad:
+            raise SystemExit(f"{self.name}: {wire.bad} answers over the wire were not 200")
+        return spent
+
+
+class Wire(asyncio.Transport):
+    """A connection of uvicorn's httptools protocol (as `iain serve` configures it) to
+    `app`, with this object as its socket: it only counts what is written."""
+
+    def __init__(self, app: FastAPI, headers: Headers) -> None:
+        super().__init__()
+        self.head = b"".join(b"%s: %s\r\n" % (k, v) for k, v in headers)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            http="httptools",
+            lifespan="off",
+            forwarded_allow_ips=[],  # as `iain serve` with no IAIN_TRUSTED_PROXIES
+        )
+        config.load()
+        self.state = ServerState()
+        self.state.default_headers = [(b"date", b"Tue, 24 Nov 2026 02:00:00 GMT")]
+        self.state.default_headers += config.encoded_headers
+        self.protocol = HttpToolsProtocol(config, self.state, {}, asyncio.get_running_loop())
+        self.protocol.connection_made(self)
+        self.bad = 0
+
+    def request(self, path: str) -> bytes:
+        return b"GET %s HTTP/1.1\r\n%s\r\n" % (path.encode(), self.head)
+
+    async def one(self, raw: bytes) -> None:
+        self.protocol.data_received(raw)
+        for task in list(self.state.tasks):
+            await task
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(
+            name, default
+        )
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if bytes(data[:9]) == b"HTTP/1.1 " and bytes(data[9:12]) != b"200":
+            self.bad += 1
+
+    def is_closing(self) -> bool:
+        return False
 
 
 def setup(home: Path, slide: Path) -> tuple[Settings, str, str, str]:
@@ -176,13 +249,19 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             await v.run(2 * len(paths))
             v.statuses.clear()
             v.timings.clear()
-        per_request: dict[str, list[float]] = {v.name: [] for v in variants}
+        # Statuses and timings are checked on the ASGI replays; the wire counts non-200s.
+        layers = {"asgi": Replay.run, "uvicorn": Replay.run_wire}
+        per_request: dict[str, dict[str, list[float]]] = {
+            layer: {v.name: [] for v in variants} for layer in layers
+        }
         for r in range(args.rounds):
             order = variants[r % len(variants) :] + variants[: r % len(variants)]
             if r % 2:
                 order.reverse()
-            for v in order:
-                per_request[v.name].append(await v.run(args.requests) / args.requests / 1000)
+            for layer, run in layers.items():
+                for v in order:
+                    spent = await run(v, args.requests, True)
+                    per_request[layer][v.name].append(spent / args.requests / 1000)
         for v in variants:
             if set(v.statuses) != {200} or set(v.timings) != {b"cache"}:
                 raise SystemExit(f"{v.name}: not all cache hits: {v.statuses} {v.timings}")
@@ -190,14 +269,16 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         if args.profile:
             for v in variants:
                 profiles[v.name] = await profile(v.run, args.requests)
-    medians = {name: statistics.median(us) for name, us in per_request.items()}
     return {
         "slide": str(args.slide),
         "distinct_tiles": len(paths),
         "requests_per_round": args.requests,
         "rounds": args.rounds,
         "cpu_us_per_request": per_request,
-        "median_us": medians,
+        "median_us": {
+            layer: {name: statistics.median(us) for name, us in runs.items()}
+            for layer, runs in per_request.items()
+        },
         "profiles": profiles,
     }
 
@@ -214,22 +295,25 @@ async def profile(run: Callable[[int, bool], Awaitable[int]], n: int) -> str:
 
 
 def report(results: dict[str, Any]) -> str:
-    med = results["median_us"]
     lines = [
         f"{results['rounds']} interleaved rounds x {results['requests_per_round']} cache hits "
-        f"({results['distinct_tiles']} distinct tiles), CPU µs per request:",
+        f"({results['distinct_tiles']} distinct tiles), CPU µs per request",
         "",
-        "| variant | median | min | max | vs noauth |",
+        "| variant | ASGI app: median (min–max) | vs noauth | through uvicorn: median "
+        "(min–max) | vs noauth |",
         "|---|---:|---:|---:|---:|",
     ]
-    for name, us in results["cpu_us_per_request"].items():
-        lines.append(
-            f"| {name} | {med[name]:.1f} | {min(us):.1f} | {max(us):.1f} "
-            f"| {100 * med['noauth'] / med[name]:.0f} % |"
-        )
+    runs, med = results["cpu_us_per_request"], results["median_us"]
+    for name in runs["asgi"]:
+        cells = []
+        for layer in ("asgi", "uvicorn"):
+            us = runs[layer][name]
+            cells.append(f"{med[layer][name]:.1f} ({min(us):.1f}–{max(us):.1f})")
+            cells.append(f"{100 * med[layer]['noauth'] / med[layer][name]:.0f} %")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
-        "vs noauth: the no-auth cost over this variant's cost, i.e. the share of the no-auth "
+        "vs noauth: the no-auth cost over this variant's, i.e. the share of the no-auth "
         "throughput a CPU-bound server keeps."
     )
     for name, text in results["profiles"].items():

@@ -22,6 +22,10 @@ Also measured: ingest time, the GET requests that the first tile of a never-open
 costs from S3, and the S3 server's RSS over --rss-tiles requests with the default cache.
 
     python bench/compare_tiles.py [--slide bench/out/bench-60000x40000.tiff] [--tiles 12000]
+
+Authorisation on and off, in alternating rounds (each round and the median per server):
+
+    python bench/compare_tiles.py --servers iain-s3,iain-s3-noauth --rounds 3 --rss-tiles 0
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import json
 import math
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -101,6 +106,12 @@ def cpu_s(pid: int) -> float:
     the server hardly depends on what else runs on the machine."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loop_cpu_s(pid: int) -> float:
+    """CPU time of the server's main thread (its event loop: all a cached tile costs), to
+    the nanosecond (/proc/PID/stat counts in 10 ms ticks)."""
+    return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[0]) / 1e9
 
 
 def rss_mib(pid: int) -> float:
@@ -243,6 +254,13 @@ def main() -> int:
         "--rss-tiles", type=int, default=100_000, help="requests for the RSS run (0: skip it)"
     )
     ap.add_argument("--out", type=Path, default=REPO / "bench/out/compare")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure the chosen servers this many times, alternating (A B A B ...); "
+        "the tables give the median, a second table each round",
+    )
     args = ap.parse_args()
     if not args.slide.exists():
         ap.error(f"{args.slide} missing: run bench/make_slide.py first")
@@ -270,8 +288,8 @@ def main() -> int:
             "local": f"Authorization: Bearer {bench_token(local_env['IAIN_HOME'])}",
             "s3": f"Authorization: Bearer {bench_token(s3_env['IAIN_HOME'])}",
         }
-        noauth = [PY, "-m", "uvicorn", "--factory", "bench.noauth_app:app", "--no-access-log"]
-        noauth += ["--log-level", "warning"]
+        # Under uvicorn configured as `iain serve` runs it: only authorisation differs.
+        noauth = [PY, str(REPO / "bench/noauth_app.py")]
         floor = [PY, str(REPO / "bench/floor_server.py"), "--width", str(width)]
         floor += ["--height", str(height), "--tile-bytes", "{tile_bytes}"]
 
@@ -302,14 +320,18 @@ def main() -> int:
             "floor-range": ([*floor, "--mode", "asgi"], base_env, "floor"),
         }
         chosen = args.servers.split(",")
-        for name in SERVERS:
-            if name not in chosen:
-                continue
+        # --rounds: the chosen servers one after the other, again and again (A B A B ...),
+        # so a machine's slow spell hits both; the report gives each round and the median.
+        rounds: list[dict[str, Any]] = []
+        for name in [n for _ in range(args.rounds) for n in SERVERS if n in chosen]:
+            if not rounds or name in rounds[-1]:
+                rounds.append({})
+            this = rounds[-1]
             cmd, env, slide_id = servers[name]
             # The constant tile: as large as the tiles the same traces fetched from S3.
             tile_bytes = round(
-                results["floor-range"]["warm"][0]["mean_bytes"]
-                if "floor-range" in results
+                this["floor-range"]["warm"][0]["mean_bytes"]
+                if "floor-range" in this
                 else results["mean_stored_tile_bytes"]
             )
             cmd = [part.format(tile_bytes=tile_bytes) for part in cmd]
@@ -334,19 +356,24 @@ def main() -> int:
                     # Cold: traces this server has never seen (a seed per viewer count);
                     # warm: the same traces again, straight after.
                     for state in ("cold", "warm"):
-                        out = args.out / f"{name}-{viewers}-{state}.json"
-                        used = cpu_s(proc.pid)
+                        tag = f"-r{len(rounds)}" if args.rounds > 1 else ""
+                        out = args.out / f"{name}-{viewers}-{state}{tag}.json"
+                        used, looped = cpu_s(proc.pid), loop_cpu_s(proc.pid)
                         run = load(
                             base, slide_id, viewers, args.tiles // viewers, viewers, out, extra
                         )
-                        used = cpu_s(proc.pid) - used
+                        used, looped = cpu_s(proc.pid) - used, loop_cpu_s(proc.pid) - looped
                         run["server_cpu_us_per_tile"] = 1e6 * used / max(1, run["tiles"])
+                        run["server_loop_cpu_us_per_tile"] = 1e6 * looped / max(1, run["tiles"])
                         runs[state].append(run)
-                results[name] = {**runs, "rss_mib": rss_mib(proc.pid)}
-                print(f"{name}: done, RSS {results[name]['rss_mib']:.0f} MiB", flush=True)
+                this[name] = {**runs, "rss_mib": rss_mib(proc.pid)}
+                print(f"{name}: done, RSS {this[name]['rss_mib']:.0f} MiB", flush=True)
             finally:
                 proc.terminate()
                 proc.wait(20)
+        results.update(median_runs(rounds))
+        if args.rounds > 1:
+            results["rounds"] = rounds
         if args.rss_tiles:
             # The default tile cache (256 MiB), as a deployment runs.
             rss_env = {**s3_env, "IAIN_TILE_CACHE_MB": "256"}
@@ -364,6 +391,56 @@ def main() -> int:
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     print(report(results))
     return 0
+
+
+def median_runs(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per server, each (cache state, viewers) run with its figures the median over rounds."""
+    out: dict[str, Any] = {}
+    for name in rounds[0] if rounds else {}:
+        per = [r[name] for r in rounds if name in r]
+        merged: dict[str, Any] = {"rss_mib": statistics.median(p["rss_mib"] for p in per)}
+        for state in ("cold", "warm"):
+            merged[state] = [
+                {
+                    key: (statistics.median_low if isinstance(value, int) else statistics.median)(
+                        p[state][i][key] for p in per
+                    )
+                    if isinstance(value, int | float) and not isinstance(value, bool)
+                    else value
+                    for key, value in first.items()
+                }
+                for i, first in enumerate(per[0][state])
+            ]
+        out[name] = merged
+    return out
+
+
+def rounds_report(rounds: list[dict[str, Any]]) -> str:
+    """Markdown table: tiles/s, server CPU µs/tile and the event loop's share of it, of each
+    round, and their medians."""
+    head = " | ".join(f"round {i + 1}" for i in range(len(rounds)))
+    lines = [
+        f"| server | cache | viewers | {head} | median |",
+        "|---|---|---:|" + "---:|" * (len(rounds) + 1),
+    ]
+    for name in rounds[0]:
+        for state in ("cold", "warm"):
+            for i, first in enumerate(rounds[0][name][state]):
+                runs = [r[name][state][i] for r in rounds if name in r]
+                cells = [
+                    f"{r['tiles_per_s']:.0f} ({r['server_cpu_us_per_tile']:.0f}, "
+                    f"{r['server_loop_cpu_us_per_tile']:.1f} µs)"
+                    for r in runs
+                ]
+                tps = statistics.median(r["tiles_per_s"] for r in runs)
+                cpu = statistics.median(r["server_cpu_us_per_tile"] for r in runs)
+                loop = statistics.median(r["server_loop_cpu_us_per_tile"] for r in runs)
+                lines.append(
+                    f"| {name} | {state} | {first['viewers']} | "
+                    + " | ".join(cells)
+                    + f" | {tps:.0f} ({cpu:.0f}, {loop:.1f} µs) |"
+                )
+    return "\n".join(lines)
 
 
 def _levels(runs: list[Any]) -> dict[int, Any]:
@@ -418,6 +495,13 @@ def report(results: dict[str, Any]) -> str:
         "Server RSS after the runs: "
         + ", ".join(f"{n} {results[n]['rss_mib']:.0f} MiB" for n in measured)
     )
+    if results.get("rounds"):
+        lines += [
+            "",
+            "Each round: tiles/s (server CPU µs/tile: whole process, event loop thread)",
+            "",
+            rounds_report(results["rounds"]),
+        ]
     series = results.get("rss_series")
     if series:
         lines.append("")

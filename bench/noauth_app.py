@@ -6,13 +6,23 @@ lookup, the tile routes and the fast path locate every slide through the catalog
 policy decision. Everything else (middleware, fast path, response headers) is the same
 object graph. Never a way to run a hub: it serves every slide to anyone.
 
-    python -m uvicorn --factory bench.noauth_app:app --port 8001
+    python bench/noauth_app.py --port 8001
+
+It runs under uvicorn configured as `iain serve` runs it (log level, no access log, the
+trusted proxies of IAIN_TRUSTED_PROXIES), so the two servers differ only by authorisation.
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
+from pathlib import Path
+
+import uvicorn
 from fastapi import FastAPI
 from starlette.types import Scope
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from exchange.auth import current_user
 from exchange.catalogue import Catalogue
@@ -41,3 +51,24 @@ def without_auth(hub: FastAPI) -> FastAPI:
 
 def app() -> FastAPI:
     return without_auth(create_app(Settings()))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="the hub without authorisation (benchmarks only)")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8001)
+    args = ap.parse_args()
+    settings = Settings()
+    # The same call as iain.cli._serve.
+    uvicorn.run(
+        without_auth(create_app(settings)),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        forwarded_allow_ips=[str(n) for n in settings.trusted_proxies],
+    )
+
+
+if __name__ == "__main__":
+    main()
