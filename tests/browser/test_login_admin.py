@@ -1,0 +1,91 @@
+"""What a user sees of the admin's session commands and of a failed OpenID Connect login:
+a real hub in a subprocess, `iain sessions end` run as the admin would, Debian's chromium
+via Playwright."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser
+
+from exchange.identity import REVOCATION_POLL_S
+from tests.browser.hub import running_hub
+from tests.browser.test_login import PASSWORD, USERNAME, _iain, browser, new_page, sign_in
+from tests.browser.test_viewer import _hub_env, _require_prerequisites
+
+pytestmark = pytest.mark.browser
+__all__ = ["browser"]  # the module-scoped chromium fixture, shared with test_login
+
+
+@dataclass(frozen=True)
+class AdminHub:
+    url: str
+    home: Path
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdminHub]:
+    _require_prerequisites()
+    home = tmp_path_factory.mktemp("admin-hub")
+    env = _hub_env(home)
+    _iain(env, home, "users", "add", USERNAME, "--centre", "lille", "--role", "pathologist",
+          "--name", "Dr Lille", "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
+    with running_hub(home, env) as url:
+        yield AdminHub(url, home, env)
+
+
+def test_an_ended_session_sends_the_browser_back_to_the_login_page(
+    hub: AdminHub, browser: Browser
+) -> None:
+    page = new_page(browser)
+    page.goto(hub.url + "/login")
+    sign_in(page)
+    page.wait_for_url(hub.url + "/")
+    page.locator(".account-name").wait_for()
+
+    # The laptop is lost: the admin ends the user's sessions from the hub's machine.
+    ended = _iain(hub.env, hub.home, "sessions", "end", USERNAME)
+    assert f"ended 1 session of {USERNAME}" in ended
+    time.sleep(REVOCATION_POLL_S + 0.2)
+    page.reload()
+    page.wait_for_url(f"{hub.url}/login*")
+    assert page.get_by_role("heading", name="Sign in").is_visible()
+    assert page.evaluate("() => fetch('/api/me').then(r => r.status)") == 401
+    # Signing in again works: the account is not disabled.
+    sign_in(page)
+    page.wait_for_url(hub.url + "/")
+    page.locator(".account-name").wait_for()
+    page.context.close()
+
+
+@pytest.mark.parametrize(
+    ("locale", "query", "message"),
+    [
+        ("en-GB", "error=oidc_unknown_centre",
+         "Your account at the identity provider is not linked to an IAIN centre. "
+         "Ask your administrator."),
+        ("fr-FR", "error=oidc_disabled",
+         "Ce compte est désactivé sur IAIN. Contactez votre administrateur."),
+        # A code the page does not know, or text slipped into the URL: a generic message,
+        # never the URL's own words.
+        ("en-GB", "error=oidc_%3Cb%3Eyour+bank+called%3C%2Fb%3E",
+         "Signing in through the identity provider failed. Please try again."),
+    ],
+)  # fmt: skip
+def test_a_failed_openid_connect_login_is_explained_on_the_login_page(
+    hub: AdminHub, browser: Browser, locale: str, query: str, message: str
+) -> None:
+    page = new_page(browser, locale=locale)
+    page.goto(f"{hub.url}/login?{query}")
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert alert.inner_text() == message
+    assert page.locator(".login-message b").count() == 0
+    # The form is there to try again.
+    assert page.locator("#login-username").is_visible()
+    page.context.close()
