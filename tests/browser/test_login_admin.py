@@ -4,16 +4,19 @@ via Playwright."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser
 
 from exchange.identity import REVOCATION_POLL_S
-from tests.browser.hub import running_hub
+from tests.browser.hub import die_with_parent, free_port, running_hub, wait_for
 from tests.browser.test_login import PASSWORD, USERNAME, _iain, browser, new_page, sign_in
 from tests.browser.test_viewer import _hub_env, _require_prerequisites
 
@@ -89,3 +92,49 @@ def test_a_failed_openid_connect_login_is_explained_on_the_login_page(
     # The form is there to try again.
     assert page.locator("#login-username").is_visible()
     page.context.close()
+
+
+def test_a_centre_unknown_to_iain_brings_the_browser_back_to_the_login_page(
+    tmp_path: Path, browser: Browser
+) -> None:
+    """Through a real provider process: the provider vouches for the user, but its centre
+    is not an IAIN one; the user reads why on the login page, not a JSON error."""
+    _require_prerequisites()
+    port = free_port()
+    provider = subprocess.Popen(
+        [sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
+    )
+    issuer = f"http://127.0.0.1:{port}"
+    env = _hub_env(tmp_path) | {
+        "IAIN_OIDC_ISSUER": issuer,
+        "IAIN_OIDC_CLIENT_ID": "iain-hub",
+        "IAIN_OIDC_CLIENT_SECRET": "a-real-client-secret-0123",
+        "IAIN_OIDC_LABEL": "Pro Santé Connect",
+    }
+    try:
+        wait_for(f"{issuer}/.well-known/openid-configuration", lambda: provider.poll() is None)
+        claims = {"centre": "CHU-NANTES", "roles": ["pathologist"]}
+        assert httpx.put(f"{issuer}/users/psc-77", json=claims).status_code == 204
+        with running_hub(tmp_path, env) as url:
+            page = new_page(browser, locale="fr-FR")
+            page.goto(url + "/login")
+            page.get_by_role("link", name="Se connecter avec Pro Santé Connect").click()
+            page.wait_for_url(f"{issuer}/oauth2/authorize*")
+            page.locator("input[name=sub]").fill("psc-77")
+            page.get_by_role("button", name="Authorize").click()
+            page.wait_for_url(url + "/login?error=oidc_unknown_centre")
+            alert = page.get_by_role("alert")
+            alert.wait_for()
+            assert alert.inner_text() == (
+                "Votre compte chez le fournisseur d’identité n’est rattaché à aucun centre "
+                "IAIN. Contactez votre administrateur."
+            )
+            assert "NANTES" not in page.content()
+            assert page.evaluate("() => fetch('/api/me').then(r => r.status)") == 401
+            page.context.close()
+    finally:
+        provider.terminate()
+        provider.wait(10)
