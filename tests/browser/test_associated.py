@@ -18,7 +18,7 @@ from PIL import Image
 
 from iain.settings import Settings
 from tests.browser import test_viewer
-from tests.browser.test_compare import running_hub
+from tests.browser.hub import running_hub
 from tests.browser.test_viewer import SCREENSHOTS, SYNTHETIC, Hub, Tab, open_slide
 from tests.database import database_url
 from tests.hub import auth_headers

@@ -9,11 +9,8 @@ follower whose centre matched in pixels rather than µm would be off by a factor
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -26,6 +23,7 @@ from playwright.sync_api import Page
 
 from iain.synthetic import build, write_synthetic_slide
 from tests.browser import test_viewer
+from tests.browser.hub import running_hub
 from tests.browser.test_viewer import SCREENSHOTS, SYNTHETIC, Hub, Tab
 
 pytestmark = pytest.mark.browser
@@ -362,40 +360,6 @@ def _write_slide_without_pixel_size(path: Path) -> None:
     tifffile.imwrite(
         path, pixels, tile=(256, 256), compression="jpeg", photometric="rgb", metadata=None
     )
-
-
-@contextmanager
-def running_hub(home: Path, env: dict[str, str]) -> Iterator[str]:
-    """`iain.app` served from `home` (slides already ingested there): its URL, while open."""
-    port = test_viewer._free_port()
-    url = f"http://127.0.0.1:{port}"
-    with (home / "server.log").open("w") as log:
-        server = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "uvicorn", "--factory", "iain.app:app_from_env"),
-                *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
-            ],
-            cwd=home,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=test_viewer._die_with_parent,
-        )
-        try:
-            deadline = time.monotonic() + test_viewer.SERVER_START_S
-            while True:
-                assert server.poll() is None, test_viewer._tail(home / "server.log")
-                try:
-                    if httpx.get(url + "/api/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, test_viewer._tail(home / "server.log")
-                time.sleep(0.1)
-            yield url
-        finally:
-            server.terminate()
-            server.wait(10)
 
 
 @pytest.fixture(scope="module")

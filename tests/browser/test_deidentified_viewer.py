@@ -19,7 +19,7 @@ from playwright.sync_api import Browser
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
 from tests.browser import test_viewer
-from tests.browser.test_compare import running_hub
+from tests.browser.hub import running_hub
 from tests.browser.test_viewer import (
     LOAD_TIMEOUT_MS,
     SYNTHETIC,

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -16,17 +14,14 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from iain.synthetic import write_synthetic_slide
+from tests.browser.hub import die_with_parent, free_port, running_hub, wait_for
 from tests.browser.test_viewer import (
     CHROMIUM_ARGS,
     LOAD_TIMEOUT_MS,
-    SERVER_START_S,
     VIEWPORT,
-    _die_with_parent,
-    _free_port,
     _hub_env,
     _ingest,
     _require_prerequisites,
-    _tail,
 )
 
 pytestmark = pytest.mark.browser
@@ -55,49 +50,6 @@ def _iain(env: dict[str, str], cwd: Path, *args: str, stdin: str = "") -> str:
     return run.stdout
 
 
-@contextmanager
-def serving(home: Path, env: dict[str, str]) -> Iterator[str]:
-    """A hub process on a free port: its URL, while it runs."""
-    port = _free_port()
-    log = (home / "server.log").open("w")
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "uvicorn", "--factory", "iain.app:app_from_env"),
-            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
-        ],
-        cwd=home,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(url + "/api/health", lambda: server.poll() is None, home / "server.log")
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
-
-
-def wait_for(url: str, alive: Callable[[], bool], log: Path | None = None) -> None:
-    deadline = time.monotonic() + SERVER_START_S
-    while True:
-        assert alive(), f"{url}: the server exited\n{_tail(log) if log else ''}"
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"{url}: no answer\n{_tail(log) if log else ''}"
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoginHub]:
     _require_prerequisites()
@@ -109,7 +61,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoginHub]:
     _iain(env, home, "users", "add", USERNAME, "--centre", "lille", "--role", "pathologist",
           "--name", "Dr Lille", "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
     token = _iain(env, home, "tokens", "create", USERNAME, "--name", "test").strip()
-    with serving(home, env) as url:
+    with running_hub(home, env) as url:
         headers = {"Authorization": f"Bearer {token}"}
         [listed] = httpx.get(url + "/api/slides", headers=headers, timeout=30).json()
         yield LoginHub(url, listed["id"])
@@ -207,12 +159,12 @@ def test_a_wrong_password_says_so(hub: LoginHub, browser: Browser) -> None:
 def test_sign_in_with_openid_connect(tmp_path: Path, browser: Browser) -> None:
     """The login page's OpenID Connect button, through a real provider process."""
     _require_prerequisites()
-    port = _free_port()
+    port = free_port()
     provider = subprocess.Popen(
         [sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
     issuer = f"http://127.0.0.1:{port}"
     env = _hub_env(tmp_path) | {
@@ -226,7 +178,7 @@ def test_sign_in_with_openid_connect(tmp_path: Path, browser: Browser) -> None:
         wait_for(f"{issuer}/.well-known/openid-configuration", lambda: provider.poll() is None)
         claims = {"centre": "CLCC-ROUEN", "roles": ["pathologist"], "name": "Dr Rouen"}
         assert httpx.put(f"{issuer}/users/psc-42", json=claims).status_code == 204
-        with serving(tmp_path, env) as url:
+        with running_hub(tmp_path, env) as url:
             page = new_page(browser)
             page.goto(url + "/login")
             page.get_by_role("link", name="Sign in with Keycloak").click()

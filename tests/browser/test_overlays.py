@@ -24,7 +24,7 @@ from iain.sample_overlays import CLASS_COLOURS, blob_heatmap, cell_features
 from iain.synthetic import write_synthetic_slide
 from tests import database
 from tests.browser import test_viewer
-from tests.browser.test_compare import running_hub
+from tests.browser.hub import running_hub
 from tests.browser.test_viewer import (
     SCREENSHOTS,
     Hub,

@@ -21,7 +21,8 @@ from playwright.sync_api import Browser, Page, expect
 
 from iain.synthetic import write_synthetic_slide
 from tests.browser import test_viewer
-from tests.browser.test_login import _iain, serving
+from tests.browser.hub import running_hub
+from tests.browser.test_login import _iain
 from tests.browser.test_viewer import (
     LOAD_TIMEOUT_MS,
     SCREENSHOTS,
@@ -64,7 +65,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShareHub]:
               "--password-stdin", stdin=password + "\n")  # fmt: skip
     lille_token = _iain(env, home, "tokens", "create", LILLE[0], "--name", "test").strip()
     rouen_token = _iain(env, home, "tokens", "create", ROUEN[0], "--name", "test").strip()
-    with serving(home, env) as url:
+    with running_hub(home, env) as url:
         headers = {"Authorization": f"Bearer {lille_token}"}
         [listed] = httpx.get(url + "/api/slides", headers=headers, timeout=30).json()
         yield ShareHub(url, home, env, listed["id"], rouen_token)

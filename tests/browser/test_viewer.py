@@ -11,14 +11,10 @@ install chromium) and a built viewer (cd viewer && npm ci && npm run build).
 
 from __future__ import annotations
 
-import ctypes
 import io
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +28,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_
 
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
+from tests.browser.hub import running_hub
 from tests.database import database_url
 from tests.hub import auth_headers
 
@@ -63,7 +60,6 @@ REAL_SLIDES = {
 BROWSER_USER = "pathologist.caen"
 CENTRE_NAMES = {"caen": "Centre François Baclesse", "lille": "Centre Oscar Lambret"}
 
-SERVER_START_S = 30.0
 LOAD_TIMEOUT_MS = 30_000
 # The viewer's console may show this for a 404 the page asked for on purpose, nothing else.
 HTTP_404 = "the server responded with a status of 404"
@@ -86,19 +82,6 @@ class Hub:
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(self.url + path, timeout=30, headers=self.headers)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when pytest dies, so no server outlives a killed test run."""
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _hub_env(home: Path) -> dict[str, str]:
@@ -151,50 +134,10 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         else:
             missing[sample] = f"test data not found: {path} (set IAIN_TESTDATA)"
 
-    port = _free_port()
-    log = (home / "server.log").open("w")
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "uvicorn", "--factory", "iain.app:app_from_env"),
-            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
-        ],
-        cwd=home,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"the hub exited ({server.returncode}):\n{_tail(home / 'server.log')}")
-            try:
-                if httpx.get(url + "/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"the hub did not answer in {SERVER_START_S}s:\n{_tail(home / 'server.log')}"
-                )
-            time.sleep(0.1)
+    with running_hub(home, env) as url:
         headers = browser_headers(home)
         listed = httpx.get(url + "/api/slides", timeout=30, headers=headers).json()
         yield Hub(url, {s["name"]: s for s in listed}, missing, headers)
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def _real_slide(hub: Hub, sample: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from exchange.models import Conversion, Slide
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
 from tests.browser import test_viewer
-from tests.browser.test_compare import running_hub
+from tests.browser.hub import running_hub
 from tests.browser.test_viewer import LOAD_TIMEOUT_MS, VIEWPORT, Tab, wait_fully_loaded
 from tests.database import database_url
 from tests.hub import ingest
