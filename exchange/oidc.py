@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 import threading
@@ -31,6 +32,8 @@ from exchange.catalogue import new_slide_id
 from exchange.errors import ExchangeError
 from exchange.models import Centre, User
 from exchange.principal import Role
+
+log = logging.getLogger(__name__)
 
 PENDING_COOKIE = "iain_oidc"
 PENDING_S = 600  # a login left at the provider's page longer than this starts again
@@ -146,7 +149,9 @@ class OidcClient:
             response.raise_for_status()
             data = response.json()
         except (httpx.HTTPError, ValueError) as exc:
-            raise OidcUnavailable(f"the login provider did not answer: {exc}") from None
+            # The reason (an address, a TLS error) is for the operator's log, not for callers.
+            log.warning("OpenID Connect provider unreachable at %s: %s", url, exc)
+            raise OidcUnavailable("the login provider did not answer") from None
         if not isinstance(data, dict):
             raise OidcUnavailable("the login provider answered something else than JSON")
         return data
@@ -209,7 +214,8 @@ class OidcClient:
                 headers={"Accept": "application/json"},
             )
         except httpx.HTTPError as exc:
-            raise OidcUnavailable(f"the login provider did not answer: {exc}") from None
+            log.warning("OpenID Connect token endpoint unreachable: %s", exc)
+            raise OidcUnavailable("the login provider did not answer") from None
         if response.status_code >= 400:
             raise OidcError(f"the login provider refused the code ({response.status_code})")
         try:
