@@ -32,8 +32,8 @@ def _sessions(settings: Settings) -> Sessions:
     return Sessions(catalogue, lifetime=timedelta(hours=settings.session_hours))
 
 
-def _when(moment: datetime | None) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
 
 
 @sessions_cli.command("list")
@@ -49,9 +49,10 @@ def list_sessions(
     now = datetime.now(UTC)
     for row in rows:
         out.print(
-            f"{row.id:14} {row.username:30} {row.centre:8} started {_when(row.created_at)}  "
-            f"expires {_when(row.expires_at)}  {row.state(now)}",
+            f"{row.id:14} {row.username:30} {row.centre:8} {_when(row.created_at)} -> "
+            f"{_when(row.expires_at)} UTC  {row.state(now)}",
             highlight=False,
+            soft_wrap=True,
         )
     err.print(f"{len(rows)} session{'' if len(rows) == 1 else 's'}")
 
@@ -81,8 +82,7 @@ def end_sessions(
 
 @sessions_cli.command("prune")
 def prune_sessions() -> None:
-    """Delete expired and ended sessions, and failed logins past the throttle's window
-    (the hub also does it now and then at login)."""
+    """Delete expired and ended sessions and old failed logins (the hub also does it)."""
     settings = settings_or_exit()
     sessions = _sessions(settings)
     removed = sessions.prune()
