@@ -160,13 +160,20 @@ def _serve(conn: Connection, read: Read, size: int) -> Inspection | TilesError |
     """Answers the child's reads until it sends its result."""
     while True:
         message = conn.recv()
-        if message[0] == "done":
+        if isinstance(message, tuple) and len(message) == 2 and message[0] == "done":
             result: Inspection | TilesError | None = message[1]
             return result
+        if not (
+            isinstance(message, tuple)
+            and len(message) == 3
+            and message[0] == "read"
+            and all(isinstance(n, int) for n in message[1:])
+        ):
+            return CorruptSlide("the parser sent a malformed request")
         _, offset, length = message
         # Like pread on a local file: a read past the end comes back short.
-        start = max(0, min(int(offset), size))
-        end = min(size, start + max(0, int(length)))
+        start = max(0, min(offset, size))
+        end = min(size, start + max(0, length))
         for pos in range(start, end, _REPLY_CHUNK):
             conn.send_bytes(read(pos, min(_REPLY_CHUNK, end - pos)))
         conn.send_bytes(b"")
