@@ -33,12 +33,13 @@ Cost and revocation. Deciding needs the slide row and, for other centres, the gr
 answer per (caller, id) is cached for DECISION_TTL_S seconds, so a tile costs a dictionary
 lookup. Revoking a grant through this hub clears the cache at once; an expiry, or a
 revocation made through another hub process sharing the database, takes effect within
-DECISION_TTL_S; a revoked API token within exchange.identity.TOKEN_CACHE_S plus
-DECISION_TTL_S (the fast path remembers a bearer header that long); a logged-out browser
-session at once (the fast path remembers a session cookie as long, but checks it against
-its session on every tile). Tile responses are
-`Cache-Control: private`: no shared cache keeps them,
-but a browser keeps what it already fetched.
+DECISION_TTL_S. The tile fast path authenticates a bearer header or session cookie once
+per FAST_AUTH_S (then authorising a cached tile costs about a microsecond of CPU,
+bench/auth_overhead.py): logging out through this hub stops it at once
+(exchange.auth.WatchedSessions); a token or session revoked, or a user disabled, by any
+process within FAST_AUTH_S plus exchange.identity.REVOCATION_POLL_S. Tile responses are
+`Cache-Control: private`: no shared cache keeps them, but a browser keeps what it already
+fetched.
 """
 
 from __future__ import annotations
@@ -55,12 +56,12 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 from starlette.types import Scope
 
-from exchange.auth import CurrentUser, NotAuthenticated, authenticate
+from exchange.auth import CurrentUser, NotAuthenticated, WatchedSessions, authenticate
 from exchange.catalogue import Catalogue
 from exchange.errors import ExchangeError
+from exchange.identity import REVOCATION_POLL_S
 from exchange.models import Grant, Slide, Upload
 from exchange.principal import Principal, Role
-from exchange.sessions import SESSION_COOKIE, Sessions
 from exchange.uploads import UploadNotFound
 from tiles.deid import View
 from tiles.errors import SlideNotFound
@@ -68,6 +69,9 @@ from tiles.location import SlideLocation, SlideLocator
 
 # How long a decision (caller, slide id) -> view is reused; see the module docstring.
 DECISION_TTL_S = 5.0
+# How long the tile fast path reuses a bearer header's or a session cookie's caller: the
+# period at which hub processes look for credentials revoked elsewhere.
+FAST_AUTH_S = REVOCATION_POLL_S
 
 FULL_VIEW_ROLES = frozenset({Role.PATHOLOGIST, Role.RESIDENT, Role.TECHNICIAN, Role.CENTRE_ADMIN})
 # Every role that sees slides at all (hub_admin does not).
@@ -144,10 +148,11 @@ class Policy:
         self.view_seen = view_seen
         self._decisions: dict[tuple[str, str], tuple[float, SlideAccess | None]] = {}
         # The fast path's authentication, per raw header: Authorization -> (expiry, caller,
-        # locator); Cookie (no Authorization) -> (expiry, caller, locator, session secret,
-        # the sessions it is checked against).
+        # locator); Cookie (no Authorization) -> (expiry, caller, locator, the sessions and
+        # their count of forgettings when it was authenticated).
         self._bearers: dict[bytes, tuple[float, Principal, SlideLocator]] = {}
-        self._cookies: dict[bytes, tuple[float, Principal, SlideLocator, str, Sessions]] = {}
+        self._cookies: dict[bytes, tuple[float, Principal, SlideLocator, WatchedSessions, int]]
+        self._cookies = {}
         self._lock = threading.Lock()
 
     # -- deciding -----------------------------------------------------------------------
@@ -264,8 +269,9 @@ class Policy:
         """The fast path's locator for a raw ASGI request; None without a caller (the
         route then answers 401). A bearer header or session cookie seen in the last `ttl_s`
         seconds skips authentication, so a cached tile costs a few dictionary lookups. A
-        cookie is still checked against its session on every request (Sessions.lookup, a
-        cached hash): logging out stops the fast path at once, like the routes."""
+        cookie's caller is forgotten as soon as its sessions forget any session (a logout:
+        it stops at once, like the routes); both are authenticated again after
+        FAST_AUTH_S, which sees revocations made by other processes."""
         # The first of each, as exchange.auth.authenticate reads them (Starlette's Headers).
         bearer = cookie = None
         for name, value in scope["headers"]:
@@ -282,30 +288,33 @@ class Policy:
                 return known[2]
         elif cookie is not None:
             seen = self._cookies.get(cookie)
-            if seen is not None and seen[0] > now:
-                active = seen[4].lookup(seen[3])
-                # Still live, and still the same caller (roles are part of it).
-                if active is not None and (
-                    active.principal is seen[1] or active.principal == seen[1]
-                ):
-                    scope.setdefault("state", {})["principal"] = seen[1]
-                    return seen[2]
+            if seen is not None and seen[0] > now and seen[3].forgotten == seen[4]:
+                scope.setdefault("state", {})["principal"] = seen[1]
+                return seen[2]
         request = Request(scope)
+        sessions = getattr(request.app.state, "sessions", None)
+        # Read before authenticating: a logout from now on changes it.
+        forgotten = sessions.forgotten if isinstance(sessions, WatchedSessions) else None
         principal = authenticate(request)
         if principal is None:
             return None
         locator = _CallerLocator(self, principal, self.view_seen)
+        until = now + min(self.ttl_s, FAST_AUTH_S)
         with self._lock:
             if bearer is not None and principal.token_id is not None:
                 if len(self._bearers) > 10_000:  # bounded: stale entries go first
                     self._bearers = {k: v for k, v in self._bearers.items() if v[0] > now}
-                self._bearers[bearer] = (now + self.ttl_s, principal, locator)
-            elif bearer is None and cookie is not None and principal.session_id is not None:
-                sessions: Sessions = request.app.state.sessions  # what authenticated it
+                self._bearers[bearer] = (until, principal, locator)
+            elif (
+                bearer is None
+                and cookie is not None
+                and principal.session_id is not None
+                and isinstance(sessions, WatchedSessions)
+                and forgotten is not None
+            ):
                 if len(self._cookies) > 10_000:
                     self._cookies = {k: v for k, v in self._cookies.items() if v[0] > now}
-                secret = request.cookies[SESSION_COOKIE]
-                self._cookies[cookie] = (now + self.ttl_s, principal, locator, secret, sessions)
+                self._cookies[cookie] = (until, principal, locator, sessions, forgotten)
         return locator
 
 

@@ -18,7 +18,7 @@ from exchange import annotation_routes, auth_routes, grant_routes, overlay_route
 from exchange import routes as exchange_routes
 from exchange.annotations import AnnotationNotFound, InvalidAnnotation, StaleAnnotation
 from exchange.audit_hooks import AuditHooks
-from exchange.auth import CsrfRejected, NotAuthenticated, current_user
+from exchange.auth import CsrfRejected, NotAuthenticated, WatchedSessions, current_user
 from exchange.catalogue import Catalogue
 from exchange.conversion import ConversionConfig, ConversionWorker
 from exchange.errors import ExchangeError, SlideMissing, UnknownCentre
@@ -27,7 +27,7 @@ from exchange.identity import Identities, IdentityError
 from exchange.oidc import OidcClient, OidcConfig, OidcError, OidcRefused, OidcUnavailable
 from exchange.overlays import InvalidOverlay, OverlayNotFound
 from exchange.policy import Forbidden, Policy
-from exchange.sessions import LoginThrottle, Sessions
+from exchange.sessions import LoginThrottle
 from exchange.uploads import (
     ChecksumMismatch,
     InvalidUpload,
@@ -198,7 +198,10 @@ def create_app(settings: Settings) -> FastAPI:
     audit_hooks = AuditHooks(catalogue)
     app.state.on_slide_view = audit_hooks.on_slide_view
     app.state.on_associated_view = audit_hooks.on_associated_view
-    app.state.sessions = Sessions(catalogue, lifetime=timedelta(hours=settings.session_hours))
+    # Watched: the tile fast path remembers a cookie's caller until a session is forgotten.
+    app.state.sessions = WatchedSessions(
+        catalogue, lifetime=timedelta(hours=settings.session_hours)
+    )
     app.state.login_throttle = LoginThrottle(
         catalogue,
         settings.login_max_failures,

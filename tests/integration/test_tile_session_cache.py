@@ -5,15 +5,20 @@ A real hub on the suite's database, logins through /api/login."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
-from exchange.identity import Identities
+from exchange.identity import REVOCATION_POLL_S, Identities
+from exchange.policy import FAST_AUTH_S
 from iain.app import create_app
+from iain.cli import cli
+from iain.settings import Settings
 from tests import database
 from tests.hub import ingest
 from tests.seeded_slide import write_seeded_svs
@@ -25,6 +30,7 @@ TILE = "11/0_0.jpeg"
 @dataclass
 class Hub:
     app: object
+    settings: Settings
     slide_id: str
     public_id: str
 
@@ -42,7 +48,7 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
     identities.add_user("caen.teacher", "caen", ["teacher"], password=PASSWORD)
     slide = app.state.catalogue.get(slide_id)
     assert slide is not None and slide.public_id is not None
-    yield Hub(app, slide_id, slide.public_id)
+    yield Hub(app, settings, slide_id, slide.public_id)
 
 
 def logged_in(hub: Hub, username: str) -> tuple[TestClient, str]:
@@ -90,3 +96,31 @@ def test_a_cached_tile_is_not_served_to_another_sessions_cookie(hub: Hub) -> Non
     # A forged cookie that is not a session: no caller.
     stranger = TestClient(hub.app, cookies={"iain_session": "not-a-session"})  # type: ignore[arg-type]
     assert stranger.get(url).status_code == 401
+
+
+def test_a_user_disabled_by_another_process_loses_cached_tiles_within_two_polls(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`iain users disable` (another process's view of the database) ends the user's
+    sessions and revokes their tokens: the fast path, which remembers a caller for
+    FAST_AUTH_S, stops answering both once this hub has polled for revocations."""
+    browser, _ = logged_in(hub, "caen.pathologist")
+    identities: Identities = hub.app.state.identities  # type: ignore[attr-defined]
+    _, token = identities.create_token("caen.pathologist", name="script")
+    script = TestClient(hub.app, headers={"Authorization": f"Bearer {token}"})  # type: ignore[arg-type]
+    url = f"/slides/{hub.slide_id}_files/{TILE}"
+    for client in (browser, script):
+        assert client.get(url).status_code == 200
+        assert client.get(url).headers["server-timing"] == "cache"
+
+    monkeypatch.setenv("IAIN_HOME", str(hub.settings.home))
+    monkeypatch.setenv("IAIN_DATABASE_URL", hub.settings.database_url)
+    disabled = CliRunner().invoke(cli, ["users", "disable", "caen.pathologist"])
+    assert disabled.exit_code == 0, disabled.output
+    ended = time.monotonic()
+    bound = FAST_AUTH_S + REVOCATION_POLL_S + 1.0  # the last term: a slow test machine
+    for client in (browser, script):
+        while client.get(url).status_code == 200:
+            assert time.monotonic() - ended < bound, "cached tiles still served"
+            time.sleep(0.05)
+        assert client.get(url).status_code == 401
