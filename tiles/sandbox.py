@@ -1,19 +1,43 @@
 """Untrusted slide files are parsed in a child process with a memory and a time limit.
 
 A parser that crashes (a segfault in a C decoder), loops, or allocates without bound takes
-down only the child: the caller gets a CorruptSlide saying so, and nothing else is lost."""
+down only the child: the caller gets a CorruptSlide saying so, and nothing else is lost.
+
+The child's answer is data, never code: a JSON document of a fixed shape (PROTOCOL below)
+in length-prefixed frames, that the parent decodes strictly. A parser exploit that takes
+over the child can at worst send a wrong answer, which is refused like a damaged file."""
 
 from __future__ import annotations
 
+import json
+import math
 import multiprocessing
+import os
 import resource
+import select
+import struct
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
-from tiles.errors import CorruptSlide, TilesError
+from tiles.errors import (
+    CorruptSlide,
+    ImageNotFound,
+    InvalidRequest,
+    SlideNotFound,
+    SlideUnavailable,
+    TileNotFound,
+    TilesError,
+    UnsupportedSlide,
+)
+from tiles.formats import ReaderKind, SlideFiles
+from tiles.geometry import Size
 from tiles.ingest import Inspection, inspect_slide, inspect_stored
+from tiles.readers.base import SlideProperties
 
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_MEMORY_BYTES = 4 * 1024**3
@@ -22,6 +46,119 @@ DEFAULT_MEMORY_BYTES = 4 * 1024**3
 # sandboxed inspection costs milliseconds, and never inherits the caller's threads or locks.
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["tiles.ingest"])
+
+# --- PROTOCOL ------------------------------------------------------------------------------
+#
+# Child -> parent: frames of an 8-byte big-endian length and that many bytes; each frame a
+# UTF-8 JSON object, except the raw header pack that follows an answer declaring one:
+#   {"op": "read", "offset": int >= 0, "length": int >= 0}    (in place only: bytes, please)
+#   {"op": "done", "outcome": "refused", "error": {"type": <ERROR_TYPES key>, "message": str}}
+#   {"op": "done", "outcome": "needs-copy"}                    (in place only: not TIFF)
+#   {"op": "done", "outcome": "inspected", "inspection": {
+#       "root": str, "main": relative path, "files": [relative path, ...],
+#       "kind": "tiff" | "openslide", "vendor": str | null,
+#       "properties": {"vendor": str, "levels": [[width, height], ...],
+#                      "mpp_x": float | null, "mpp_y": float | null,
+#                      "objective_power": float | null, "associated": [str, ...],
+#                      "metadata": {str: str}},
+#       "index_bytes": int | null, "size_bytes": int | null}}
+# Parent -> child (in place): each read answered by raw chunks, an empty one ending it.
+
+MAX_MESSAGE_BYTES = 16 * 1024**2  # a JSON frame: vendor metadata is the bulk of it
+MAX_INDEX_BYTES = 64 * 1024**2  # a header pack: tile offsets of a very large slide
+MAX_LEVELS = 256
+MAX_FILES = 100_000
+MAX_NAME_CHARS = 1024  # vendors, associated image names, path parts
+MAX_ERROR_CHARS = 4096
+MAX_SIDE = 2_000_000  # as tiles.ingest.MAX_SIDE: the child refuses beyond it
+
+ERROR_TYPES: dict[str, type[TilesError]] = {
+    cls.__name__: cls
+    for cls in (
+        TilesError,
+        SlideNotFound,
+        TileNotFound,
+        InvalidRequest,
+        UnsupportedSlide,
+        CorruptSlide,
+        SlideUnavailable,
+        ImageNotFound,
+    )
+}
+_FRAME = struct.Struct("!Q")
+
+
+class InvalidReply(Exception):
+    """The child's answer does not follow the protocol (a parser bug, or an exploit)."""
+
+
+class _TimedOut(Exception):
+    pass
+
+
+# --- Child side ----------------------------------------------------------------------------
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, allow_nan=False).encode()
+
+
+def _error_type(exc: TilesError) -> str:
+    """The nearest class of the protocol's list (a subclass elsewhere is named by its base)."""
+    return next(cls.__name__ for cls in type(exc).__mro__ if cls.__name__ in ERROR_TYPES)
+
+
+def _send_result(conn: Connection, result: Inspection | TilesError | None) -> None:
+    _send_all(conn, encode_answer(result))
+
+
+def _send_all(conn: Connection, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(conn.fileno(), view) :]
+
+
+def _frame(data: bytes) -> bytes:
+    return _FRAME.pack(len(data)) + data
+
+
+def encode_answer(result: Inspection | TilesError | None) -> bytes:
+    """The frames that carry a child's result to the parent (see PROTOCOL)."""
+    if result is None:
+        return _frame(_encode({"op": "done", "outcome": "needs-copy"}))
+    if isinstance(result, TilesError):
+        return _refused(_error_type(result), result.message)
+    files, props = result.files, result.properties
+    inspection = {
+        "root": str(files.root),
+        "main": files.relative(files.main),
+        "files": [files.relative(p) for p in files.files],
+        "kind": files.kind.value,
+        "vendor": files.vendor,
+        "properties": {
+            "vendor": props.vendor,
+            "levels": [[s.width, s.height] for s in props.l_sizes],
+            "mpp_x": props.mpp_x,
+            "mpp_y": props.mpp_y,
+            "objective_power": props.objective_power,
+            "associated": list(props.associated),
+            "metadata": props.vendor_metadata,
+        },
+        "index_bytes": None if result.index is None else len(result.index),
+        "size_bytes": result.size_bytes,
+    }
+    try:
+        answer = _encode({"op": "done", "outcome": "inspected", "inspection": inspection})
+    except (TypeError, ValueError) as exc:  # a value JSON cannot carry: say so, not crash
+        return _refused("CorruptSlide", f"{files.main.name}: {exc}")
+    return _frame(answer) + (b"" if result.index is None else _frame(result.index))
+
+
+def _refused(kind: str, message: str) -> bytes:
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[: MAX_ERROR_CHARS - 1] + "…"
+    error = {"type": kind, "message": message}
+    return _frame(_encode({"op": "done", "outcome": "refused", "error": error}))
 
 
 def _guarded(name: str, inspect: Callable[[], Inspection | None]) -> Inspection | TilesError | None:
@@ -37,8 +174,243 @@ def _guarded(name: str, inspect: Callable[[], Inspection | None]) -> Inspection 
 
 def _child(path: str, memory_bytes: int, conn: Connection) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    conn.send(_guarded(Path(path).name, lambda: inspect_slide(Path(path))))
+    _send_result(conn, _guarded(Path(path).name, lambda: inspect_slide(Path(path))))
     conn.close()
+
+
+# --- Parent side: reading frames, decoding answers -----------------------------------------
+
+
+def _read_exact(conn: Connection, n: int, deadline: float) -> bytes:
+    """n bytes from the child, or _TimedOut at the deadline (a child that sends half a
+    frame and stalls cannot hold the parent), or EOFError when it has gone."""
+    buf = bytearray()
+    while len(buf) < n:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([conn], [], [], remaining)[0]:
+            raise _TimedOut
+        chunk = os.read(conn.fileno(), min(n - len(buf), 1024 * 1024))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return bytes(buf)
+
+
+def _recv_frame(conn: Connection, deadline: float, limit: int) -> bytes:
+    (length,) = _FRAME.unpack(_read_exact(conn, _FRAME.size, deadline))
+    if length > limit:
+        raise InvalidReply(f"a message of {length} bytes, at most {limit} allowed")
+    return _read_exact(conn, length, deadline)
+
+
+def _no_constant(name: str) -> Any:
+    raise InvalidReply(f"{name} is not a number of the protocol")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise InvalidReply("a repeated key")
+    return obj
+
+
+def _parse(frame: bytes) -> dict[str, Any]:
+    try:
+        message = json.loads(
+            frame.decode("utf-8"), parse_constant=_no_constant, object_pairs_hook=_unique_keys
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidReply("not a JSON message") from exc
+    return _obj(message, "message")
+
+
+def _obj(value: object, what: str, keys: set[str] | None = None) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise InvalidReply(f"{what} is not an object")
+    if keys is not None and set(value) != keys:
+        raise InvalidReply(f"{what} has keys {sorted(value)}, expected {sorted(keys)}")
+    return value
+
+
+def _int(value: object, what: str, low: int, high: int) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise InvalidReply(f"{what} is not an integer from {low} to {high}")
+    return value
+
+
+def _str(value: object, what: str, limit: int = MAX_NAME_CHARS) -> str:
+    if type(value) is not str or len(value) > limit:
+        raise InvalidReply(f"{what} is not a text of at most {limit} characters")
+    return value
+
+
+def _optional_str(value: object, what: str) -> str | None:
+    return None if value is None else _str(value, what)
+
+
+def _optional_float(value: object, what: str) -> float | None:
+    if value is None:
+        return None
+    # Readers keep only positive, finite values (tiles.readers.base.parse_float).
+    if type(value) is not float or not (math.isfinite(value) and value > 0):
+        raise InvalidReply(f"{what} is not a positive number")
+    return value
+
+
+def _list(value: object, what: str, limit: int) -> list[Any]:
+    if type(value) is not list or len(value) > limit:
+        raise InvalidReply(f"{what} is not a list of at most {limit} items")
+    return value
+
+
+def _relative(value: object, root: Path, what: str) -> Path:
+    """A path the child names, confined to the inspected root: relative, no `..`."""
+    text = _str(value, what, 4 * MAX_NAME_CHARS)
+    pure = PurePosixPath(text)
+    if (
+        not text
+        or pure.is_absolute()
+        or pure.as_posix() != text
+        or any(part in ("", ".", "..") for part in pure.parts)
+        or "\x00" in text
+    ):
+        raise InvalidReply(f"{what} {text!r} is not a path inside the slide's folder")
+    return root.joinpath(*pure.parts)
+
+
+@dataclass(frozen=True)
+class _Expected:
+    """What the parent knows of the answer before it comes."""
+
+    name: str  # the file's name, for messages
+    root: Path
+    main: Path | None  # the main file, when the parent named it
+    size: int | None  # in place: the stored object's size
+    in_place: bool
+
+
+def _decode_error(message: dict[str, Any]) -> TilesError:
+    error = _obj(message.get("error"), "error", {"type", "message"})
+    kind = _str(error["type"], "error type")
+    if kind not in ERROR_TYPES:
+        raise InvalidReply(f"error type {kind!r} is unknown")
+    return ERROR_TYPES[kind](_str(error["message"], "error message", MAX_ERROR_CHARS))
+
+
+def _decode_properties(value: object) -> SlideProperties:
+    props = _obj(
+        value,
+        "properties",
+        {"vendor", "levels", "mpp_x", "mpp_y", "objective_power", "associated", "metadata"},
+    )
+    levels = _list(props["levels"], "levels", MAX_LEVELS)
+    if not levels:
+        raise InvalidReply("a slide without levels")
+    sizes = []
+    for level in levels:
+        pair = _list(level, "a level size", 2)
+        if len(pair) != 2:
+            raise InvalidReply("a level size is not [width, height]")
+        sizes.append(Size(*(_int(n, "a level side", 0, MAX_SIDE) for n in pair)))
+    metadata = _obj(props["metadata"], "metadata")
+    for key, text in metadata.items():
+        _str(key, "a metadata name")
+        _str(text, f"metadata {key!r}", MAX_MESSAGE_BYTES)
+    return SlideProperties(
+        vendor=_str(props["vendor"], "vendor"),
+        l_sizes=tuple(sizes),
+        mpp_x=_optional_float(props["mpp_x"], "mpp_x"),
+        mpp_y=_optional_float(props["mpp_y"], "mpp_y"),
+        objective_power=_optional_float(props["objective_power"], "objective_power"),
+        associated=tuple(
+            _str(n, "an associated image name")
+            for n in _list(props["associated"], "associated", MAX_LEVELS)
+        ),
+        vendor_metadata=metadata,
+    )
+
+
+def _decode_inspection(value: object, expected: _Expected) -> tuple[Inspection, int | None]:
+    """The Inspection an answer describes, and the length of the header pack that follows."""
+    body = _obj(
+        value,
+        "inspection",
+        {"root", "main", "files", "kind", "vendor", "properties", "index_bytes", "size_bytes"},
+    )
+    root = expected.root
+    if _str(body["root"], "root", 64 * MAX_NAME_CHARS) != str(root):
+        raise InvalidReply("root is not the inspected folder")
+    main = _relative(body["main"], root, "main")
+    files = tuple(_relative(p, root, "a file") for p in _list(body["files"], "files", MAX_FILES))
+    if main not in files:
+        raise InvalidReply("main is not one of the files")
+    if expected.main is not None and main != expected.main:
+        raise InvalidReply("main is not the inspected file")
+    if expected.in_place and files != (main,):
+        raise InvalidReply("a slide in storage is one file")
+    kind = _str(body["kind"], "kind")
+    if kind not in {k.value for k in ReaderKind}:
+        raise InvalidReply(f"reader kind {kind!r} is unknown")
+    if expected.in_place and kind != ReaderKind.TIFF:
+        raise InvalidReply("a slide in storage is read by the TIFF reader")
+    if body["index_bytes"] is None:
+        index_bytes = None
+    else:
+        index_bytes = _int(body["index_bytes"], "index_bytes", 0, MAX_INDEX_BYTES)
+    if expected.in_place and index_bytes is None:
+        raise InvalidReply("a TIFF slide without its header pack")
+    if expected.size is None:
+        if body["size_bytes"] is not None:
+            raise InvalidReply("size_bytes of files on disk")
+    elif _int(body["size_bytes"], "size_bytes", 0, 2**63) != expected.size:
+        raise InvalidReply("size_bytes is not the stored object's size")
+    slide_files = SlideFiles(
+        main=main,
+        files=files,
+        root=root,
+        kind=ReaderKind(kind),
+        vendor=_optional_str(body["vendor"], "vendor"),
+    )
+    properties = _decode_properties(body["properties"])
+    inspection = Inspection(
+        files=slide_files, properties=properties, index=None, size_bytes=expected.size
+    )
+    return inspection, index_bytes
+
+
+def _receive_result(
+    conn: Connection, message: dict[str, Any], expected: _Expected, deadline: float
+) -> Inspection | TilesError | None:
+    """The result a "done" message (and the header pack frame after it) gives."""
+    outcome = message.get("outcome")
+    if outcome == "refused":
+        _obj(message, "answer", {"op", "outcome", "error"})
+        return _decode_error(message)
+    if outcome == "needs-copy" and expected.in_place:
+        _obj(message, "answer", {"op", "outcome"})
+        return None
+    if outcome != "inspected":
+        raise InvalidReply(f"outcome {str(outcome)[:40]!r} is not one of the protocol")
+    _obj(message, "answer", {"op", "outcome", "inspection"})
+    inspection, index_bytes = _decode_inspection(message["inspection"], expected)
+    if index_bytes is None:
+        return inspection
+    index = _recv_frame(conn, deadline, MAX_INDEX_BYTES)
+    if len(index) != index_bytes:
+        raise InvalidReply("the header pack is not of the declared length")
+    return Inspection(
+        files=inspection.files,
+        properties=inspection.properties,
+        index=index,
+        size_bytes=inspection.size_bytes,
+    )
+
+
+def _refusal(name: str, exc: InvalidReply) -> CorruptSlide:
+    return CorruptSlide(f"{name}: the parser sent an invalid answer ({exc})")
+
+
+# --- On disk -------------------------------------------------------------------------------
 
 
 def inspect_in_sandbox(
@@ -47,21 +419,42 @@ def inspect_in_sandbox(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
 ) -> Inspection:
-    """inspect_slide() in a child process; raises a TilesError on refusal, crash or timeout."""
+    """inspect_slide() in a child process; raises a TilesError on refusal, crash, timeout
+    or an answer that does not follow the protocol."""
+    # formats.collect: a folder holds its slide's files, a file's slide lies beside it.
+    folder = path.is_dir()
+    expected = _Expected(
+        name=path.name,
+        root=path if folder else path.parent,
+        main=None if folder else path,
+        size=None,
+        in_place=False,
+    )
+    return _run_on_disk(_child, (str(path), memory_bytes), expected, timeout_s)
+
+
+def _run_on_disk(
+    target: Callable[..., None], args: tuple[object, ...], expected: _Expected, timeout_s: float
+) -> Inspection:
+    """Runs target(*args, conn) in a child and decodes the answer it writes on conn."""
     receiver, sender = _CONTEXT.Pipe(duplex=False)
-    child = _CONTEXT.Process(target=_child, args=(str(path), memory_bytes, sender), daemon=True)
+    child = _CONTEXT.Process(target=target, args=(*args, sender), daemon=True)
     child.start()
+    deadline = time.monotonic() + timeout_s
     sender.close()
+    name = expected.name
     try:
-        if not receiver.poll(timeout_s):
-            raise CorruptSlide(f"{path.name}: parsing took longer than {timeout_s:g} s")
-        try:
-            result = receiver.recv()
-        except EOFError:
-            child.join(5)
-            raise CorruptSlide(
-                f"{path.name}: the parser crashed (exit code {child.exitcode})"
-            ) from None
+        message = _parse(_recv_frame(receiver, deadline, MAX_MESSAGE_BYTES))
+        if message.get("op") != "done":
+            raise InvalidReply("an answer that is no result")
+        result = _receive_result(receiver, message, expected, deadline)
+    except _TimedOut:
+        raise CorruptSlide(f"{name}: parsing took longer than {timeout_s:g} s") from None
+    except (EOFError, OSError):
+        child.join(5)
+        raise CorruptSlide(f"{name}: the parser crashed (exit code {child.exitcode})") from None
+    except InvalidReply as exc:
+        raise _refusal(name, exc) from None
     finally:
         receiver.close()
         if child.is_alive():
@@ -69,7 +462,8 @@ def inspect_in_sandbox(
         child.join(5)
     if isinstance(result, TilesError):
         raise result
-    assert isinstance(result, Inspection)
+    if result is None:
+        raise _refusal(name, InvalidReply("no inspection of a file on disk"))
     return result
 
 
@@ -89,15 +483,14 @@ def _stored_child(size: int, main: str, root: str, memory_bytes: int, conn: Conn
 
     def fetch(offset: int, length: int) -> bytes:
         with lock:
-            conn.send(("read", offset, length))
+            _send_all(conn, _frame(_encode({"op": "read", "offset": offset, "length": length})))
             chunks = []
             while chunk := conn.recv_bytes():  # an empty message ends the reply
                 chunks.append(chunk)
             return b"".join(chunks)
 
     name = Path(main).name
-    result = _guarded(name, lambda: inspect_stored(fetch, size, Path(main), Path(root)))
-    conn.send(("done", result))
+    _send_result(conn, _guarded(name, lambda: inspect_stored(fetch, size, Path(main), Path(root))))
     conn.close()
 
 
@@ -113,14 +506,26 @@ def inspect_stored_in_sandbox(
     """inspect_stored() in a child process with the same limits as inspect_in_sandbox():
     `read(offset, length)` reads the stored object (a store's get_range). Returns None when
     the file needs a local copy (not of the TIFF family); raises a TilesError on refusal,
-    crash or timeout, and the read's own error (a StorageError) when storage fails."""
+    crash, timeout or an invalid answer, and the read's own error (a StorageError) when
+    storage fails."""
+    expected = _Expected(name=main.name, root=root, main=main, size=size, in_place=True)
+    args = (size, str(main), str(root), memory_bytes)
+    return _run_in_place(_stored_child, args, read, size, expected, timeout_s)
+
+
+def _run_in_place(
+    target: Callable[..., None],
+    args: tuple[object, ...],
+    read: Read,
+    size: int,
+    expected: _Expected,
+    timeout_s: float,
+) -> Inspection | None:
+    """Runs target(*args, conn) in a child, serving its reads, and decodes its answer."""
     conn, child_end = _CONTEXT.Pipe(duplex=True)
-    child = _CONTEXT.Process(
-        target=_stored_child,
-        args=(size, str(main), str(root), memory_bytes, child_end),
-        daemon=True,
-    )
+    child = _CONTEXT.Process(target=target, args=(*args, child_end), daemon=True)
     child.start()
+    deadline = time.monotonic() + timeout_s
     child_end.close()
     expired = threading.Event()
 
@@ -131,11 +536,17 @@ def inspect_stored_in_sandbox(
 
     timer = threading.Timer(timeout_s, expire)
     timer.start()
+    name = expected.name
     result: Inspection | TilesError | _Crashed | None
     try:
-        result = _serve(conn, read, size)
+        result = _serve(conn, read, size, expected, deadline)
+    except _TimedOut:
+        expired.set()
+        result = _Crashed()
     except (EOFError, OSError):
         result = _Crashed()
+    except InvalidReply as exc:
+        result = _refusal(name, exc)
     finally:
         timer.cancel()
         conn.close()
@@ -144,11 +555,10 @@ def inspect_stored_in_sandbox(
         child.join(5)
     if isinstance(result, _Crashed):
         if expired.is_set():
-            raise CorruptSlide(f"{main.name}: parsing took longer than {timeout_s:g} s")
-        raise CorruptSlide(f"{main.name}: the parser crashed (exit code {child.exitcode})")
+            raise CorruptSlide(f"{name}: parsing took longer than {timeout_s:g} s")
+        raise CorruptSlide(f"{name}: the parser crashed (exit code {child.exitcode})")
     if isinstance(result, TilesError):
         raise result
-    assert result is None or isinstance(result, Inspection)
     return result
 
 
@@ -156,24 +566,23 @@ class _Crashed:
     """The child went away without an answer."""
 
 
-def _serve(conn: Connection, read: Read, size: int) -> Inspection | TilesError | None:
+def _serve(
+    conn: Connection, read: Read, size: int, expected: _Expected, deadline: float
+) -> Inspection | TilesError | None:
     """Answers the child's reads until it sends its result."""
     while True:
-        message = conn.recv()
-        if isinstance(message, tuple) and len(message) == 2 and message[0] == "done":
-            result: Inspection | TilesError | None = message[1]
-            return result
-        if not (
-            isinstance(message, tuple)
-            and len(message) == 3
-            and message[0] == "read"
-            and all(isinstance(n, int) for n in message[1:])
-        ):
-            return CorruptSlide("the parser sent a malformed request")
-        _, offset, length = message
+        message = _parse(_recv_frame(conn, deadline, MAX_MESSAGE_BYTES))
+        op = message.get("op")
+        if op == "done":
+            return _receive_result(conn, message, expected, deadline)
+        if op != "read":
+            raise InvalidReply(f"op {str(op)[:40]!r} is not one of the protocol")
+        _obj(message, "read request", {"op", "offset", "length"})
+        offset = _int(message["offset"], "offset", 0, 2**63)
+        length = _int(message["length"], "length", 0, 2**63)
         # Like pread on a local file: a read past the end comes back short.
-        start = max(0, min(offset, size))
-        end = min(size, start + max(0, length))
+        start = min(offset, size)
+        end = min(size, start + length)
         for pos in range(start, end, _REPLY_CHUNK):
             conn.send_bytes(read(pos, min(_REPLY_CHUNK, end - pos)))
         conn.send_bytes(b"")
