@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -49,12 +49,18 @@ class Catalogue:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        # Locations of ready slides, for the tile hot path: id -> (expiry, location).
+        # Locations for the tile hot path: id -> (expiry, location). Ready slides keep
+        # theirs LOCATION_TTL_S, slides still served from their original (ids in _pending)
+        # PENDING_TTL_S.
         self._locations: dict[str, tuple[float, SlideLocation]] = {}
+        self._pending: set[str] = set()
         # Ids whose expired location one thread is looking up again (the others go on
         # with the expired one meanwhile, rather than all querying the database at once).
         self._refreshing: set[str] = set()
         self._lock = threading.Lock()
+        # A write through this catalogue (a conversion the hub's own worker ends) may make
+        # a pending slide ready: its tiles switch to the pyramid at once, not a TTL later.
+        event.listen(self._sessions, "after_commit", self._drop_pending)
 
     @classmethod
     def open(cls, url: str) -> Catalogue:
@@ -169,7 +175,8 @@ class Catalogue:
                 # The database is busy or gone for a moment: tiles go on from where the
                 # slide was, and it is asked again a period later, not on every tile.
                 with self._lock:
-                    self._locations[slide_id] = (time.monotonic() + LOCATION_TTL_S, loc)
+                    ttl = PENDING_TTL_S if slide_id in self._pending else LOCATION_TTL_S
+                    self._locations[slide_id] = (time.monotonic() + ttl, loc)
                 return loc
             finally:
                 with self._lock:
@@ -189,32 +196,49 @@ class Catalogue:
             conversion = session.get(Conversion, slide.id)
         if conversion is not None and conversion.status == "ready":
             loc = pyramid_location(conversion, loc)
-        # Until its conversion ends, a slide is served from its original and looked up
-        # again on each request, so the pyramid takes over as soon as it is ready. A ready
-        # slide's location is reused for LOCATION_TTL_S: a pyramid built (or a slide
-        # removed) by another process sharing the database shows within that time.
-        if slide.status == "ready":
-            with self._lock:
-                self._locations[slide_id] = (time.monotonic() + LOCATION_TTL_S, loc)
-        else:
-            self._drop(slide_id)
+        # A ready slide's location is reused for LOCATION_TTL_S: a pyramid built (or a
+        # slide removed) by another process sharing the database shows within that time.
+        # Until its conversion ends (queued, converting, failed), a slide is served from
+        # its original, looked up again after PENDING_TTL_S, so the pyramid takes over
+        # soon after it is ready, without three queries per tile meanwhile.
+        ready = slide.status == "ready"
+        with self._lock:
+            ttl = LOCATION_TTL_S if ready else PENDING_TTL_S
+            self._locations[slide_id] = (time.monotonic() + ttl, loc)
+            if ready:
+                self._pending.discard(slide_id)
+            else:
+                self._pending.add(slide_id)
         return loc
 
     def _drop(self, slide_id: str) -> None:
         with self._lock:
             self._locations.pop(slide_id, None)
+            self._pending.discard(slide_id)
+
+    def _drop_pending(self, _session: Session) -> None:
+        if not self._pending:  # the common case, without the lock
+            return
+        with self._lock:
+            for slide_id in self._pending:
+                self._locations.pop(slide_id, None)
+            self._pending.clear()
 
     def forget(self, slide_id: str) -> None:
         """Drops cached locations of a slide whose tiles move (a conversion rerun)."""
         with self._lock:
             for key in [k for k, (_, v) in self._locations.items() if v.slide_id == slide_id]:
                 del self._locations[key]
+                self._pending.discard(key)
 
 
 # How long a ready slide's location is reused before the catalogue is read again: the
 # delay before a hub serves a pyramid built by another process (`iain convert`, another
 # hub). One lookup per slide and period, next to a dictionary lookup per tile.
 LOCATION_TTL_S = 2.0
+# The same for a slide whose pyramid is queued, being built or failed: short, so the switch
+# to a pyramid built by another process stays quick.
+PENDING_TTL_S = 1.0
 
 # Statuses whose slide can be shown: while its pyramid is queued, being built, or could not
 # be built, a slide is served from its original (validated at ingest).

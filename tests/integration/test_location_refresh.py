@@ -1,6 +1,7 @@
 """A running hub notices a pyramid built elsewhere: `iain convert` in another process (or
 another hub on the same database) builds it, and the running hub serves from it within
-exchange.catalogue.LOCATION_TTL_S, without a restart and without a database query per tile."""
+exchange.catalogue.LOCATION_TTL_S, without a restart and without a database query per tile;
+a slide whose pyramid is queued, being built or failed likewise, within PENDING_TTL_S."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from sqlalchemy import event
+from sqlalchemy import event, update
 
-from exchange.catalogue import LOCATION_TTL_S, Catalogue
+from exchange.catalogue import LOCATION_TTL_S, PENDING_TTL_S, Catalogue
+from exchange.models import Conversion, Slide
 from iain.settings import Settings
 from tests import database
 from tests.browser.hub import running_hub
@@ -145,3 +147,72 @@ def test_a_ready_slide_costs_no_query_per_tile(settings: Settings) -> None:
     for _ in range(1000):
         catalogue.locate(slide_id)
     assert len(statements) == refreshed
+
+
+def _mark_failed(catalogue: Catalogue, slide_id: str) -> None:
+    """What a conversion that failed leaves in the catalogue."""
+    with catalogue.session() as session, session.begin():
+        session.execute(
+            update(Conversion)
+            .where(Conversion.slide_id == slide_id)
+            .values(status="failed", error="the pyramid could not be built")
+        )
+        session.execute(update(Slide).where(Slide.id == slide_id).values(status="failed"))
+
+
+def test_a_failed_slide_costs_no_query_per_tile(settings: Settings) -> None:
+    """A slide whose pyramid failed is served from its original, its location from memory
+    between lookups, one lookup per PENDING_TTL_S, as a ready slide's."""
+    slide_id = ingest(settings, sample(SVS), convert=True)
+    catalogue = Catalogue.open(settings.database_url)
+    statements: list[str] = []
+    event.listen(catalogue.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    queued = catalogue.locate(slide_id)
+    assert queued is not None and queued.original is None  # the original, no pyramid yet
+
+    # Another process marks it failed: seen at the next lookup, a PENDING_TTL_S later.
+    _mark_failed(Catalogue.open(settings.database_url), slide_id)
+    time.sleep(PENDING_TTL_S + 0.1)
+    before = len(statements)
+    failed = catalogue.locate(slide_id)
+    assert failed == queued
+    looked_up = len(statements)
+    assert looked_up > before
+    for _ in range(1000):
+        assert catalogue.locate(slide_id) is failed
+    assert len(statements) == looked_up
+    recorded = catalogue.get(slide_id)
+    assert recorded is not None and recorded.status == "failed"
+
+    time.sleep(PENDING_TTL_S + 0.1)
+    assert catalogue.locate(slide_id) == failed
+    refreshed = len(statements)
+    assert refreshed > looked_up  # looked up again once, then from memory
+    for _ in range(1000):
+        catalogue.locate(slide_id)
+    assert len(statements) == refreshed
+
+    # A write through this catalogue itself (the hub's own conversion worker ending a job)
+    # drops the pending location at once: the next tile looks the slide up again.
+    _mark_failed(catalogue, slide_id)
+    written = len(statements)
+    assert catalogue.locate(slide_id) == failed
+    assert len(statements) > written
+
+
+def test_a_queued_slide_switches_to_its_pyramid_soon_after_another_process_builds_it(
+    settings: Settings,
+) -> None:
+    slide_id = ingest(settings, sample(SVS), convert=True)  # queued; this hub has no worker
+    tile = "/slides/" + TILE.format(slide_id)
+    with hub_client(settings) as hub:
+        before = hub.get(tile)
+        assert before.status_code == 200
+        assert before.headers["server-timing"].startswith("transcode")
+        _iain_convert(settings, slide_id)
+        converted = time.monotonic()
+        while (after := hub.get(tile)).headers["etag"] == before.headers["etag"]:
+            waited = time.monotonic() - converted
+            assert waited < PENDING_TTL_S + MARGIN_S, "the hub still serves the original"
+            time.sleep(0.05)
+        assert after.headers["server-timing"].startswith("stored")
