@@ -267,11 +267,11 @@ class Policy:
 
     def scope_locator(self, scope: Scope) -> SlideLocator | None:
         """The fast path's locator for a raw ASGI request; None without a caller (the
-        route then answers 401). A bearer header or session cookie seen in the last `ttl_s`
-        seconds skips authentication, so a cached tile costs a few dictionary lookups. A
-        cookie's caller is forgotten as soon as its sessions forget any session (a logout:
-        it stops at once, like the routes); both are authenticated again after
-        FAST_AUTH_S, which sees revocations made by other processes."""
+        route then answers 401). A bearer header or session cookie authenticated in the
+        last FAST_AUTH_S seconds is not authenticated again (which would see revocations
+        made by other processes), so a cached tile costs a few dictionary lookups. A
+        cookie's caller is forgotten as soon as the hub's sessions forget any session (a
+        logout: it stops at once, like the routes)."""
         # The first of each, as exchange.auth.authenticate reads them (Starlette's Headers).
         bearer = cookie = None
         for name, value in scope["headers"]:
