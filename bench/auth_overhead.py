@@ -136,6 +136,17 @@ class Replay:
 
         await self.app(scope(path, self.headers), _receive, send)
 
+    async def response_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers of one answer (a cache hit after warm-up), Date aside."""
+        got: list[tuple[bytes, bytes]] = []
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                got.extend((k, v) for k, v in message["headers"] if k != b"date")
+
+        await self.app(scope(self.paths[0], self.headers), _receive, send)
+        return got
+
     async def run(self, n: int, collect: bool = True) -> int:
         """CPU nanoseconds for `n` requests of the trace (after a full collection: each
         variant starts from the same heap)."""
@@ -249,6 +260,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             await v.run(2 * len(paths))
             v.statuses.clear()
             v.timings.clear()
+        # A fair comparison: the same answer, header for header, with or without authorisation.
+        answers = {v.name: await v.response_headers() for v in variants}
+        if any(h != answers["noauth"] for h in answers.values()):
+            raise SystemExit(f"the variants answer differently: {answers}")
         # Statuses and timings are checked on the ASGI replays; the wire counts non-200s.
         layers = {"asgi": Replay.run, "uvicorn": Replay.run_wire}
         per_request: dict[str, dict[str, list[float]]] = {
