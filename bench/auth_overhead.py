@@ -48,15 +48,14 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
 
 import uvicorn  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
-from noauth_app import without_auth  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # noqa: E402
 from uvicorn.server import ServerState  # noqa: E402
 
+from bench.noauth_app import without_auth  # noqa: E402
 from exchange.catalogue import Catalogue  # noqa: E402
 from exchange.identity import Identities  # noqa: E402
 from exchange.ingest import ingest_path  # noqa: E402

@@ -24,8 +24,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from compare_tiles import PY, REPO, free_port, ingest, wait_for
 from playwright.sync_api import Page, sync_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.compare_tiles import PY, REPO, free_port, ingest, wait_for
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 LOADED = "window.iain && window.iain.fullyLoaded()"

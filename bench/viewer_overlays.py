@@ -18,9 +18,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from compare_tiles import PY, REPO, free_port, ingest, wait_for
 from playwright.sync_api import Page, sync_playwright
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.compare_tiles import PY, REPO, free_port, ingest, wait_for
 from exchange.catalogue import Catalogue
 from exchange.identity import Identities
 from exchange.overlays import add_features, add_heatmap

@@ -1,0 +1,1 @@
+"""Benchmarks (figures and commands in docs/benchmarks.md)."""
