@@ -26,6 +26,9 @@ costs from S3, and the S3 server's RSS over --rss-tiles requests with the defaul
 Authorisation on and off, in alternating rounds (each round and the median per server):
 
     python bench/compare_tiles.py --servers iain-s3,iain-s3-noauth --rounds 3 --rss-tiles 0
+
+`--server-cpu 0` runs each server on CPU 0 alone and the load generator and the S3 server
+on the other CPUs: the "one server core" of the issue's reference figures.
 """
 
 from __future__ import annotations
@@ -255,6 +258,13 @@ def main() -> int:
     )
     ap.add_argument("--out", type=Path, default=REPO / "bench/out/compare")
     ap.add_argument(
+        "--server-cpu",
+        type=int,
+        default=None,
+        help="run each measured server on this CPU alone and everything else (load generator, "
+        "S3 server) on the others: one server core, as the issue's reference figures",
+    )
+    ap.add_argument(
         "--rounds",
         type=int,
         default=1,
@@ -262,10 +272,18 @@ def main() -> int:
         "the tables give the median, a second table each round",
     )
     args = ap.parse_args()
+    server_cpus: set[int] | None = None
+    if args.server_cpu is not None:
+        server_cpus = {args.server_cpu}
+        others = os.sched_getaffinity(0) - server_cpus
+        if not others:
+            ap.error("--server-cpu needs a second CPU for the load generator")
+        os.sched_setaffinity(0, others)  # inherited by SeaweedFS and the load generators
     if not args.slide.exists():
         ap.error(f"{args.slide} missing: run bench/make_slide.py first")
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"slide": str(args.slide), "tiles": args.tiles}
+    results["server_cpu"] = args.server_cpu
 
     with tempfile.TemporaryDirectory() as tmp, SeaweedS3(Path(tmp) / "s3") as s3:
         results["cold_first_tile_gets"], results["next_tile_gets"] = cold_gets(s3, args.slide)
@@ -342,7 +360,8 @@ def main() -> int:
             if header is not None and not name.endswith("-noauth"):
                 extra = ("--header", header)
             port = free_port()
-            proc = subprocess.Popen([*cmd, "--port", str(port)], env=env)
+            pin = (lambda: os.sched_setaffinity(0, server_cpus)) if server_cpus else None
+            proc = subprocess.Popen([*cmd, "--port", str(port)], env=env, preexec_fn=pin)
             try:
                 base = f"http://127.0.0.1:{port}"
                 name_, _, value = (header or "").partition(": ")
