@@ -14,13 +14,12 @@ import math
 import multiprocessing
 import os
 import resource
-import select
 import struct
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -36,7 +35,7 @@ from tiles.errors import (
 )
 from tiles.formats import ReaderKind, SlideFiles
 from tiles.geometry import Size
-from tiles.ingest import Inspection, inspect_slide, inspect_stored
+from tiles.ingest import MAX_SIDE, Inspection, inspect_slide, inspect_stored
 from tiles.readers.base import SlideProperties
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -70,7 +69,6 @@ MAX_LEVELS = 256
 MAX_FILES = 100_000
 MAX_NAME_CHARS = 1024  # vendors, associated image names, path parts
 MAX_ERROR_CHARS = 4096
-MAX_SIDE = 2_000_000  # as tiles.ingest.MAX_SIDE: the child refuses beyond it
 
 ERROR_TYPES: dict[str, type[TilesError]] = {
     cls.__name__: cls
@@ -187,7 +185,7 @@ def _read_exact(conn: Connection, n: int, deadline: float) -> bytes:
     buf = bytearray()
     while len(buf) < n:
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([conn], [], [], remaining)[0]:
+        if remaining <= 0 or not wait([conn], remaining):  # poll(): any fd number
             raise _TimedOut
         chunk = os.read(conn.fileno(), min(n - len(buf), 1024 * 1024))
         if not chunk:
