@@ -226,8 +226,17 @@ def _obj(value: object, what: str, keys: set[str] | None = None) -> dict[str, An
     if type(value) is not dict:
         raise InvalidReply(f"{what} is not an object")
     if keys is not None and set(value) != keys:
-        raise InvalidReply(f"{what} has keys {sorted(value)}, expected {sorted(keys)}")
+        missing, unknown = sorted(keys - set(value)), len(set(value) - keys)
+        faults = [f"lacks {', '.join(missing)}"] if missing else []
+        faults += [f"has {unknown} unknown key(s)"] if unknown else []
+        raise InvalidReply(f"{what} {' and '.join(faults)}")
     return value
+
+
+def _quote(value: object) -> str:
+    """A value of the child's in a message: short, whatever its length."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _int(value: object, what: str, low: int, high: int) -> int:
@@ -272,7 +281,7 @@ def _relative(value: object, root: Path, what: str) -> Path:
         or any(part in ("", ".", "..") for part in pure.parts)
         or "\x00" in text
     ):
-        raise InvalidReply(f"{what} {text!r} is not a path inside the slide's folder")
+        raise InvalidReply(f"{what} {_quote(text)} is not a path inside the slide's folder")
     return root.joinpath(*pure.parts)
 
 
@@ -291,7 +300,7 @@ def _decode_error(message: dict[str, Any]) -> TilesError:
     error = _obj(message.get("error"), "error", {"type", "message"})
     kind = _str(error["type"], "error type")
     if kind not in ERROR_TYPES:
-        raise InvalidReply(f"error type {kind!r} is unknown")
+        raise InvalidReply(f"error type {_quote(kind)} is unknown")
     return ERROR_TYPES[kind](_str(error["message"], "error message", MAX_ERROR_CHARS))
 
 
@@ -313,7 +322,7 @@ def _decode_properties(value: object) -> SlideProperties:
     metadata = _obj(props["metadata"], "metadata")
     for key, text in metadata.items():
         _str(key, "a metadata name")
-        _str(text, f"metadata {key!r}", MAX_MESSAGE_BYTES)
+        _str(text, f"metadata {_quote(key)}", MAX_MESSAGE_BYTES)
     return SlideProperties(
         vendor=_str(props["vendor"], "vendor"),
         l_sizes=tuple(sizes),
@@ -348,7 +357,7 @@ def _decode_inspection(value: object, expected: _Expected) -> tuple[Inspection, 
         raise InvalidReply("a slide in storage is one file")
     kind = _str(body["kind"], "kind")
     if kind not in {k.value for k in ReaderKind}:
-        raise InvalidReply(f"reader kind {kind!r} is unknown")
+        raise InvalidReply(f"reader kind {_quote(kind)} is unknown")
     if expected.in_place and kind != ReaderKind.TIFF:
         raise InvalidReply("a slide in storage is read by the TIFF reader")
     if body["index_bytes"] is None:
@@ -388,7 +397,7 @@ def _receive_result(
         _obj(message, "answer", {"op", "outcome"})
         return None
     if outcome != "inspected":
-        raise InvalidReply(f"outcome {str(outcome)[:40]!r} is not one of the protocol")
+        raise InvalidReply(f"outcome {_quote(outcome)} is not one of the protocol")
     _obj(message, "answer", {"op", "outcome", "inspection"})
     inspection, index_bytes = _decode_inspection(message["inspection"], expected)
     if index_bytes is None:
@@ -574,7 +583,7 @@ def _serve(
         if op == "done":
             return _receive_result(conn, message, expected, deadline)
         if op != "read":
-            raise InvalidReply(f"op {str(op)[:40]!r} is not one of the protocol")
+            raise InvalidReply(f"op {_quote(op)} is not one of the protocol")
         _obj(message, "read request", {"op", "offset", "length"})
         offset = _int(message["offset"], "offset", 0, 2**63)
         length = _int(message["length"], "length", 0, 2**63)
