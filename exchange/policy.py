@@ -49,7 +49,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy import ColumnElement, or_, select
@@ -82,6 +82,12 @@ UPLOAD_ROLES = frozenset({Role.PATHOLOGIST, Role.RESIDENT, Role.TECHNICIAN, Role
 GRANT_ROLES = frozenset({Role.PATHOLOGIST, Role.CENTRE_ADMIN})
 
 _MAX_ID = 64
+# The fast path's memories of callers: at most this many entries each, and headers longer
+# than these are authenticated on every request instead (a browser's cookies for the hub
+# are about 60 bytes, a bearer header about 60): at most ~18 MiB of keys in all.
+_MAX_REMEMBERED = 4096
+_MAX_COOKIE_KEY = 4096
+_MAX_BEARER_KEY = 512
 
 
 class Forbidden(ExchangeError):
@@ -271,16 +277,30 @@ class Policy:
         last FAST_AUTH_S seconds is not authenticated again (which would see revocations
         made by other processes), so a cached tile costs a few dictionary lookups. A
         cookie's caller is forgotten as soon as the hub's sessions forget any session (a
-        logout: it stops at once, like the routes)."""
-        # The first of each, as exchange.auth.authenticate reads them (Starlette's Headers).
+        logout: it stops at once, like the routes).
+
+        Invariant: a remembered key is the whole credential authentication read, so the
+        same key always stands for the same caller. Hence only a request with one
+        Authorization header (its bearer token) or, without any, one Cookie header (its
+        session cookie) is remembered or answered from memory: exchange.auth.authenticate
+        reads the first Authorization header but merges all Cookie headers (HTTP/2 sends
+        each cookie as a header of its own), so with several the caller depends on more
+        than one header. Long headers are not remembered either (_MAX_COOKIE_KEY,
+        _MAX_BEARER_KEY): junk cookies beside a valid session would make each request a
+        new entry."""
         bearer = cookie = None
+        several = False
         for name, value in scope["headers"]:
-            if name == b"authorization" and bearer is None:
+            if name == b"authorization":
+                several = several or bearer is not None
                 bearer = value
-            elif name == b"cookie" and cookie is None:
+            elif name == b"cookie":
+                several = several or cookie is not None
                 cookie = value
         now = time.monotonic()
-        if bearer is not None:
+        if several:
+            pass  # authenticated in full below, and not remembered
+        elif bearer is not None:
             known = self._bearers.get(bearer)
             if known is not None and known[0] > now:
                 # Where exchange.auth.authenticate looks first, for later readers.
@@ -299,23 +319,38 @@ class Policy:
         if principal is None:
             return None
         locator = _CallerLocator(self, principal, self.view_seen)
+        if several:
+            return locator
         until = now + min(self.ttl_s, FAST_AUTH_S)
         with self._lock:
-            if bearer is not None and principal.token_id is not None:
-                if len(self._bearers) > 10_000:  # bounded: stale entries go first
-                    self._bearers = {k: v for k, v in self._bearers.items() if v[0] > now}
-                self._bearers[bearer] = (until, principal, locator)
+            if bearer is not None:
+                if principal.token_id is not None and len(bearer) <= _MAX_BEARER_KEY:
+                    self._bearers = _room_in(self._bearers, now)
+                    self._bearers[bearer] = (until, principal, locator)
             elif (
-                bearer is None
-                and cookie is not None
+                cookie is not None
+                and len(cookie) <= _MAX_COOKIE_KEY
                 and principal.session_id is not None
                 and isinstance(sessions, WatchedSessions)
                 and forgotten is not None
             ):
-                if len(self._cookies) > 10_000:
-                    self._cookies = {k: v for k, v in self._cookies.items() if v[0] > now}
+                self._cookies = _room_in(self._cookies, now)
                 self._cookies[cookie] = (until, principal, locator, sessions, forgotten)
         return locator
+
+
+# An entry: (expiry on the monotonic clock, ...).
+_Remembered = TypeVar("_Remembered", bound=tuple[Any, ...])
+
+
+def _room_in(memory: dict[bytes, _Remembered], now: float) -> dict[bytes, _Remembered]:
+    """`memory` with room for one more entry: at _MAX_REMEMBERED, the stale entries go, and
+    if more than half as many are still fresh, all go (a flood of fresh keys then costs
+    re-authentications, never memory: at most entries x key size)."""
+    if len(memory) < _MAX_REMEMBERED:
+        return memory
+    fresh = {k: v for k, v in memory.items() if v[0] > now}
+    return fresh if len(fresh) < _MAX_REMEMBERED // 2 else {}
 
 
 class _CallerLocator:

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from exchange.identity import REVOCATION_POLL_S, Identities
-from exchange.policy import FAST_AUTH_S
+from exchange.policy import _MAX_COOKIE_KEY, _MAX_REMEMBERED, FAST_AUTH_S, Policy
 from iain.app import create_app
 from iain.cli import cli
 from iain.settings import Settings
@@ -124,3 +124,79 @@ def test_a_user_disabled_by_another_process_loses_cached_tiles_within_two_polls(
             assert time.monotonic() - ended < bound, "cached tiles still served"
             time.sleep(0.05)
         assert client.get(url).status_code == 401
+
+
+def session_cookie(hub: Hub, username: str) -> str:
+    """A logged-in session's cookie value, to be sent by hand."""
+    browser, _ = logged_in(hub, username)
+    value = browser.cookies.get("iain_session")
+    assert value
+    return value
+
+
+def test_a_caller_sent_over_several_cookie_headers_is_never_remembered_for_one(
+    hub: Hub,
+) -> None:
+    """HTTP/2 sends each cookie as a Cookie header of its own, and authentication merges
+    them: the fast path must not remember the caller under one of those headers (then a
+    request bearing only `lang=fr`, or another person's session beside it, would be served
+    as the first caller)."""
+    lille = session_cookie(hub, "lille.pathologist")
+    caen = session_cookie(hub, "caen.pathologist")
+    url = f"/slides/{hub.slide_id}_files/{TILE}"
+    raw = TestClient(hub.app)  # type: ignore[arg-type]  # no cookie jar: headers as written
+    assert raw.get(url, headers=[("cookie", f"iain_session={caen}")]).status_code == 200
+    for first, second, answer in (
+        (lille, caen, 200),  # caen's session read last: caen (its tile is cached by now)
+        (caen, lille, 404),  # lille's: a slide of Caen lille may not see
+    ):
+        for _ in range(3):
+            got = raw.get(
+                url, headers=[("cookie", "lang=fr"), ("cookie", f"iain_session={second}")]
+            )
+            assert got.status_code == answer
+            both = raw.get(
+                url,
+                headers=[("cookie", f"iain_session={first}"), ("cookie", f"iain_session={second}")],
+            )
+            assert both.status_code == answer
+            # No session cookie at all: nobody, whatever came before.
+            assert raw.get(url, headers=[("cookie", "lang=fr")]).status_code == 401
+            assert raw.get(url, headers=[("cookie", f"iain_session={first}; x=1")]).status_code == (
+                404 if first == lille else 200
+            )
+    assert raw.get("/api/me", headers=[("cookie", "lang=fr")]).status_code == 401
+
+
+def request_scope(hub: Hub, cookie: bytes) -> dict[str, object]:
+    """A raw ASGI request for a tile of the hub's slide, as the fast path sees it."""
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": f"/slides/{hub.slide_id}_files/{TILE}",
+        "query_string": b"",
+        "headers": [(b"cookie", cookie)],
+        "app": hub.app,
+    }
+
+
+def test_the_fast_paths_memory_of_callers_stays_bounded(hub: Hub) -> None:
+    """One valid session with ever-changing junk cookies beside it (each request a new
+    Cookie header): served every time, never more than a bounded memory."""
+    session = session_cookie(hub, "caen.pathologist")
+    policy: Policy = hub.app.state.policy  # type: ignore[attr-defined]
+    for n in range(2 * _MAX_REMEMBERED + 10):
+        scope = request_scope(hub, f"junk={n}; iain_session={session}".encode())
+        locator = policy.scope_locator(scope)  # type: ignore[arg-type]
+        assert locator is not None and locator.locate(hub.slide_id) is not None
+        assert len(policy._cookies) <= _MAX_REMEMBERED
+    # A header too long to be remembered is authenticated afresh, each time.
+    policy._cookies.clear()
+    long = f"junk={'j' * _MAX_COOKIE_KEY}; iain_session={session}".encode()
+    for _ in range(2):
+        locator = policy.scope_locator(request_scope(hub, long))  # type: ignore[arg-type]
+        assert locator is not None and locator.locate(hub.slide_id) is not None
+    assert policy._cookies == {}
+    browser = TestClient(hub.app, cookies={"junk": "j" * _MAX_COOKIE_KEY, "iain_session": session})  # type: ignore[arg-type]
+    assert browser.get(f"/slides/{hub.slide_id}_files/{TILE}").status_code == 200
+    assert policy._cookies == {}
