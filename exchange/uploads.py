@@ -474,9 +474,8 @@ class Uploads:
         copy is deleted whatever happens, and copies left by a killed hub are removed when
         the next one starts (see _remove_stale_copies)."""
         main = files[0]
-        verified = False
         if len(files) == 1 and main.size >= 4 and self._maybe_tiff(main):
-            inspection, verified = self._inspect_in_place(main)
+            inspection = self._inspect_in_place(main)
             if inspection is not None:
                 return self._record(upload, files, inspection, _IN_PLACE_ROOT)
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -490,17 +489,18 @@ class Uploads:
                     for chunk in self.store.iter_chunks(f.key, _CHUNK):
                         digest.update(chunk)
                         out.write(chunk)
-                if not verified:
-                    _check_digest(f, digest.hexdigest())
+                # Even after the in-place pass checked the stored object: the copy is a
+                # second read, and these are the bytes parsed and recorded.
+                _check_digest(f, digest.hexdigest())
             target = root / files[0].path if len(files) == 1 else root
             return self._record(upload, files, inspect_in_sandbox(target), root)
 
     def _maybe_tiff(self, f: UploadFile) -> bool:
         return self.store.get_range(f.key, 0, 4) in TIFF_MAGICS
 
-    def _inspect_in_place(self, f: UploadFile) -> tuple[Inspection | None, bool]:
-        """(the in-place inspection, or None when the file needs a local copy; True: its
-        SHA-256 is verified). The hash pass runs beside the sandboxed parse."""
+    def _inspect_in_place(self, f: UploadFile) -> Inspection | None:
+        """The in-place inspection of a stored object whose SHA-256 is verified, or None
+        when the file needs a local copy. The hash pass runs beside the sandboxed parse."""
         with ThreadPoolExecutor(1, thread_name_prefix="upload-sha256") as pool:
             hashing = pool.submit(self._check_stored_sha256, f)
             try:
@@ -516,7 +516,7 @@ class Uploads:
                 hashing.result()
                 raise
             hashing.result()
-        return inspection, True
+        return inspection
 
     def _check_stored_sha256(self, f: UploadFile) -> None:
         """One streamed pass over the stored object, a chunk in memory at a time."""

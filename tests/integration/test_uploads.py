@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+import tifffile
 import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -29,6 +31,7 @@ from exchange.models import UploadFile, UploadPart
 from iain.app import build_store, create_app
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
+from storage.local import LocalStore
 from tests.hub import hub_client, ingest, token_for
 from tests.s3server import SeaweedS3
 from tests.testdata import sample
@@ -664,3 +667,46 @@ def test_local_copies_left_by_a_killed_hub_are_removed_when_a_hub_starts(
     with hub_client(local_settings) as client:
         assert client.get("/api/slides").status_code == 200
     assert leftovers(local_settings) == ["upload-running"]
+
+
+class ReplacedAfterFirstRead(LocalStore):
+    """The hub's local store, where another writer replaces the object named `name` with
+    `replacement` between the hub's first and second full reads of it."""
+
+    def __init__(self, root: Path, name: str, replacement: bytes) -> None:
+        super().__init__(root)
+        self.name, self.replacement, self.reads = name, replacement, 0
+
+    def iter_chunks(self, key: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        if key.endswith("/" + self.name):
+            self.reads += 1
+            if self.reads == 2:
+                self.put_bytes(key, self.replacement)
+        return super().iter_chunks(key, chunk_size)
+
+
+def test_bytes_replaced_in_storage_after_the_checksum_are_never_recorded(
+    local_settings: Settings, tmp_path: Path
+) -> None:
+    # A TIFF that only OpenSlide reads (Trestle's software tag): the in-place pass checks
+    # its SHA-256 and answers "needs a copy"; then the object in storage becomes another
+    # valid slide (a DICOM file) before the hub copies it. The copy is what would be parsed
+    # and recorded, so its SHA-256 is checked too.
+    original = tmp_path / "slide.dcm"
+    pixels = np.random.default_rng(7).integers(0, 255, (512, 512, 3), dtype=np.uint8)
+    tifffile.imwrite(original, pixels, tile=(256, 256), software="MedScan")
+    data = original.read_bytes()
+    dicom = sample("dicom/google-wsi2dcm-jpeg/jpeg.dicom").read_bytes()
+    with hub_client(local_settings) as client:
+        uploads = client.app.state.uploads  # type: ignore[attr-defined]
+        store = ReplacedAfterFirstRead(uploads.store.root, original.name, dicom)
+        uploads.store = store
+        upload = start(client, [(original.name, data)])
+        send_parts(client, upload, [data])
+        refused = client.post(f"/api/uploads/{upload['id']}/complete")
+        assert store.reads == 2  # the hash pass, then the copy
+        assert refused.status_code == 422, refused.text
+        assert "SHA-256" in refused.json()["detail"]
+        assert client.get("/api/slides").json() == []
+        assert client.get(f"/api/uploads/{upload['id']}").json()["status"] == "failed"
+    assert leftovers(local_settings) == []
