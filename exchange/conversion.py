@@ -5,13 +5,19 @@ A job lives in the catalogue (models.Conversion) and the slide's status mirrors 
 queued -> converting (percent) -> ready, or failed (error). A worker process may crash,
 run out of memory or be killed: only it dies; its supervisor (a thread of the hub, or the
 `iain ingest` command) notices, retries once, then marks the slide failed with the reason.
-Meanwhile, and after a failure, the slide is served from its original."""
+Meanwhile, and after a failure, the slide is served from its original.
+
+The worker parses the untrusted slide (our readers, libvips): what it sends back is data
+that the supervisor decodes strictly (PROTOCOL below), never a pickle. A worker taken over
+by a crafted slide can at worst send a wrong message, which fails the job with a reason."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing
 import os
+import re
 import resource
 import shutil
 import threading
@@ -21,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
@@ -29,7 +35,26 @@ from exchange.catalogue import Catalogue, location_of
 from exchange.models import Conversion, Slide, utcnow
 from storage import ObjectStore, StorageError
 from tiles.errors import TilesError
-from tiles.location import SlideLocation, original_key
+from tiles.frames import (
+    InvalidReply,
+    TimedOut,
+    encode,
+    expect_int,
+    expect_list,
+    expect_obj,
+    expect_str,
+    frame,
+    parse,
+    quote,
+    recv_frame,
+    send_all,
+)
+from tiles.geometry import Size
+from tiles.ingest import MAX_SIDE
+from tiles.location import SlideLocation, original_key, slide_prefix
+
+if TYPE_CHECKING:
+    from tiles.convert import StoredPyramid
 
 # A worker that dies is given one more chance: a kill by an operator or the OOM killer
 # should not doom a slide, a file that crashes the converter every time should.
@@ -41,7 +66,47 @@ STALE_S = 10.0
 
 _CONTEXT = multiprocessing.get_context("forkserver")
 
+# --- PROTOCOL ------------------------------------------------------------------------------
+#
+# Worker -> supervisor: frames of tiles.frames, each a UTF-8 JSON object:
+#   {"op": "progress", "percent": float from 0 to 100}
+#   {"op": "skipped", "reason": str}                 (served from the original, by rule)
+#   {"op": "failed", "reason": str}
+#   {"op": "done", "seconds": float >= 0, "reader": "libvips" | "reader",
+#    "pyramid": {"key": "slides/<id>/pyramid-<build>.tiff",
+#                "index_key": "slides/<id>/pyramid-<build>-index.bin",
+#                "size": int, "content_hash": <sha256 hex>, "levels": [[width, height], ...]}}
+# "died" is the supervisor's own verdict (the worker went away): no message can claim it.
+# Supervisor -> worker: the job's arguments (ConversionConfig, SlideLocation), pickled by
+# multiprocessing as the worker starts. They come from the hub (its settings, its catalogue),
+# never from the slide, and a pickle is only unsafe to its reader (the worker): fine so.
+# Not confined here: the worker holds the store's credentials (it downloads the original and
+# uploads the pyramid), so a worker taken over could still write to the store.
+
+MAX_MESSAGE_BYTES = 64 * 1024  # a reason of MAX_REASON_CHARS, JSON-escaped, fits
+MAX_REASON_CHARS = 4096
+MAX_LEVELS = 256
+MAX_KEY_CHARS = 1024
+# Once a frame has begun, the rest must follow this soon: a worker that sends half a
+# message and stalls does not hold the job until its own (long) time limit.
+MESSAGE_READ_S = 30.0
+READERS = ("libvips", "reader")  # which path read the pixels (tiles.convert.convert_file)
+_BUILD = re.compile(r"[0-9a-f]{12}")  # tiles.convert.store_pyramid's build ids
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
 Message = tuple[str, Any]
+
+
+@dataclass(frozen=True)
+class Pyramid:
+    """A stored pyramid as the worker described it (tiles.convert.StoredPyramid's fields;
+    that module loads libvips, which the hub never does)."""
+
+    key: str
+    size: int
+    index_key: str
+    content_hash: str
+    l_sizes: tuple[Size, ...]
 
 
 @dataclass(frozen=True)
@@ -179,7 +244,10 @@ def _download(store: ObjectStore, loc: SlideLocation, folder: Path) -> Path:
     return folder / loc.main_key.removeprefix(prefix)
 
 
-def _convert(config: ConversionConfig, loc: SlideLocation, send: Callable[[Message], None]) -> None:
+Send = Callable[[dict[str, Any]], None]
+
+
+def _convert(config: ConversionConfig, loc: SlideLocation, send: Send) -> None:
     # Imported here: libvips loads in the worker only, never in the hub.
     from tiles.convert import (
         convert_file,
@@ -190,7 +258,7 @@ def _convert(config: ConversionConfig, loc: SlideLocation, send: Callable[[Messa
     )
 
     if loc.l0_size.width <= config.tile_size and loc.l0_size.height <= config.tile_size:
-        send(("skipped", one_tile_reason(config.tile_size)))
+        send({"op": "skipped", "reason": one_tile_reason(config.tile_size)})
         return
     store = config.store_factory()
     reader = open_stored(store, loc)
@@ -200,7 +268,7 @@ def _convert(config: ConversionConfig, loc: SlideLocation, send: Callable[[Messa
         finally:
             reader.close()
         if reason is not None:
-            send(("skipped", reason))
+            send({"op": "skipped", "reason": reason})
             return
     folder = config.work_dir / loc.slide_id
     shutil.rmtree(folder, ignore_errors=True)
@@ -212,7 +280,7 @@ def _convert(config: ConversionConfig, loc: SlideLocation, send: Callable[[Messa
             now = time.monotonic()
             if now - last[0] >= PROGRESS_INTERVAL_S / 2:
                 last[0] = now
-                send(("progress", min(99.0, percent)))
+                send({"op": "progress", "percent": max(0.0, min(99.0, float(percent)))})
 
         out = folder / "pyramid.tiff"
         started = time.monotonic()
@@ -225,24 +293,121 @@ def _convert(config: ConversionConfig, loc: SlideLocation, send: Callable[[Messa
         )
         seconds = time.monotonic() - started
         pyramid = store_pyramid(store, loc.slide_id, out)
-        send(("done", (pyramid, seconds, how)))
+        send({"op": "done", "pyramid": _describe(pyramid), "seconds": seconds, "reader": how})
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _describe(pyramid: StoredPyramid) -> dict[str, Any]:
+    return {
+        "key": pyramid.key,
+        "index_key": pyramid.index_key,
+        "size": pyramid.size,
+        "content_hash": pyramid.content_hash,
+        "levels": [[s.width, s.height] for s in pyramid.l_sizes],
+    }
+
+
+def encode_message(message: dict[str, Any]) -> bytes:
+    """The frame that carries a worker's message (see PROTOCOL); a reason too long for the
+    supervisor to accept is cut short here."""
+    reason = message.get("reason")
+    if isinstance(reason, str) and len(reason) > MAX_REASON_CHARS:
+        message = {**message, "reason": reason[: MAX_REASON_CHARS - 1] + "…"}
+    return frame(encode(message))
+
+
 def _worker(config: ConversionConfig, loc: SlideLocation, conn: Connection) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (config.memory_bytes, config.memory_bytes))
+
+    def send(message: dict[str, Any]) -> None:
+        send_all(conn, encode_message(message))  # raw bytes: conn.send would pickle
+
     try:
-        _convert(config, loc, conn.send)
+        _convert(config, loc, send)
     except TilesError as exc:
-        conn.send(("failed", exc.message))
+        send({"op": "failed", "reason": exc.message})
     except StorageError as exc:
-        conn.send(("failed", f"storage error: {exc}"))
+        send({"op": "failed", "reason": f"storage error: {exc}"})
     except MemoryError:
-        conn.send(("failed", "the conversion needs more memory than allowed"))
+        send({"op": "failed", "reason": "the conversion needs more memory than allowed"})
     except Exception as exc:  # a converter bug: report it, never crash the supervisor
-        conn.send(("failed", f"conversion error ({type(exc).__name__}: {exc})"))
+        send({"op": "failed", "reason": f"conversion error ({type(exc).__name__}: {exc})"})
     conn.close()
+
+
+# -- the supervisor's side of the pipe: strict decoding -----------------------------------------
+
+
+def _decode_levels(value: object) -> tuple[Size, ...]:
+    levels = expect_list(value, "levels", MAX_LEVELS)
+    if not levels:
+        raise InvalidReply("a pyramid without levels")
+    sizes = []
+    for level in levels:
+        pair = expect_list(level, "a level size", 2)
+        if len(pair) != 2:
+            raise InvalidReply("a level size is not [width, height]")
+        sizes.append(Size(*(expect_int(n, "a level side", 1, MAX_SIDE) for n in pair)))
+    return tuple(sizes)
+
+
+def _decode_pyramid(value: object, slide_id: str) -> Pyramid:
+    """A pyramid description, whose keys must be this slide's pyramid keys: a worker cannot
+    point the slide at another slide's objects, or at its original."""
+    body = expect_obj(value, "pyramid", {"key", "index_key", "size", "content_hash", "levels"})
+    key = expect_str(body["key"], "pyramid key", MAX_KEY_CHARS)
+    index_key = expect_str(body["index_key"], "pyramid index key", MAX_KEY_CHARS)
+    prefix = f"{slide_prefix(slide_id)}pyramid-"
+    build = key.removeprefix(prefix).removesuffix(".tiff")
+    if not (key == f"{prefix}{build}.tiff" and _BUILD.fullmatch(build)):
+        raise InvalidReply(f"pyramid key {quote(key)} is not one of this slide's")
+    if index_key != f"{prefix}{build}-index.bin":
+        raise InvalidReply(f"pyramid index key {quote(index_key)} is not the pyramid's")
+    content_hash = expect_str(body["content_hash"], "content_hash", 64)
+    if not _SHA256.fullmatch(content_hash):
+        raise InvalidReply("content_hash is not a SHA-256 in hexadecimal")
+    return Pyramid(
+        key=key,
+        size=expect_int(body["size"], "pyramid size", 1, 2**63 - 1),
+        index_key=index_key,
+        content_hash=content_hash,
+        l_sizes=_decode_levels(body["levels"]),
+    )
+
+
+def _float(value: object, what: str, low: float, high: float) -> float:
+    if type(value) is not float or not (math.isfinite(value) and low <= value <= high):
+        raise InvalidReply(f"{what} is not a number from {low:g} to {high:g}")
+    return value
+
+
+def decode_message(data: bytes, slide_id: str) -> Message:
+    """A worker's message (one frame's bytes), as the supervisor acts on it; InvalidReply
+    when it does not follow the protocol."""
+    message = parse(data)
+    op = message.get("op")
+    if op == "progress":
+        expect_obj(message, "progress", {"op", "percent"})
+        return "progress", _float(message["percent"], "percent", 0.0, 100.0)
+    if op in ("skipped", "failed"):
+        expect_obj(message, str(op), {"op", "reason"})
+        return str(op), expect_str(message["reason"], "reason", MAX_REASON_CHARS)
+    if op == "done":
+        expect_obj(message, "done", {"op", "pyramid", "seconds", "reader"})
+        pyramid = _decode_pyramid(message["pyramid"], slide_id)
+        seconds = _float(message["seconds"], "seconds", 0.0, math.inf)
+        reader = message["reader"]
+        if reader not in READERS:
+            raise InvalidReply(f"reader {quote(reader)} is not one of the protocol")
+        return "done", (pyramid, seconds, reader)
+    raise InvalidReply(f"op {quote(op)} is not one of the protocol")
+
+
+def _receive(receiver: Connection, slide_id: str, deadline: float) -> Message:
+    """The worker's next message, once its first bytes are there."""
+    limit = min(deadline, time.monotonic() + MESSAGE_READ_S)
+    return decode_message(recv_frame(receiver, limit, MAX_MESSAGE_BYTES), slide_id)
 
 
 def _died(exitcode: int | None) -> str:
@@ -264,13 +429,41 @@ def run_job(
     conversion = job(catalogue, slide_id)
     if slide is None or conversion is None:
         return Outcome("failed", "the slide is gone")
+    # Pickled to the worker: the hub's own data (see PROTOCOL).
+    args = (config, location_of(slide))
+    return _supervise(
+        catalogue,
+        slide_id,
+        conversion.attempts,
+        _worker,
+        args,
+        config.timeout_s,
+        on_progress=on_progress,
+        stop=stop,
+    )
+
+
+def _supervise(
+    catalogue: Catalogue,
+    slide_id: str,
+    attempts: int,
+    target: Callable[..., None],
+    args: tuple[object, ...],
+    timeout_s: float,
+    *,
+    on_progress: Callable[[float], None] | None = None,
+    stop: threading.Event | None = None,
+) -> Outcome:
+    """Runs target(*args, conn) in a worker process, follows its messages on conn, and
+    records how the job ended."""
     receiver, sender = _CONTEXT.Pipe(duplex=False)
-    child = _CONTEXT.Process(target=_worker, args=(config, location_of(slide), sender), daemon=True)
+    child = _CONTEXT.Process(target=target, args=(*args, sender), daemon=True)
     child.start()
     sender.close()
     _set(catalogue, slide_id, None, worker_pid=child.pid)
-    deadline = time.monotonic() + config.timeout_s
+    deadline = time.monotonic() + timeout_s
     last_write = 0.0
+    too_long = ("failed", f"the conversion took longer than {timeout_s:g} s")
     result: Message | None = None
     try:
         while result is None:
@@ -282,22 +475,29 @@ def run_job(
                     "queued",
                     status="queued",
                     worker_pid=None,
-                    attempts=max(0, conversion.attempts - 1),
+                    attempts=max(0, attempts - 1),
                 )
                 return Outcome("queued", "the hub stopped")
             if time.monotonic() > deadline:
-                result = ("failed", f"the conversion took longer than {config.timeout_s:g} s")
+                result = too_long
                 break
-            if not receiver.poll(0.2):
+            if not receiver.poll(0.2):  # a wait on the pipe: reads nothing
                 continue
             try:
-                message: Message = receiver.recv()
-            except EOFError:
+                message = _receive(receiver, slide_id, deadline)
+            except (EOFError, OSError):
                 child.join(5)
                 result = ("died", _died(child.exitcode))
                 break
+            except TimedOut:
+                stalled = ("failed", "the conversion worker stopped in the middle of a message")
+                result = too_long if time.monotonic() >= deadline else stalled
+                break
+            except InvalidReply as exc:
+                result = ("failed", f"the conversion worker sent an invalid message ({exc})")
+                break
             if message[0] == "progress":
-                percent = float(message[1])
+                percent: float = message[1]
                 if on_progress is not None:
                     on_progress(percent)
                 now = time.monotonic()

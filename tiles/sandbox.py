@@ -9,17 +9,14 @@ over the child can at worst send a wrong answer, which is refused like a damaged
 
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing
-import os
 import resource
-import struct
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -34,6 +31,14 @@ from tiles.errors import (
     UnsupportedSlide,
 )
 from tiles.formats import ReaderKind, SlideFiles
+from tiles.frames import InvalidReply, expect_int, expect_list, expect_obj, expect_str
+from tiles.frames import TimedOut as _TimedOut
+from tiles.frames import encode as _encode
+from tiles.frames import frame as _frame
+from tiles.frames import parse as _parse
+from tiles.frames import quote as _quote
+from tiles.frames import recv_frame as _recv_frame
+from tiles.frames import send_all as _send_all
 from tiles.geometry import Size
 from tiles.ingest import MAX_SIDE, Inspection, inspect_slide, inspect_stored
 from tiles.readers.base import SlideProperties
@@ -48,8 +53,9 @@ _CONTEXT.set_forkserver_preload(["tiles.ingest"])
 
 # --- PROTOCOL ------------------------------------------------------------------------------
 #
-# Child -> parent: frames of an 8-byte big-endian length and that many bytes; each frame a
-# UTF-8 JSON object, except the raw header pack that follows an answer declaring one:
+# Child -> parent: frames (tiles.frames) of an 8-byte big-endian length and that many bytes;
+# each frame a UTF-8 JSON object, except the raw header pack that follows an answer declaring
+# one:
 #   {"op": "read", "offset": int >= 0, "length": int >= 0}    (in place only: bytes, please)
 #   {"op": "done", "outcome": "refused", "error": {"type": <ERROR_TYPES key>, "message": str}}
 #   {"op": "done", "outcome": "needs-copy"}                    (in place only: not TIFF)
@@ -83,22 +89,9 @@ ERROR_TYPES: dict[str, type[TilesError]] = {
         ImageNotFound,
     )
 }
-_FRAME = struct.Struct("!Q")
-
-
-class InvalidReply(Exception):
-    """The child's answer does not follow the protocol (a parser bug, or an exploit)."""
-
-
-class _TimedOut(Exception):
-    pass
 
 
 # --- Child side ----------------------------------------------------------------------------
-
-
-def _encode(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, allow_nan=False).encode()
 
 
 def _error_type(exc: TilesError) -> str:
@@ -108,16 +101,6 @@ def _error_type(exc: TilesError) -> str:
 
 def _send_result(conn: Connection, result: Inspection | TilesError | None) -> None:
     _send_all(conn, encode_answer(result))
-
-
-def _send_all(conn: Connection, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(conn.fileno(), view) :]
-
-
-def _frame(data: bytes) -> bytes:
-    return _FRAME.pack(len(data)) + data
 
 
 def encode_answer(result: Inspection | TilesError | None) -> bytes:
@@ -176,79 +159,15 @@ def _child(path: str, memory_bytes: int, conn: Connection) -> None:
     conn.close()
 
 
-# --- Parent side: reading frames, decoding answers -----------------------------------------
+# --- Parent side: decoding answers (frames are read by tiles.frames) ----------------------
 
 
-def _read_exact(conn: Connection, n: int, deadline: float) -> bytes:
-    """n bytes from the child, or _TimedOut at the deadline (a child that sends half a
-    frame and stalls cannot hold the parent), or EOFError when it has gone."""
-    buf = bytearray()
-    while len(buf) < n:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not wait([conn], remaining):  # poll(): any fd number
-            raise _TimedOut
-        chunk = os.read(conn.fileno(), min(n - len(buf), 1024 * 1024))
-        if not chunk:
-            raise EOFError
-        buf += chunk
-    return bytes(buf)
-
-
-def _recv_frame(conn: Connection, deadline: float, limit: int) -> bytes:
-    (length,) = _FRAME.unpack(_read_exact(conn, _FRAME.size, deadline))
-    if length > limit:
-        raise InvalidReply(f"a message of {length} bytes, at most {limit} allowed")
-    return _read_exact(conn, length, deadline)
-
-
-def _no_constant(name: str) -> Any:
-    raise InvalidReply(f"{name} is not a number of the protocol")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise InvalidReply("a repeated key")
-    return obj
-
-
-def _parse(frame: bytes) -> dict[str, Any]:
-    try:
-        message = json.loads(
-            frame.decode("utf-8"), parse_constant=_no_constant, object_pairs_hook=_unique_keys
-        )
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InvalidReply("not a JSON message") from exc
-    return _obj(message, "message")
-
-
-def _obj(value: object, what: str, keys: set[str] | None = None) -> dict[str, Any]:
-    if type(value) is not dict:
-        raise InvalidReply(f"{what} is not an object")
-    if keys is not None and set(value) != keys:
-        missing, unknown = sorted(keys - set(value)), len(set(value) - keys)
-        faults = [f"lacks {', '.join(missing)}"] if missing else []
-        faults += [f"has {unknown} unknown key(s)"] if unknown else []
-        raise InvalidReply(f"{what} {' and '.join(faults)}")
-    return value
-
-
-def _quote(value: object) -> str:
-    """A value of the child's in a message: short, whatever its length."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:39] + "…"
-
-
-def _int(value: object, what: str, low: int, high: int) -> int:
-    if type(value) is not int or not low <= value <= high:
-        raise InvalidReply(f"{what} is not an integer from {low} to {high}")
-    return value
+# The generic checks are tiles.frames'; these name the protocol's own limits.
+_obj, _int, _list = expect_obj, expect_int, expect_list
 
 
 def _str(value: object, what: str, limit: int = MAX_NAME_CHARS) -> str:
-    if type(value) is not str or len(value) > limit:
-        raise InvalidReply(f"{what} is not a text of at most {limit} characters")
-    return value
+    return expect_str(value, what, limit)
 
 
 def _optional_str(value: object, what: str) -> str | None:
@@ -261,12 +180,6 @@ def _optional_float(value: object, what: str) -> float | None:
     # Readers keep only positive, finite values (tiles.readers.base.parse_float).
     if type(value) is not float or not (math.isfinite(value) and value > 0):
         raise InvalidReply(f"{what} is not a positive number")
-    return value
-
-
-def _list(value: object, what: str, limit: int) -> list[Any]:
-    if type(value) is not list or len(value) > limit:
-        raise InvalidReply(f"{what} is not a list of at most {limit} items")
     return value
 
 
