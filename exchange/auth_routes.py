@@ -9,7 +9,8 @@ in front of the hub may talk plain HTTP to it.
 The client address (the throttle's key) is the TCP peer's, unless that peer is one of the
 trusted reverse proxies (IAIN_TRUSTED_PROXIES): then it is the first address of
 X-Forwarded-For, read from the right, that is not itself a trusted proxy. Anyone else's
-X-Forwarded-For is ignored: a client could write any address there.
+X-Forwarded-For is ignored: a client could write any address there. An IPv6 client is
+throttled by its /64 (throttle_address), an IPv4 one by its address.
 
 An OpenID Connect login that fails sends a browser back to the login page with a short
 reason code (/login?error=oidc_...), which the page explains in the user's language; an
@@ -118,6 +119,21 @@ def client_address(request: Request) -> str:
     return address
 
 
+def throttle_address(address: str) -> str:
+    """The throttle's key for a client address: an IPv4 address as it is, an IPv6 one by
+    its /64, which one subscriber usually gets whole (a key per address would give them
+    2^64 fresh keys)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d is an IPv4 client
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 def _safe_next(target: str | None) -> str:
     """Only paths of this hub: never an open redirect to another site."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
@@ -142,7 +158,7 @@ def login(body: LoginRequest, request: Request) -> Response:
     throttle: LoginThrottle = request.app.state.login_throttle
     catalogue: Catalogue = request.app.state.catalogue
     username = body.username.strip().lower()
-    keys = (f"user:{username}", f"addr:{client_address(request)}")
+    keys = (f"user:{username}", f"addr:{throttle_address(client_address(request))}")
 
     # The audit names the account only when it exists: what was typed into the username
     # field of a failed login may be a password typed in the wrong field.
@@ -160,22 +176,23 @@ def login(body: LoginRequest, request: Request) -> Response:
                 detail={"reason": reason, "method": "password", "known_user": bool(known)},
             )
 
-    wait = throttle.retry_after(*keys)
-    if wait > 0:
+    # Counted before the password is checked, so that parallel tries count too.
+    attempt = throttle.attempt(*keys)
+    if attempt.wait > 0:
         failed("rate_limited")
         return JSONResponse(
             {"detail": "too many failed logins: try again later"},
             status_code=429,
-            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            headers={"Retry-After": str(max(1, math.ceil(attempt.wait)))},
         )
 
     user = identities.check_password(username, body.password)
     if user is None:
-        throttle.failed(*keys)
+        throttle.failed(attempt)
         failed("bad_credentials")
         return JSONResponse({"detail": "wrong username or password"}, status_code=401)
 
-    throttle.succeeded(keys[0])
+    throttle.succeeded(attempt, keys[0])
     sessions.prune_now_and_then()
     with catalogue.session() as session, session.begin():
         row, secret = sessions.start(session, user)

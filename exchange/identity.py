@@ -125,6 +125,9 @@ class Identities:
         self.catalogue = catalogue
         self._tokens: dict[str, tuple[Principal, float]] = {}
         self._lock = threading.Lock()
+        # Counts forget_tokens calls: a lookup that read its row before one of them (a
+        # revocation committing meanwhile) does not cache what it read.
+        self._forgets = 0
         self._revoked = RevocationWatch(catalogue, ApiToken.id, ApiToken.revoked_at)
 
     def add_user(
@@ -210,6 +213,7 @@ class Identities:
     def forget_tokens(self, token_ids: set[str]) -> None:
         with self._lock:
             self._tokens = {k: v for k, v in self._tokens.items() if v[0].token_id not in token_ids}
+            self._forgets += 1
 
     def principal_for_token(self, secret: str) -> Principal | None:
         """The caller a bearer token stands for, or None (unknown, expired, revoked)."""
@@ -224,6 +228,7 @@ class Identities:
         cached = self._tokens.get(digest)
         if cached is not None and now - cached[1] < TOKEN_CACHE_S:
             return cached[0]
+        forgets = self._forgets  # before the query: see the insert below
         with self.catalogue.session() as session:
             token = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
             if token is None or token.revoked_at is not None:
@@ -235,7 +240,10 @@ class Identities:
                 return None
             principal = principal_of(user, token)
         with self._lock:
-            self._tokens[digest] = (principal, now)
+            # A forget since the query may be this token's revocation, committed after the
+            # row was read: caching it would let it work until the next revocation poll.
+            if self._forgets == forgets:
+                self._tokens[digest] = (principal, now)
         return principal
 
 

@@ -18,6 +18,7 @@ import math
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -74,6 +75,9 @@ class Sessions:
         self.lifetime = lifetime
         self._cache: dict[str, tuple[ActiveSession, float]] = {}
         self._lock = threading.Lock()
+        # Counts forget calls: a lookup that read its row before one of them (a logout
+        # committing meanwhile) does not cache what it read.
+        self._forgets = 0
         self._ended = RevocationWatch(catalogue, LoginSession.id, LoginSession.revoked_at)
         self._last_prune = -math.inf
 
@@ -106,6 +110,7 @@ class Sessions:
         if cached is not None and now - cached[1] < SESSION_CACHE_S:
             active = cached[0]
             return active if active.expires_at > datetime.now(UTC) else None
+        forgets = self._forgets  # before the query: see the insert below
         with self.catalogue.session() as session:
             row = session.query(LoginSession).filter_by(secret_hash=digest).one_or_none()
             if row is None or row.revoked_at is not None:
@@ -126,7 +131,10 @@ class Sessions:
             )
             active = ActiveSession(principal, row.csrf_token, expires_at)
         with self._lock:
-            self._cache[digest] = (active, now)
+            # A forget since the query may be this session's end, committed after the row
+            # was read: caching it would let it work until the next revocation poll.
+            if self._forgets == forgets:
+                self._cache[digest] = (active, now)
         return active
 
     def end(self, session_id: str) -> bool:
@@ -145,6 +153,7 @@ class Sessions:
             self._cache = {
                 k: v for k, v in self._cache.items() if v[0].principal.session_id not in ids
             }
+            self._forgets += 1
 
     def listing(self, username: str | None = None, *, ended: bool = False) -> list[SessionInfo]:
         """Sessions, newest first: the live ones, or all not yet pruned with `ended`."""
@@ -205,6 +214,14 @@ def end_sessions_of(session: Session, user_id: str) -> list[str]:
     return [row.id for row in rows]
 
 
+@dataclass(frozen=True)
+class LoginAttempt:
+    """A login being tried, already counted by the throttle (LoginThrottle.attempt)."""
+
+    wait: float  # > 0: refused, seconds until a login may be tried again
+    rows: tuple[int, ...]  # its LoginFailure rows, until it proves to be no failure
+
+
 class LoginThrottle:
     """At most `max_failures` failed logins per username and per client address within
     `window_s`; past that, logins from there are refused (429) until enough failures leave
@@ -225,14 +242,16 @@ class LoginThrottle:
 
     def retry_after(self, *keys: str) -> float:
         """Seconds until a login under these keys may be tried again; 0 when it may now."""
-        now = datetime.now(UTC)
-        hashed = [self._key(k) for k in keys]
+        return self._wait([self._key(k) for k in keys], datetime.now(UTC), ())
+
+    def _wait(self, hashed: list[str], now: datetime, excluded: Sequence[int]) -> float:
         with self.catalogue.session() as session:
             rows = session.execute(
                 select(LoginFailure.key, LoginFailure.at)
                 .where(
                     LoginFailure.key.in_(hashed),
                     LoginFailure.at > now - timedelta(seconds=self.window_s),
+                    LoginFailure.id.not_in(excluded),
                 )
                 .order_by(LoginFailure.at)
             ).all()
@@ -245,26 +264,49 @@ class LoginThrottle:
                 wait = max(wait, (leaves - now).total_seconds())
         return wait
 
-    def failed(self, *keys: str) -> None:
+    def attempt(self, *keys: str) -> LoginAttempt:
+        """Counts a login under these keys BEFORE its password is checked: its rows are
+        committed first, then the window is counted, so of any number of parallel tries at
+        most `max_failures` find room (each sees every row committed before its own). A try
+        without room (`wait` > 0) is taken back at once: a refused login is no failure."""
         now = datetime.now(UTC)
+        hashed = [self._key(k) for k in keys]
         with self.catalogue.session() as session, session.begin():
-            session.add_all(LoginFailure(key=self._key(k), at=now) for k in keys)
-            # Failures past the window count no more: the table stays small.
-            session.execute(
-                delete(LoginFailure).where(
-                    LoginFailure.at <= now - timedelta(seconds=self.window_s)
-                )
-            )
+            rows = [LoginFailure(key=h, at=now) for h in hashed]
+            session.add_all(rows)
+            session.flush()
+            ids = tuple(row.id for row in rows)
+        wait = self._wait(hashed, now, ids)
+        attempt = LoginAttempt(wait, ids)
+        if wait > 0:
+            self._take_back(attempt)
+        return attempt
 
-    def succeeded(self, key: str) -> None:
-        """Forgives `key`'s failures (the username's, not the address's)."""
+    def failed(self, attempt: LoginAttempt) -> None:
+        """The password was wrong: the attempt's rows stay, as its failures."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.window_s)
+        with self.catalogue.session() as session, session.begin():
+            # Failures past the window count no more: the table stays small.
+            session.execute(delete(LoginFailure).where(LoginFailure.at <= cutoff))
+
+    def succeeded(self, attempt: LoginAttempt, key: str) -> None:
+        """The attempt was no failure; and `key`'s failures (the username's, not the
+        address's) are forgiven."""
         cutoff = datetime.now(UTC) - timedelta(seconds=self.window_s)
         with self.catalogue.session() as session, session.begin():
             session.execute(
                 delete(LoginFailure).where(
-                    or_(LoginFailure.key == self._key(key), LoginFailure.at <= cutoff)
+                    or_(
+                        LoginFailure.id.in_(attempt.rows),
+                        LoginFailure.key == self._key(key),
+                        LoginFailure.at <= cutoff,
+                    )
                 )
             )
+
+    def _take_back(self, attempt: LoginAttempt) -> None:
+        with self.catalogue.session() as session, session.begin():
+            session.execute(delete(LoginFailure).where(LoginFailure.id.in_(attempt.rows)))
 
     def prune(self) -> int:
         """Deletes failures past the window: how many."""

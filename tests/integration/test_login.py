@@ -4,8 +4,10 @@ commands, against a real hub (SQLite under a temporary IAIN_HOME)."""
 from __future__ import annotations
 
 import io
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -145,6 +147,33 @@ def test_failed_logins_are_throttled_per_address(settings: Settings) -> None:
             assert answer.status_code == 401
         answer = c.post("/api/login", json={"username": "caen.pathologist", "password": PASSWORD})
         assert answer.status_code == 429
+
+
+def test_parallel_guesses_get_no_more_password_checks_than_the_limit(settings: Settings) -> None:
+    """A burst of guesses sent at once (one thread each) must not all slip past the
+    throttle before the first failure is written: at most `login_max_failures` of them
+    get their password checked (401), the others are refused (429)."""
+    settings.login_max_failures = 5
+    with TestClient(create_app(settings)) as c:
+        c.app.state.identities.add_user(  # type: ignore[attr-defined]
+            "lille.pathologist", "lille", ["pathologist"], password=PASSWORD
+        )
+        start = threading.Barrier(24)
+
+        def guess(n: int) -> int:
+            start.wait()
+            body = {"username": "lille.pathologist", "password": f"wrong-guess-{n}"}
+            status: int = c.post("/api/login", json=body).status_code
+            return status
+
+        with ThreadPoolExecutor(24) as pool:
+            answers = list(pool.map(guess, range(24)))
+        assert set(answers) <= {401, 429}
+        assert answers.count(401) <= 5
+        # The failures that were checked are what counts next: five lock the account.
+        checked = answers.count(401)
+        later = c.post("/api/login", json={"username": "lille.pathologist", "password": PASSWORD})
+        assert later.status_code == (429 if checked == 5 else 200)
 
 
 def test_an_unknown_user_gets_the_same_answer_as_a_wrong_password(hub: TestClient) -> None:

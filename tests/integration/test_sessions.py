@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from exchange.auth_routes import throttle_address
 from exchange.identity import REVOCATION_POLL_S, Identities
 from exchange.models import AuditEvent, LoginFailure, LoginSession
 from iain.app import create_app
@@ -148,6 +149,35 @@ def test_behind_a_trusted_proxy_each_client_address_is_throttled_on_its_own(
         # one the proxy appended: the address is read from the right.
         forged = {"X-Forwarded-For": "198.51.100.9, 203.0.113.7"}
         assert c.post("/api/login", json=good, headers=forged).status_code == 429
+
+
+def test_an_ipv6_client_is_throttled_by_its_slash_64_an_ipv4_one_by_its_address(
+    settings: Settings,
+) -> None:
+    """An IPv6 subscriber usually holds a whole /64: a fresh address per guess must not
+    make a fresh throttle key. IPv4 clients (also written as ::ffff:a.b.c.d) stay apart."""
+    settings.login_max_failures = 3
+    good = {"username": "caen.pathologist", "password": PASSWORD}
+    with hub_process(settings, client=("2001:db8:7:1::10", 41000)) as c:
+        c.app.state.identities.add_user(  # type: ignore[attr-defined]
+            "caen.pathologist", "caen", ["pathologist"], password=PASSWORD
+        )
+        for name in ("someone", "someone.else", "nobody"):
+            answer = c.post("/api/login", json={"username": name, "password": "x" * 12})
+            assert answer.status_code == 401
+    with hub_process(settings, client=("2001:db8:7:1:ffff::99", 41000)) as same_64:
+        assert same_64.post("/api/login", json=good).status_code == 429
+    with hub_process(settings, client=("2001:db8:7:2::10", 41000)) as next_64:
+        assert next_64.post("/api/login", json=good).status_code == 200
+
+    for n in range(3):
+        with hub_process(settings, client=(f"::ffff:192.0.2.{n + 1}", 41000)) as v4:
+            answer = v4.post("/api/login", json={"username": f"guess{n}", "password": "x" * 12})
+            assert answer.status_code == 401
+    with hub_process(settings, client=("192.0.2.1", 41000)) as v4:
+        assert v4.post("/api/login", json=good).status_code == 200
+    assert throttle_address("::ffff:192.0.2.1") == "192.0.2.1"
+    assert throttle_address("2001:DB8:7:1::10") == "2001:db8:7:1::/64"
 
 
 @pytest.mark.parametrize("trusted", ["", "10.0.0.0/24"])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.types import Scope
 from typer.testing import CliRunner
 
 from exchange.identity import REVOCATION_POLL_S, Identities
@@ -129,7 +130,7 @@ def test_a_user_disabled_by_another_process_loses_cached_tiles_within_two_polls(
 def session_cookie(hub: Hub, username: str) -> str:
     """A logged-in session's cookie value, to be sent by hand."""
     browser, _ = logged_in(hub, username)
-    value = browser.cookies.get("iain_session")
+    value: str | None = browser.cookies.get("iain_session")
     assert value
     return value
 
@@ -168,7 +169,7 @@ def test_a_caller_sent_over_several_cookie_headers_is_never_remembered_for_one(
     assert raw.get("/api/me", headers=[("cookie", "lang=fr")]).status_code == 401
 
 
-def request_scope(hub: Hub, cookie: bytes) -> dict[str, object]:
+def request_scope(hub: Hub, cookie: bytes) -> Scope:
     """A raw ASGI request for a tile of the hub's slide, as the fast path sees it."""
     return {
         "type": "http",
@@ -187,14 +188,14 @@ def test_the_fast_paths_memory_of_callers_stays_bounded(hub: Hub) -> None:
     policy: Policy = hub.app.state.policy  # type: ignore[attr-defined]
     for n in range(2 * _MAX_REMEMBERED + 10):
         scope = request_scope(hub, f"junk={n}; iain_session={session}".encode())
-        locator = policy.scope_locator(scope)  # type: ignore[arg-type]
+        locator = policy.scope_locator(scope)
         assert locator is not None and locator.locate(hub.slide_id) is not None
         assert len(policy._cookies) <= _MAX_REMEMBERED
     # A header too long to be remembered is authenticated afresh, each time.
     policy._cookies.clear()
     long = f"junk={'j' * _MAX_COOKIE_KEY}; iain_session={session}".encode()
     for _ in range(2):
-        locator = policy.scope_locator(request_scope(hub, long))  # type: ignore[arg-type]
+        locator = policy.scope_locator(request_scope(hub, long))
         assert locator is not None and locator.locate(hub.slide_id) is not None
     assert policy._cookies == {}
     browser = TestClient(hub.app, cookies={"junk": "j" * _MAX_COOKIE_KEY, "iain_session": session})  # type: ignore[arg-type]
