@@ -8,15 +8,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import Engine, event, func, select
 from typer.testing import CliRunner
 
 from exchange.auth_routes import throttle_address
@@ -394,3 +396,69 @@ def test_disabling_a_user_ends_sessions_revokes_tokens_and_refuses_logins(
     assert again.exit_code == 0 and "already enabled" in again.output
     missing = runner.invoke(cli, ["users", "disable", "nobody"])
     assert missing.exit_code == 1 and "no user 'nobody'" in missing.output
+
+
+# --- Ending a credential while a request is reading it -------------------------------------
+
+
+@contextmanager
+def ended_while_read(engine: Engine, table: str, end: Callable[[], object]) -> Iterator[None]:
+    """Runs `end` (in another thread, as a logout's request would) just after the first
+    query of `table` by secret hash has read its row, before the reader caches it."""
+    fired = threading.Event()
+
+    def after(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if fired.is_set() or f"FROM {table}" not in statement or "_hash" not in statement:
+            return
+        fired.set()
+        ender = threading.Thread(target=end)
+        ender.start()
+        ender.join()
+
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield
+    finally:
+        event.remove(engine, "after_cursor_execute", after)
+    assert fired.is_set()
+
+
+def test_a_logout_committed_while_a_request_reads_the_session_is_not_undone_by_its_cache(
+    hub: TestClient,
+) -> None:
+    """A request that read the session just before the logout committed answers as it
+    found it; but the session it read must not go into the cache after the logout's
+    forgetting, or the cookie would work on until the next revocation poll."""
+    login(hub)
+    cookie = hub.cookies["iain_session"]
+    with hub_process(hub.app.state.settings, client=("192.0.2.20", 50000)) as other:  # type: ignore[attr-defined]
+        # Another session's lookup fills the cache and polls for ended ones: the next poll
+        # is a second away, so only the cache can answer in between.
+        login(other, "rouen.pathologist")
+        assert other.get("/api/me").status_code == 200
+        [lille] = [
+            s.id
+            for s in other.app.state.sessions.listing("lille.pathologist")  # type: ignore[attr-defined]
+        ]
+        sessions = other.app.state.sessions  # type: ignore[attr-defined]
+        engine = other.app.state.catalogue.engine  # type: ignore[attr-defined]
+        browser = TestClient(other.app, cookies={"iain_session": cookie})
+        with ended_while_read(engine, "login_sessions", lambda: sessions.end(lille)):
+            assert browser.get("/api/me").status_code == 200
+        assert browser.get("/api/me").status_code == 401
+
+
+def test_a_token_revoked_while_a_request_reads_it_is_not_undone_by_its_cache(
+    hub: TestClient,
+) -> None:
+    identities: Identities = hub.app.state.identities  # type: ignore[attr-defined]
+    _, first = identities.create_token("rouen.pathologist", name="warm")
+    token, secret = identities.create_token("lille.pathologist", name="script")
+    with hub_process(hub.app.state.settings) as other:  # type: ignore[attr-defined]
+        assert other.get("/api/me", headers={"Authorization": f"Bearer {first}"}).status_code == 200
+        mine: Identities = other.app.state.identities  # type: ignore[attr-defined]
+        engine = other.app.state.catalogue.engine  # type: ignore[attr-defined]
+        bearer = {"Authorization": f"Bearer {secret}"}
+        with ended_while_read(engine, "api_tokens", lambda: mine.revoke_token(token.id)):
+            assert other.get("/api/me", headers=bearer).status_code == 200
+        assert other.get("/api/me", headers=bearer).status_code == 401
