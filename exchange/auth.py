@@ -44,7 +44,7 @@ class WatchedSessions(Sessions):
 
 
 def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization")
+    header = request.headers.get("authorization")  # the first, if there are several
     if not header:
         return None
     scheme, _, value = header.partition(" ")
@@ -65,6 +65,9 @@ def authenticate(request: Request) -> Principal | None:
         # A browser: its session cookie. A bearer token, sent on purpose by a script, is
         # exempt from CSRF; a cookie is sent by the browser whoever made the page, so a
         # state-changing call must also prove it read the session's CSRF token.
+        # Request.cookies merges every Cookie header (HTTP/2 sends one per cookie), the last
+        # winning: exchange.policy.scope_locator remembers callers only for requests with a
+        # single Cookie header, whose key is then exactly what was read here.
         cookie = request.cookies.get(SESSION_COOKIE)
         sessions: Sessions | None = getattr(request.app.state, "sessions", None)
         if cookie and sessions is not None:
