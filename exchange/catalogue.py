@@ -10,6 +10,7 @@ import secrets
 import string
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 
 from sqlalchemy import Engine, event, select
@@ -60,7 +61,17 @@ class Catalogue:
         self._lock = threading.Lock()
         # A write through this catalogue (a conversion the hub's own worker ends) may make
         # a pending slide ready: its tiles switch to the pyramid at once, not a TTL later.
-        event.listen(self._sessions, "after_commit", self._drop_pending)
+        # The listener holds the catalogue weakly: SQLAlchemy's event registry is global,
+        # and a strong reference would keep every catalogue (and its pool's open database
+        # connections) alive for the life of the process.
+        drop_pending = weakref.WeakMethod(self._drop_pending)
+
+        def after_commit(session: Session) -> None:
+            method = drop_pending()
+            if method is not None:
+                method(session)
+
+        event.listen(self._sessions, "after_commit", after_commit)
 
     @classmethod
     def open(cls, url: str) -> Catalogue:

@@ -216,3 +216,22 @@ def test_a_queued_slide_switches_to_its_pyramid_soon_after_another_process_build
             assert waited < PENDING_TTL_S + MARGIN_S, "the hub still serves the original"
             time.sleep(0.05)
         assert after.headers["server-timing"].startswith("stored")
+
+
+def test_a_catalogue_no_longer_used_is_freed_with_its_database_connections(
+    settings: Settings,
+) -> None:
+    """Each hub, CLI command and test opens a catalogue: once dropped it must be freed, with
+    its connection pool (a listener that kept it alive exhausted PostgreSQL's connection
+    slots in the test suite, as it would a long-running process opening catalogues)."""
+    import gc
+    import weakref
+
+    catalogue = Catalogue.open(settings.database_url)
+    with catalogue.session() as session, session.begin():  # the commit listener runs
+        session.execute(update(Slide).where(Slide.id == "none").values(name="x"))
+    engine = weakref.ref(catalogue.engine)
+    freed = weakref.ref(catalogue)
+    del catalogue, session
+    gc.collect()
+    assert freed() is None and engine() is None
