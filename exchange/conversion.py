@@ -51,6 +51,7 @@ from tiles.frames import (
 )
 from tiles.geometry import Size
 from tiles.ingest import MAX_SIDE
+from tiles.isolation import confine_converter
 from tiles.location import SlideLocation, original_key, slide_prefix
 
 if TYPE_CHECKING:
@@ -82,6 +83,9 @@ _CONTEXT = multiprocessing.get_context("forkserver")
 # never from the slide, and a pickle is only unsafe to its reader (the worker): fine so.
 # Not confined here: the worker holds the store's credentials (it downloads the original and
 # uploads the pyramid), so a worker taken over could still write to the store.
+# Confined (tiles.isolation.confine_converter): no other secret in its environment and,
+# where the kernel allows user namespaces, no access to its parents' /proc files; it
+# keeps the network (storage) and the file system of the hub's user.
 
 MAX_MESSAGE_BYTES = 64 * 1024  # a reason of MAX_REASON_CHARS, JSON-escaped, fits
 MAX_REASON_CHARS = 4096
@@ -318,6 +322,7 @@ def encode_message(message: dict[str, Any]) -> bytes:
 
 
 def _worker(config: ConversionConfig, loc: SlideLocation, conn: Connection) -> None:
+    confine_converter()  # first: before libvips starts its threads
     resource.setrlimit(resource.RLIMIT_AS, (config.memory_bytes, config.memory_bytes))
 
     def send(message: dict[str, Any]) -> None:

@@ -5,7 +5,11 @@ down only the child: the caller gets a CorruptSlide saying so, and nothing else 
 
 The child's answer is data, never code: a JSON document of a fixed shape (PROTOCOL below)
 in length-prefixed frames, that the parent decodes strictly. A parser exploit that takes
-over the child can at worst send a wrong answer, which is refused like a damaged file."""
+over the child can send a wrong answer, which is refused like a damaged file.
+
+Before it parses, the child is confined (tiles.isolation.confine_parser): no secret in
+its environment and, where the kernel allows user namespaces, no network and no access
+to its parents' /proc files. It still runs as the hub's user on the same file system."""
 
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ from tiles.frames import recv_frame as _recv_frame
 from tiles.frames import send_all as _send_all
 from tiles.geometry import Size
 from tiles.ingest import MAX_SIDE, Inspection, inspect_slide, inspect_stored
+from tiles.isolation import confine_parser
 from tiles.readers.base import SlideProperties
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -153,8 +158,15 @@ def _guarded(name: str, inspect: Callable[[], Inspection | None]) -> Inspection 
         return CorruptSlide(f"{name}: cannot be parsed ({type(exc).__name__}: {exc})")
 
 
-def _child(path: str, memory_bytes: int, conn: Connection) -> None:
+def _enter_child(memory_bytes: int) -> None:
+    """First thing in every parser child, before any thread starts: the confinement of
+    tiles.isolation, then the memory limit."""
+    confine_parser()
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+
+
+def _child(path: str, memory_bytes: int, conn: Connection) -> None:
+    _enter_child(memory_bytes)
     _send_result(conn, _guarded(Path(path).name, lambda: inspect_slide(Path(path))))
     conn.close()
 
@@ -389,16 +401,19 @@ def _run_on_disk(
 
 # --- In place: the child reads the stored object through the parent ---------------------------
 #
-# The child asks for byte ranges over its pipe and the parent reads them from storage: the
-# untrusted parser gets the bytes it asks for and nothing else (no credentials, no network),
-# whatever the store. Replies go in chunks, so the parent holds one chunk at a time.
+# The child asks for byte ranges over its pipe and the parent reads them from storage, so
+# the untrusted parser needs no store and is given no store credentials. What else it
+# cannot reach is tiles.isolation's: no secret in its environment, and where the kernel
+# allows user namespaces, no network and no /proc files of its parents. Not isolated: it
+# runs as the hub's user, so files that user may read or write are open to it. Replies
+# go in chunks, so the parent holds one chunk at a time.
 
 _REPLY_CHUNK = 4 * 1024 * 1024
 Read = Callable[[int, int], bytes]
 
 
 def _stored_child(size: int, main: str, root: str, memory_bytes: int, conn: Connection) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    _enter_child(memory_bytes)
     lock = threading.Lock()  # one request in flight on the pipe
 
     def fetch(offset: int, length: int) -> bytes:
@@ -506,3 +521,30 @@ def _serve(
         for pos in range(start, end, _REPLY_CHUNK):
             conn.send_bytes(read(pos, min(_REPLY_CHUNK, end - pos)))
         conn.send_bytes(b"")
+
+
+# --- A look inside: what a confined child sees ------------------------------------------------
+
+
+def _probe_child(probe: Callable[[], str], memory_bytes: int, conn: Connection) -> None:
+    _enter_child(memory_bytes)
+    _send_all(conn, _frame(probe().encode()))
+    conn.close()
+
+
+def run_confined(probe: Callable[[], str], *, timeout_s: float = 30.0) -> str:
+    """probe() (picklable, our code: no parser) run in a child confined as the parser's
+    are; its text. Tests check the confinement with it (tiles.isolation's probes)."""
+    receiver, sender = _CONTEXT.Pipe(duplex=False)
+    args = (probe, DEFAULT_MEMORY_BYTES, sender)
+    child = _CONTEXT.Process(target=_probe_child, args=args, daemon=True)
+    child.start()
+    sender.close()
+    try:
+        deadline = time.monotonic() + timeout_s
+        return _recv_frame(receiver, deadline, MAX_MESSAGE_BYTES).decode()
+    finally:
+        receiver.close()
+        if child.is_alive():
+            child.kill()
+        child.join(5)
