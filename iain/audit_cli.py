@@ -18,7 +18,7 @@ from sqlalchemy import select
 from exchange import audit
 from exchange.catalogue import Catalogue
 from exchange.models import AuditEvent, User
-from iain.settings import Settings
+from iain.cli_settings import settings_or_exit
 
 audit_cli = typer.Typer(no_args_is_help=True, help=__doc__)
 err = Console(stderr=True)
@@ -31,11 +31,7 @@ class ExportFormat(StrEnum):
 
 
 def _catalogue() -> Catalogue:
-    try:
-        settings = Settings()
-    except Exception as exc:  # pydantic's message names the bad variable
-        err.print(f"[red]invalid settings:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    settings = settings_or_exit()
     return Catalogue.open(settings.database_url)
 
 
@@ -153,11 +149,7 @@ def prune_command(
     ] = None,
 ) -> None:
     """Removes events older than the retention; the chain still verifies afterwards."""
-    try:
-        settings = Settings()
-    except Exception as exc:
-        err.print(f"[red]invalid settings:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    settings = settings_or_exit()
     retention = days or settings.audit_retention_days
     catalogue = Catalogue.open(settings.database_url)
     try:

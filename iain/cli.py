@@ -24,6 +24,7 @@ from exchange.errors import ExchangeError
 from exchange.ingest import ingest_path
 from iain.app import build_store, conversion_config, create_app
 from iain.audit_cli import audit_cli
+from iain.cli_settings import settings_or_exit
 from iain.sessions_cli import sessions_cli
 from iain.settings import Settings
 from iain.users_cli import tokens_cli, users_cli
@@ -37,14 +38,6 @@ out = Console()
 
 Host = Annotated[str | None, typer.Option(help="bind address (default IAIN_HOST or 127.0.0.1)")]
 Port = Annotated[int | None, typer.Option(help="port (default IAIN_PORT or 8000)")]
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except Exception as exc:  # pydantic's message names the bad variable
-        err.print(f"[red]invalid settings:[/red] {exc}")
-        raise typer.Exit(2) from exc
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> None:
@@ -70,7 +63,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
 @cli.command()
 def serve(host: Host = None, port: Port = None) -> None:
     """Run the hub and tile server from IAIN_* settings."""
-    _serve(_settings(), host, port)
+    _serve(settings_or_exit(), host, port)
 
 
 def ingest_paths(
@@ -158,7 +151,7 @@ def ingest(
 ) -> None:
     """Validate slides, store their originals and build their pyramids; prints each new
     slide id."""
-    failures = ingest_paths(_settings(), paths, centre, convert=not background)
+    failures = ingest_paths(settings_or_exit(), paths, centre, convert=not background)
     if failures:
         err.print(f"{failures} of {len(paths)} refused")
         raise typer.Exit(1)
@@ -172,7 +165,7 @@ def convert(
     ] = False,
 ) -> None:
     """Rebuild slides' normalised pyramids (after a failure, say)."""
-    settings = _settings()
+    settings = settings_or_exit()
     catalogue = Catalogue.open(settings.database_url)
     unknown = [i for i in slide_ids if not requeue(catalogue, i)]
     for slide_id in slide_ids:
@@ -186,7 +179,7 @@ def convert(
 @cli.command()
 def slides() -> None:
     """List the catalogue."""
-    settings = _settings()
+    settings = settings_or_exit()
     for s in Catalogue.open(settings.database_url).list_slides():
         out.print(f"{s.id}  {s.status:8} {s.centre:6} {s.vendor:12} {s.width}x{s.height}  {s.name}")
 
@@ -196,7 +189,7 @@ def demo(host: Host = None, port: Port = None) -> None:
     """Start the hub on embedded defaults with sample slides ingested."""
     from iain.demo import prepare_demo
 
-    settings = _settings()
+    settings = settings_or_exit()
     prepare_demo(settings, out)
     _serve(settings, host, port)
 
@@ -264,7 +257,7 @@ def watch(
     """Ingest every slide dropped into FOLDER once; failures go to FOLDER/failed/."""
     from iain.watch import FolderBusy, Watcher
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         watcher = Watcher(
             build_store(settings),
@@ -299,7 +292,7 @@ def prune_uploads(
 
     from exchange.uploads import Uploads
 
-    settings = _settings()
+    settings = settings_or_exit()
     uploads = Uploads(
         build_store(settings),
         Catalogue.open(settings.database_url),

@@ -12,19 +12,12 @@ from exchange import audit
 from exchange.catalogue import Catalogue
 from exchange.models import User
 from exchange.sessions import LoginThrottle, Sessions, end_sessions_of
+from iain.cli_settings import settings_or_exit
 from iain.settings import Settings
 
 sessions_cli = typer.Typer(no_args_is_help=True, help="Browser login sessions.")
 err = Console(stderr=True)
 out = Console()
-
-
-def settings_or_exit() -> Settings:
-    try:
-        return Settings()
-    except Exception as exc:  # pydantic's message names the bad variable
-        err.print(f"[red]invalid settings:[/red] {exc}")
-        raise typer.Exit(2) from exc
 
 
 def _sessions(settings: Settings) -> Sessions:

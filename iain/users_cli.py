@@ -14,7 +14,7 @@ from exchange.errors import ExchangeError
 from exchange.identity import Identities, parse_roles, revoke_tokens_of, weak_password
 from exchange.models import User
 from exchange.sessions import end_sessions_of
-from iain.settings import Settings
+from iain.cli_settings import settings_or_exit
 
 users_cli = typer.Typer(no_args_is_help=True, help="Local accounts.")
 tokens_cli = typer.Typer(no_args_is_help=True, help="API tokens (Authorization: Bearer …).")
@@ -23,11 +23,7 @@ out = Console()
 
 
 def _identities() -> Identities:
-    try:
-        settings = Settings()
-    except Exception as exc:  # pydantic's message names the bad variable
-        err.print(f"[red]invalid settings:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    settings = settings_or_exit()
     return Identities(Catalogue.open(settings.database_url))
 
 
