@@ -87,3 +87,23 @@ def running_hub(home: Path, env: dict[str, str]) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+
+
+@contextmanager
+def oidc_provider() -> Iterator[str]:
+    """A real OpenID Connect provider process (oidc-provider-mock): its issuer URL while it
+    runs. Users are set with `PUT {issuer}/users/{sub}` and claims as JSON."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
+    )
+    issuer = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{issuer}/.well-known/openid-configuration", lambda: process.poll() is None)
+        yield issuer
+    finally:
+        process.terminate()
+        process.wait(SERVER_STOP_S)

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from iain.synthetic import write_synthetic_slide
-from tests.browser.hub import die_with_parent, free_port, running_hub, wait_for
+from tests.browser.hub import oidc_provider, running_hub
 from tests.browser.test_viewer import (
     CHROMIUM_ARGS,
     LOAD_TIMEOUT_MS,
@@ -159,23 +159,14 @@ def test_a_wrong_password_says_so(hub: LoginHub, browser: Browser) -> None:
 def test_sign_in_with_openid_connect(tmp_path: Path, browser: Browser) -> None:
     """The login page's OpenID Connect button, through a real provider process."""
     _require_prerequisites()
-    port = free_port()
-    provider = subprocess.Popen(
-        [sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,
-    )
-    issuer = f"http://127.0.0.1:{port}"
-    env = _hub_env(tmp_path) | {
-        "IAIN_OIDC_ISSUER": issuer,
-        "IAIN_OIDC_CLIENT_ID": "iain-hub",
-        "IAIN_OIDC_CLIENT_SECRET": "a-real-client-secret-0123",
-        "IAIN_OIDC_LABEL": "Keycloak",
-        "IAIN_OIDC_CENTRE_MAP": '{"CLCC-ROUEN": "rouen"}',
-    }
-    try:
-        wait_for(f"{issuer}/.well-known/openid-configuration", lambda: provider.poll() is None)
+    with oidc_provider() as issuer:
+        env = _hub_env(tmp_path) | {
+            "IAIN_OIDC_ISSUER": issuer,
+            "IAIN_OIDC_CLIENT_ID": "iain-hub",
+            "IAIN_OIDC_CLIENT_SECRET": "a-real-client-secret-0123",
+            "IAIN_OIDC_LABEL": "Keycloak",
+            "IAIN_OIDC_CENTRE_MAP": '{"CLCC-ROUEN": "rouen"}',
+        }
         claims = {"centre": "CLCC-ROUEN", "roles": ["pathologist"], "name": "Dr Rouen"}
         assert httpx.put(f"{issuer}/users/psc-42", json=claims).status_code == 204
         with running_hub(tmp_path, env) as url:
@@ -190,6 +181,3 @@ def test_sign_in_with_openid_connect(tmp_path: Path, browser: Browser) -> None:
             account.wait_for()
             assert account.inner_text() == "Signed in as Dr Rouen (rouen)"
             page.context.close()
-    finally:
-        provider.terminate()
-        provider.wait(10)

@@ -4,8 +4,6 @@ via Playwright."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +14,7 @@ import pytest
 from playwright.sync_api import Browser
 
 from exchange.identity import REVOCATION_POLL_S
-from tests.browser.hub import die_with_parent, free_port, running_hub, wait_for
+from tests.browser.hub import oidc_provider, running_hub
 from tests.browser.test_login import PASSWORD, USERNAME, _iain, browser, new_page, sign_in
 from tests.browser.test_viewer import _hub_env, _require_prerequisites
 
@@ -100,22 +98,13 @@ def test_a_centre_unknown_to_iain_brings_the_browser_back_to_the_login_page(
     """Through a real provider process: the provider vouches for the user, but its centre
     is not an IAIN one; the user reads why on the login page, not a JSON error."""
     _require_prerequisites()
-    port = free_port()
-    provider = subprocess.Popen(
-        [sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,
-    )
-    issuer = f"http://127.0.0.1:{port}"
-    env = _hub_env(tmp_path) | {
-        "IAIN_OIDC_ISSUER": issuer,
-        "IAIN_OIDC_CLIENT_ID": "iain-hub",
-        "IAIN_OIDC_CLIENT_SECRET": "a-real-client-secret-0123",
-        "IAIN_OIDC_LABEL": "Pro Santé Connect",
-    }
-    try:
-        wait_for(f"{issuer}/.well-known/openid-configuration", lambda: provider.poll() is None)
+    with oidc_provider() as issuer:
+        env = _hub_env(tmp_path) | {
+            "IAIN_OIDC_ISSUER": issuer,
+            "IAIN_OIDC_CLIENT_ID": "iain-hub",
+            "IAIN_OIDC_CLIENT_SECRET": "a-real-client-secret-0123",
+            "IAIN_OIDC_LABEL": "Pro Santé Connect",
+        }
         claims = {"centre": "CHU-NANTES", "roles": ["pathologist"]}
         assert httpx.put(f"{issuer}/users/psc-77", json=claims).status_code == 204
         with running_hub(tmp_path, env) as url:
@@ -135,6 +124,3 @@ def test_a_centre_unknown_to_iain_brings_the_browser_back_to_the_login_page(
             assert "NANTES" not in page.content()
             assert page.evaluate("() => fetch('/api/me').then(r => r.status)") == 401
             page.context.close()
-    finally:
-        provider.terminate()
-        provider.wait(10)

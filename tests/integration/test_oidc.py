@@ -5,9 +5,6 @@ checks the ID token itself over HTTP."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -24,42 +21,16 @@ from exchange.models import AuditEvent, User
 from exchange.oidc import OidcClient, OidcError
 from iain.app import create_app
 from iain.settings import Settings
+from tests.browser.hub import free_port, oidc_provider
 
 CLIENT_ID = "iain-hub"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[str]:
     """The provider's issuer URL, while its process runs."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    issuer = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{issuer}/.well-known/openid-configuration").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, "the OIDC provider exited"
-            assert time.monotonic() < deadline, "the OIDC provider did not start"
-            time.sleep(0.2)
+    with oidc_provider() as issuer:
         yield issuer
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture

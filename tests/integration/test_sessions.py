@@ -27,7 +27,7 @@ from exchange.models import AuditEvent, LoginFailure, LoginSession
 from iain.app import create_app
 from iain.cli import cli
 from iain.settings import Settings
-from tests.integration.test_oidc import free_port
+from tests.browser.hub import free_port
 
 PASSWORD = "lille-slides-2026"
 WRONG = {"username": "lille.pathologist", "password": "wrong-guess-1"}
