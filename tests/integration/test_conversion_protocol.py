@@ -14,7 +14,6 @@ import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from iain.app import build_store, conversion_config
 from iain.settings import Settings
 from storage import ObjectStore
 from tests import database
+from tests.hostile_child import frame, replay
 from tests.hub import hub_client, ingest
 from tests.testdata import sample
 from tiles.geometry import Size
@@ -64,15 +64,6 @@ def hub(tmp_path: Path) -> Hub:
     settings = database.settings(tmp_path / "home", tile_cache_mb=16)
     catalogue = Catalogue.open(settings.database_url)
     return Hub(settings, catalogue, conversion_config(settings), build_store(settings))
-
-
-def replay(data: bytes, stall_s: float, conn: Connection) -> None:
-    """The compromised worker: writes `data` as is, then lingers `stall_s`."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(conn.fileno(), view) :]
-    time.sleep(stall_s)
-    conn.close()
 
 
 def from_worker(
@@ -106,10 +97,6 @@ def frames(data: bytes) -> Iterator[bytes]:
         (length,) = struct.unpack("!Q", data[:8])
         yield data[8 : 8 + length]
         data = data[8 + length :]
-
-
-def frame(data: bytes) -> bytes:
-    return struct.pack("!Q", len(data)) + data
 
 
 def recorded(hub: Hub, slide_id: str) -> dict[str, Any]:

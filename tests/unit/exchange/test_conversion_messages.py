@@ -5,7 +5,6 @@ bounded sizes, this slide's pyramid keys only. Anything else is refused with a s
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,9 @@ from exchange.conversion import (
     decode_message,
     encode_message,
 )
+from tests.hostile_child import RunsCommand
+from tests.hostile_child import drop_at as _drop
+from tests.hostile_child import set_at as _set
 from tiles.frames import InvalidReply
 from tiles.geometry import Size
 from tiles.ingest import MAX_SIDE
@@ -77,16 +79,6 @@ def test_a_long_reason_is_cut_by_the_worker_to_what_the_hub_accepts() -> None:
     assert len(encode_message({"op": "failed", "reason": "\U0001f600" * 10**5})) < MAX_MESSAGE_BYTES
 
 
-class RunsCommand:
-    """The classic pickle exploit: unpickling it runs a shell command."""
-
-    def __init__(self, command: str) -> None:
-        self.command = command
-
-    def __reduce__(self) -> tuple[Callable[[str], int], tuple[str]]:
-        return os.system, (self.command,)
-
-
 def test_a_pickle_is_not_a_message_and_never_runs(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     for message in (("done", RunsCommand(f"touch {marker}")), RunsCommand(f"touch {marker}")):
@@ -96,26 +88,6 @@ def test_a_pickle_is_not_a_message_and_never_runs(tmp_path: Path) -> None:
     # The same command really runs when unpickled: the test would see it.
     pickle.loads(pickle.dumps(RunsCommand(f"touch {marker}")))
     assert marker.exists()
-
-
-def _set(*keys: str | int, value: object) -> Callable[[dict[str, Any]], None]:
-    def change(message: dict[str, Any]) -> None:
-        target: Any = message
-        for key in keys[:-1]:
-            target = target[key]
-        target[keys[-1]] = value
-
-    return change
-
-
-def _drop(*keys: str) -> Callable[[dict[str, Any]], None]:
-    def change(message: dict[str, Any]) -> None:
-        target: Any = message
-        for key in keys[:-1]:
-            target = target[key]
-        del target[keys[-1]]
-
-    return change
 
 
 def _replace(message: dict[str, Any]) -> Callable[[dict[str, Any]], None]:

@@ -8,17 +8,18 @@ hub, and the next (honest) inspection works as before."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import struct
 import time
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.hostile_child import RunsCommand, frame, replay
+from tests.hostile_child import drop_at as _drop
+from tests.hostile_child import set_at as _set
 from tests.testdata import sample
 from tiles.errors import CorruptSlide, UnsupportedSlide
 from tiles.ingest import Inspection, inspect_slide, inspect_stored
@@ -35,29 +36,6 @@ from tiles.sandbox import (
 
 SVS = "aperio/CMU-1-Small-Region.svs"
 STORED_ROOT = Path("/stored")
-
-
-def replay(data: bytes, stall_s: float, conn: Connection) -> None:
-    """The compromised child: writes `data` as is, then lingers `stall_s`."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(conn.fileno(), view) :]
-    time.sleep(stall_s)
-    conn.close()
-
-
-class RunsCommand:
-    """The classic pickle exploit: unpickling it runs a shell command."""
-
-    def __init__(self, command: str) -> None:
-        self.command = command
-
-    def __reduce__(self) -> tuple[Callable[[str], int], tuple[str]]:
-        return os.system, (self.command,)
-
-
-def frame(data: bytes) -> bytes:
-    return struct.pack("!Q", len(data)) + data
 
 
 def split(answer: bytes) -> tuple[dict[str, Any], bytes]:
@@ -112,26 +90,6 @@ def tampered(message: dict[str, Any], change: Callable[[dict[str, Any]], None]) 
     copy = json.loads(json.dumps(message))
     change(copy)
     return frame(json.dumps(copy).encode())
-
-
-def _set(*keys: str | int, value: object) -> Callable[[dict[str, Any]], None]:
-    def change(message: dict[str, Any]) -> None:
-        target: Any = message
-        for key in keys[:-1]:
-            target = target[key]
-        target[keys[-1]] = value
-
-    return change
-
-
-def _drop(*keys: str) -> Callable[[dict[str, Any]], None]:
-    def change(message: dict[str, Any]) -> None:
-        target: Any = message
-        for key in keys[:-1]:
-            target = target[key]
-        del target[keys[-1]]
-
-    return change
 
 
 def _unknown_error(message: dict[str, Any]) -> None:
