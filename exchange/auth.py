@@ -30,19 +30,6 @@ class CsrfRejected(ExchangeError):
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-class WatchedSessions(Sessions):
-    """Sessions that count the times they forget sessions (a logout, an end seen from
-    another process): the tile fast path (exchange.policy) remembers a cookie's caller only
-    while this count stays the same, so a logout stops it at once without a session lookup
-    on every tile."""
-
-    forgotten = 0
-
-    def forget(self, *session_ids: str) -> None:
-        super().forget(*session_ids)
-        self.forgotten += 1  # after: a reader that sees the new count sees the cache without
-
-
 def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization")  # the first, if there are several
     if not header:

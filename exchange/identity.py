@@ -7,21 +7,24 @@ with one indexed lookup."""
 from __future__ import annotations
 
 import hashlib
+import itertools
+import math
 import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import Session
 
 from exchange.catalogue import Catalogue, new_slide_id
 from exchange.errors import ExchangeError
-from exchange.models import ApiToken, User
+from exchange.models import ApiToken, LoginSession, User
 from exchange.principal import Principal, Role
 
 TOKEN_PREFIX = "iain_"
@@ -29,7 +32,7 @@ _USERNAME = re.compile(r"[a-z0-9][a-z0-9._@-]{1,149}")
 _HASHER = PasswordHasher()
 # A token seen recently is not looked up again for this long: the tile hot path must stay
 # cheap. Revoking a token clears the cache of this process at once (see revoke_token), and
-# of the other processes within a second (RevocationWatch).
+# of the other processes within REVOCATION_POLL_S (RevocationWatch).
 TOKEN_CACHE_S = 30.0
 # How often a hub process asks which cached tokens or sessions were revoked elsewhere, and
 # how far back: a minute covers clocks of two machines a little apart.
@@ -88,47 +91,89 @@ def weak_password(password: str, username: str = "") -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Revoked:
+    """Credentials a poll found revoked since the last one: API token and session ids."""
+
+    tokens: frozenset[str]
+    sessions: frozenset[str]
+
+
 class RevocationWatch:
-    """Credentials revoked lately by any process (the CLI, another hub process): a hub
-    caches tokens and sessions to keep tiles cheap, and drops the ones this returns. At most
-    one query per `REVOCATION_POLL_S`, whatever the traffic."""
+    """Credentials revoked by any process (the CLI, another hub process), for the caches
+    that spare a request its credential lookup: the API-token cache (Identities), the
+    session cache (exchange.sessions) and the tile fast path's memory of callers
+    (exchange.policy). One per hub process, shared by the three.
 
-    def __init__(
-        self,
-        catalogue: Catalogue,
-        id_column: InstrumentedAttribute[str],
-        revoked_column: InstrumentedAttribute[datetime | None],
-    ) -> None:
+    The promise, on every hub process: no request that comes later than REVOCATION_POLL_S
+    after a revocation committed is answered with the revoked credential. A cache may
+    answer only right after `sync()` (or before `fresh_until`): the last poll whose answer was
+    applied began less than REVOCATION_POLL_S ago, so it saw every revocation committed
+    before then. When that poll is older, the next request polls, and the requests that
+    come meanwhile wait for its answer instead of answering from their caches (they used
+    to, and one page load could get 401 on /api/me and 200 on the rest). At most one query
+    per REVOCATION_POLL_S, whatever the traffic.
+
+    `generation` changes whenever a cache forgets credentials (a revocation seen by a poll,
+    a logout or revocation through this process): a lookup that read its row before such a
+    change does not cache it, and the fast path drops what it remembered."""
+
+    def __init__(self, catalogue: Catalogue) -> None:
         self.catalogue = catalogue
-        self._id = id_column
-        self._revoked = revoked_column
-        self._next = 0.0
+        # On the time.monotonic() clock: until then the caches may answer (see `sync`).
+        self.fresh_until = -math.inf
         self._lock = threading.Lock()
+        self._subscribers: list[Callable[[Revoked], None]] = []
+        self._seen = Revoked(frozenset(), frozenset())
+        self._generations = itertools.count(1)
+        self.generation = 0
 
-    def poll(self) -> list[str]:
-        now = time.monotonic()
-        if now < self._next or not self._lock.acquire(blocking=False):
-            return []
-        try:
-            self._next = now + REVOCATION_POLL_S
+    def subscribe(self, forget: Callable[[Revoked], None]) -> None:
+        """`forget` gets what each poll finds newly revoked, before the caches may answer."""
+        self._subscribers.append(forget)
+
+    def changed(self) -> None:
+        """A cache forgot credentials: see `generation`."""
+        self.generation = next(self._generations)
+
+    def sync(self) -> None:
+        """Returns once the caches may answer: at once while the last poll is fresh, else
+        after polling (or after the poll another thread is making)."""
+        if time.monotonic() < self.fresh_until:
+            return
+        with self._lock:
+            started = time.monotonic()
+            if started < self.fresh_until:
+                return  # another thread polled while this one waited
+            # Far enough back for clocks of two machines a little apart: the rows'
+            # revoked_at come from the clock of whoever revoked.
             since = datetime.now(UTC) - timedelta(seconds=REVOCATION_LOOKBACK_S)
             with self.catalogue.session() as session:
-                return list(session.scalars(select(self._id).where(self._revoked >= since)))
-        finally:
-            self._lock.release()
+                tokens = frozenset(
+                    session.scalars(select(ApiToken.id).where(ApiToken.revoked_at >= since))
+                )
+                sessions = frozenset(
+                    session.scalars(select(LoginSession.id).where(LoginSession.revoked_at >= since))
+                )
+            new = Revoked(tokens - self._seen.tokens, sessions - self._seen.sessions)
+            if new.tokens or new.sessions:
+                for forget in self._subscribers:
+                    forget(new)
+            self._seen = Revoked(tokens, sessions)
+            # Only now: the query began at `started` and saw what was committed before.
+            self.fresh_until = started + REVOCATION_POLL_S
 
 
 class Identities:
     """Users and API tokens, in the catalogue's database."""
 
-    def __init__(self, catalogue: Catalogue) -> None:
+    def __init__(self, catalogue: Catalogue, revocations: RevocationWatch | None = None) -> None:
         self.catalogue = catalogue
-        self._tokens: dict[str, tuple[Principal, float]] = {}
+        # Token hash -> (caller, when cached, when the token expires).
+        self._tokens: dict[str, tuple[Principal, float, datetime | None]] = {}
         self._lock = threading.Lock()
-        # Counts forget_tokens calls: a lookup that read its row before one of them (a
-        # revocation committing meanwhile) does not cache what it read.
-        self._forgets = 0
-        self._revoked = RevocationWatch(catalogue, ApiToken.id, ApiToken.revoked_at)
+        self.revocations = revocations or RevocationWatch(catalogue)
+        self.revocations.subscribe(lambda revoked: self.forget_tokens(revoked.tokens))
 
     def add_user(
         self,
@@ -210,30 +255,30 @@ class Identities:
         self.forget_tokens({token_id})
         return True
 
-    def forget_tokens(self, token_ids: set[str]) -> None:
+    def forget_tokens(self, token_ids: Iterable[str]) -> None:
+        ids = set(token_ids)
         with self._lock:
-            self._tokens = {k: v for k, v in self._tokens.items() if v[0].token_id not in token_ids}
-            self._forgets += 1
+            self._tokens = {k: v for k, v in self._tokens.items() if v[0].token_id not in ids}
+            self.revocations.changed()
 
     def principal_for_token(self, secret: str) -> Principal | None:
         """The caller a bearer token stands for, or None (unknown, expired, revoked)."""
         if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
             return None
         digest = hash_secret(secret)
+        self.revocations.sync()
         now = time.monotonic()
-        if self._tokens:
-            revoked = self._revoked.poll()
-            if revoked:
-                self.forget_tokens(set(revoked))
         cached = self._tokens.get(digest)
         if cached is not None and now - cached[1] < TOKEN_CACHE_S:
-            return cached[0]
-        forgets = self._forgets  # before the query: see the insert below
+            principal, _, expires_at = cached
+            return principal if expires_at is None or expires_at > datetime.now(UTC) else None
+        generation = self.revocations.generation  # before the query: see the insert below
         with self.catalogue.session() as session:
             token = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
             if token is None or token.revoked_at is not None:
                 return None
-            if token.expires_at is not None and _aware(token.expires_at) <= datetime.now(UTC):
+            expires_at = _aware(token.expires_at) if token.expires_at is not None else None
+            if expires_at is not None and expires_at <= datetime.now(UTC):
                 return None
             user = session.get(User, token.user_id)
             if user is None or not user.active:
@@ -242,8 +287,8 @@ class Identities:
         with self._lock:
             # A forget since the query may be this token's revocation, committed after the
             # row was read: caching it would let it work until the next revocation poll.
-            if self._forgets == forgets:
-                self._tokens[digest] = (principal, now)
+            if self.revocations.generation == generation:
+                self._tokens[digest] = (principal, now, expires_at)
         return principal
 
 

@@ -35,9 +35,11 @@ lookup. Revoking a grant through this hub clears the cache at once; an expiry, o
 revocation made through another hub process sharing the database, takes effect within
 DECISION_TTL_S. The tile fast path authenticates a bearer header or session cookie once
 per FAST_AUTH_S (then authorising a cached tile costs about a microsecond of CPU,
-bench/auth_overhead.py): logging out through this hub stops it at once
-(exchange.auth.WatchedSessions); a token or session revoked, or a user disabled, by any
-process within FAST_AUTH_S plus exchange.identity.REVOCATION_POLL_S. Tile responses are
+bench/auth_overhead.py), and remembers the caller only while the hub's revocation watch
+(exchange.identity.RevocationWatch) is fresh and has forgotten nothing since: logging out
+or revoking through this hub stops it at once; a token or session revoked, or a user
+disabled, by any process within exchange.identity.REVOCATION_POLL_S, as on the routes
+(the memory adds no delay of its own). Tile responses are
 `Cache-Control: private`: no shared cache keeps them, but a browser keeps what it already
 fetched.
 """
@@ -56,10 +58,10 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 from starlette.types import Scope
 
-from exchange.auth import CurrentUser, NotAuthenticated, WatchedSessions, authenticate
+from exchange.auth import CurrentUser, NotAuthenticated, authenticate
 from exchange.catalogue import Catalogue
 from exchange.errors import ExchangeError
-from exchange.identity import REVOCATION_POLL_S
+from exchange.identity import REVOCATION_POLL_S, RevocationWatch
 from exchange.models import Grant, Slide, Upload
 from exchange.principal import Principal, Role
 from exchange.uploads import UploadNotFound
@@ -69,8 +71,8 @@ from tiles.location import SlideLocation, SlideLocator
 
 # How long a decision (caller, slide id) -> view is reused; see the module docstring.
 DECISION_TTL_S = 5.0
-# How long the tile fast path reuses a bearer header's or a session cookie's caller: the
-# period at which hub processes look for credentials revoked elsewhere.
+# How long the tile fast path reuses a bearer header's or a session cookie's caller at most
+# (a session's expiry shows within it); revocations stop it sooner (RevocationWatch).
 FAST_AUTH_S = REVOCATION_POLL_S
 
 FULL_VIEW_ROLES = frozenset({Role.PATHOLOGIST, Role.RESIDENT, Role.TECHNICIAN, Role.CENTRE_ADMIN})
@@ -145,20 +147,23 @@ class Policy:
         ttl_s: float = DECISION_TTL_S,
         *,
         view_seen: Callable[[Principal, str], bool] | None = None,
+        revocations: RevocationWatch | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.ttl_s = ttl_s
+        # The credential caches' watch: the fast path remembers a caller only while it is
+        # fresh and unchanged. None: the fast path remembers no caller.
+        self.revocations = revocations
         # Whether this caller's viewing session already has its view of this (de-identified)
         # slide audited (exchange.audit_hooks): until then the fast path leaves its tiles to
         # the route, which records the view. None: nothing to record.
         self.view_seen = view_seen
         self._decisions: dict[tuple[str, str], tuple[float, SlideAccess | None]] = {}
-        # The fast path's authentication, per raw header: Authorization -> (expiry, caller,
-        # locator); Cookie (no Authorization) -> (expiry, caller, locator, the sessions and
-        # their count of forgettings when it was authenticated).
-        self._bearers: dict[bytes, tuple[float, Principal, SlideLocator]] = {}
-        self._cookies: dict[bytes, tuple[float, Principal, SlideLocator, WatchedSessions, int]]
-        self._cookies = {}
+        # The fast path's authentication, per raw header (Authorization; or Cookie, without
+        # Authorization) -> (expiry, caller, locator, the watch's generation when it was
+        # authenticated).
+        self._bearers: dict[bytes, tuple[float, Principal, SlideLocator, int]] = {}
+        self._cookies: dict[bytes, tuple[float, Principal, SlideLocator, int]] = {}
         self._lock = threading.Lock()
 
     # -- deciding -----------------------------------------------------------------------
@@ -274,10 +279,10 @@ class Policy:
     def scope_locator(self, scope: Scope) -> SlideLocator | None:
         """The fast path's locator for a raw ASGI request; None without a caller (the
         route then answers 401). A bearer header or session cookie authenticated in the
-        last FAST_AUTH_S seconds is not authenticated again (which would see revocations
-        made by other processes), so a cached tile costs a few dictionary lookups. A
-        cookie's caller is forgotten as soon as the hub's sessions forget any session (a
-        logout: it stops at once, like the routes).
+        last FAST_AUTH_S seconds is not authenticated again while the revocation watch is
+        fresh and has forgotten no credential since (a logout, a revocation seen by this
+        process): a cached tile then costs a few dictionary lookups, and stops being served
+        to a revoked credential exactly when the routes stop answering it.
 
         Invariant: a remembered key is the whole credential authentication read, so the
         same key always stands for the same caller. Hence only a request with one
@@ -298,44 +303,39 @@ class Policy:
                 several = several or cookie is not None
                 cookie = value
         now = time.monotonic()
-        if several:
-            pass  # authenticated in full below, and not remembered
-        elif bearer is not None:
-            known = self._bearers.get(bearer)
-            if known is not None and known[0] > now:
+        watch = self.revocations
+        if not several and watch is not None and now < watch.fresh_until:
+            if bearer is not None:
+                known = self._bearers.get(bearer)
+            elif cookie is not None:
+                known = self._cookies.get(cookie)
+            else:
+                known = None
+            if known is not None and known[0] > now and known[3] == watch.generation:
                 # Where exchange.auth.authenticate looks first, for later readers.
                 scope.setdefault("state", {})["principal"] = known[1]
                 return known[2]
-        elif cookie is not None:
-            seen = self._cookies.get(cookie)
-            if seen is not None and seen[0] > now and seen[3].forgotten == seen[4]:
-                scope.setdefault("state", {})["principal"] = seen[1]
-                return seen[2]
-        request = Request(scope)
-        sessions = getattr(request.app.state, "sessions", None)
-        # Read before authenticating: a logout from now on changes it.
-        forgotten = sessions.forgotten if isinstance(sessions, WatchedSessions) else None
-        principal = authenticate(request)
+        # Read before authenticating: a forgetting from now on changes it.
+        generation = watch.generation if watch is not None else 0
+        principal = authenticate(Request(scope))
         if principal is None:
             return None
         locator = _CallerLocator(self, principal, self.view_seen)
-        if several:
+        if several or watch is None:
             return locator
         until = now + min(self.ttl_s, FAST_AUTH_S)
         with self._lock:
             if bearer is not None:
                 if principal.token_id is not None and len(bearer) <= _MAX_BEARER_KEY:
                     self._bearers = _room_in(self._bearers, now)
-                    self._bearers[bearer] = (until, principal, locator)
+                    self._bearers[bearer] = (until, principal, locator, generation)
             elif (
                 cookie is not None
                 and len(cookie) <= _MAX_COOKIE_KEY
                 and principal.session_id is not None
-                and isinstance(sessions, WatchedSessions)
-                and forgotten is not None
             ):
                 self._cookies = _room_in(self._cookies, now)
-                self._cookies[cookie] = (until, principal, locator, sessions, forgotten)
+                self._cookies[cookie] = (until, principal, locator, generation)
         return locator
 
 

@@ -8,7 +8,8 @@ and sends back as `X-CSRF-Token` on every request that changes something.
 Sessions that expired or were ended are pruned: now and then at login, and by
 `iain sessions prune`. An admin ending a session (`iain sessions end`, `iain users disable`)
 runs in another process than the hub: each hub process asks the database, at most once per
-second, which sessions were ended lately, and drops them from its cache."""
+second, which sessions were ended lately, and drops them from its cache before it answers
+with it (exchange.identity.RevocationWatch)."""
 
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ from exchange.principal import Principal
 SESSION_COOKIE = "iain_session"
 CSRF_HEADER = "x-csrf-token"
 # Like API tokens: a session seen recently is not looked up again for this long. Logging out
-# clears this process's cache at once; an end decided elsewhere shows within a second
-# (RevocationWatch).
+# clears this process's cache at once; an end decided elsewhere shows within
+# REVOCATION_POLL_S (exchange.identity.RevocationWatch).
 SESSION_CACHE_S = 30.0
 # Expired sessions are deleted at most this often by the logins of one hub process.
 PRUNE_EVERY_S = 600.0
@@ -70,15 +71,19 @@ class SessionInfo:
 class Sessions:
     """Login sessions, in the catalogue's database."""
 
-    def __init__(self, catalogue: Catalogue, *, lifetime: timedelta) -> None:
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        *,
+        lifetime: timedelta,
+        revocations: RevocationWatch | None = None,
+    ) -> None:
         self.catalogue = catalogue
         self.lifetime = lifetime
         self._cache: dict[str, tuple[ActiveSession, float]] = {}
         self._lock = threading.Lock()
-        # Counts forget calls: a lookup that read its row before one of them (a logout
-        # committing meanwhile) does not cache what it read.
-        self._forgets = 0
-        self._ended = RevocationWatch(catalogue, LoginSession.id, LoginSession.revoked_at)
+        self.revocations = revocations or RevocationWatch(catalogue)
+        self.revocations.subscribe(lambda revoked: self.forget(*revoked.sessions))
         self._last_prune = -math.inf
 
     def start(self, session: Session, user: User) -> tuple[LoginSession, str]:
@@ -101,16 +106,13 @@ class Sessions:
         if not secret or len(secret) > 200:
             return None
         digest = hash_secret(secret)
+        self.revocations.sync()
         now = time.monotonic()
-        if self._cache:
-            ended = self._ended.poll()
-            if ended:
-                self.forget(*ended)
         cached = self._cache.get(digest)
         if cached is not None and now - cached[1] < SESSION_CACHE_S:
             active = cached[0]
             return active if active.expires_at > datetime.now(UTC) else None
-        forgets = self._forgets  # before the query: see the insert below
+        generation = self.revocations.generation  # before the query: see the insert below
         with self.catalogue.session() as session:
             row = session.query(LoginSession).filter_by(secret_hash=digest).one_or_none()
             if row is None or row.revoked_at is not None:
@@ -133,7 +135,7 @@ class Sessions:
         with self._lock:
             # A forget since the query may be this session's end, committed after the row
             # was read: caching it would let it work until the next revocation poll.
-            if self._forgets == forgets:
+            if self.revocations.generation == generation:
                 self._cache[digest] = (active, now)
         return active
 
@@ -153,7 +155,7 @@ class Sessions:
             self._cache = {
                 k: v for k, v in self._cache.items() if v[0].principal.session_id not in ids
             }
-            self._forgets += 1
+            self.revocations.changed()
 
     def listing(self, username: str | None = None, *, ended: bool = False) -> list[SessionInfo]:
         """Sessions, newest first: the live ones, or all not yet pruned with `ended`."""

@@ -18,16 +18,16 @@ from exchange import annotation_routes, auth_routes, grant_routes, overlay_route
 from exchange import routes as exchange_routes
 from exchange.annotations import AnnotationNotFound, InvalidAnnotation, StaleAnnotation
 from exchange.audit_hooks import AuditHooks
-from exchange.auth import CsrfRejected, NotAuthenticated, WatchedSessions, current_user
+from exchange.auth import CsrfRejected, NotAuthenticated, current_user
 from exchange.catalogue import Catalogue
 from exchange.conversion import ConversionConfig, ConversionWorker
 from exchange.errors import ExchangeError, SlideMissing, UnknownCentre
 from exchange.grant_routes import GrantNotFound, InvalidGrant
-from exchange.identity import Identities, IdentityError
+from exchange.identity import Identities, IdentityError, RevocationWatch
 from exchange.oidc import OidcClient, OidcConfig, OidcError, OidcRefused, OidcUnavailable
 from exchange.overlays import InvalidOverlay, OverlayNotFound
 from exchange.policy import Forbidden, Policy
-from exchange.sessions import LoginThrottle
+from exchange.sessions import LoginThrottle, Sessions
 from exchange.uploads import (
     ChecksumMismatch,
     InvalidUpload,
@@ -193,14 +193,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.store = store
     app.state.catalogue = catalogue
-    app.state.identities = Identities(catalogue)
+    # One watch for revocations made by other processes, shared by every credential cache.
+    revocations = RevocationWatch(catalogue)
+    app.state.identities = Identities(catalogue, revocations)
     # What the tile routes report to the audit trail (views of shared slides, label/macro).
     audit_hooks = AuditHooks(catalogue)
     app.state.on_slide_view = audit_hooks.on_slide_view
     app.state.on_associated_view = audit_hooks.on_associated_view
-    # Watched: the tile fast path remembers a cookie's caller until a session is forgotten.
-    app.state.sessions = WatchedSessions(
-        catalogue, lifetime=timedelta(hours=settings.session_hours)
+    app.state.sessions = Sessions(
+        catalogue, lifetime=timedelta(hours=settings.session_hours), revocations=revocations
     )
     app.state.login_throttle = LoginThrottle(
         catalogue,
@@ -227,7 +228,7 @@ def create_app(settings: Settings) -> FastAPI:
     # locator, which hides the slides the caller may not see.
     # The fast path leaves a shared slide's first view in a viewing session to the route,
     # which audits it (exchange.audit_hooks).
-    policy = Policy(catalogue, view_seen=audit_hooks.shared_views.seen)
+    policy = Policy(catalogue, view_seen=audit_hooks.shared_views.seen, revocations=revocations)
     app.state.policy = policy
     app.state.locator_for = policy.request_locator
     app.state.tile_service = service

@@ -8,15 +8,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser
+from playwright.sync_api import Browser, Page
 
 from exchange.identity import REVOCATION_POLL_S
 from tests.browser.hub import oidc_provider, running_hub
 from tests.browser.test_login import PASSWORD, USERNAME, _iain, browser, new_page, sign_in
 from tests.browser.test_viewer import _hub_env, _require_prerequisites
+from tests.seeded_slide import write_seeded_svs
 
 pytestmark = pytest.mark.browser
 __all__ = ["browser"]  # the module-scoped chromium fixture, shared with test_login
@@ -27,6 +29,7 @@ class AdminHub:
     url: str
     home: Path
     env: dict[str, str]
+    slide_id: str  # a slide of Lille's
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +39,12 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdminHub]:
     env = _hub_env(home)
     _iain(env, home, "users", "add", USERNAME, "--centre", "lille", "--role", "pathologist",
           "--name", "Dr Lille", "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
+    folder = home / "incoming"
+    folder.mkdir()
+    ingested = _iain(env, home, "ingest", str(write_seeded_svs(folder)), "--centre", "lille")
+    slide_id = ingested.split()[0]
     with running_hub(home, env) as url:
-        yield AdminHub(url, home, env)
+        yield AdminHub(url, home, env, slide_id)
 
 
 def test_an_ended_session_sends_the_browser_back_to_the_login_page(
@@ -61,6 +68,65 @@ def test_an_ended_session_sends_the_browser_back_to_the_login_page(
     sign_in(page)
     page.wait_for_url(hub.url + "/")
     page.locator(".account-name").wait_for()
+    sign_out(page)
+
+
+def test_one_refused_call_of_a_page_is_enough_to_go_back_to_the_login_page(
+    hub: AdminHub, browser: Browser
+) -> None:
+    """Whichever of a page load's calls is the first to find the session ended, the page
+    goes to the login page: here only /api/me (the header's) is refused."""
+    page = new_page(browser)
+    page.goto(hub.url + "/login")
+    sign_in(page)
+    page.wait_for_url(hub.url + "/")
+    page.locator(".account-name").wait_for()
+    page.route(
+        "**/api/me",
+        lambda route: route.fulfill(
+            status=401, content_type="application/json", body='{"detail": "log in"}'
+        ),
+    )
+    page.reload()
+    page.wait_for_url(f"{hub.url}/login*")
+    assert page.get_by_role("heading", name="Sign in").is_visible()
+    page.unroute("**/api/me")
+    page.goto(hub.url + "/")
+    sign_out(page)
+
+
+def test_a_session_ended_while_viewing_a_slide_goes_to_the_login_page_at_the_next_tiles(
+    hub: AdminHub, browser: Browser
+) -> None:
+    """Panning and zooming fetch only tiles (images, whose status no script reads): a
+    refused tile makes the viewer ask the hub, and an ended session goes to the login page,
+    which brings the user back to the slide and the view."""
+    page = new_page(browser)
+    page.goto(hub.url + "/login")
+    sign_in(page)
+    page.wait_for_url(hub.url + "/")
+    viewer = f"/viewer/{hub.slide_id}"
+    page.goto(hub.url + viewer)
+    page.wait_for_function("() => window.iain !== undefined && window.iain.fullyLoaded()")
+
+    _iain(hub.env, hub.home, "sessions", "end", USERNAME)
+    time.sleep(REVOCATION_POLL_S + 0.2)
+    page.evaluate("() => window.iain.viewer.viewport.zoomBy(8).applyConstraints()")
+    page.wait_for_url(f"{hub.url}/login*")
+    # Back to the same slide, where the user was looking (the viewport is in the URL).
+    [back] = parse_qs(urlsplit(page.url).query)["next"]
+    assert urlsplit(back).path == viewer and "zoom=" in back
+    sign_in(page)
+    page.wait_for_url(f"{hub.url}{viewer}?*")
+    sign_out(page)
+
+
+def sign_out(page: Page) -> None:
+    """Ends the test's session through the page, so that the next test's
+    `iain sessions end` finds only its own."""
+    scheme, netloc = urlsplit(page.url)[:2]
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(f"{scheme}://{netloc}/login*")
     page.context.close()
 
 

@@ -468,3 +468,72 @@ def test_a_token_revoked_while_a_request_reads_it_is_not_undone_by_its_cache(
             assert other.get("/api/me", headers=bearer).status_code == 200
         assert other.get("/api/me", headers=bearer).status_code == 401
         engine.dispose()
+
+
+# --- Requests racing the revocation poll ---------------------------------------------------
+
+
+@contextmanager
+def poll_held_while(engine: Engine, rival: Callable[[], object]) -> Iterator[None]:
+    """While the first revocation poll's query runs, `rival` (another request of the same
+    page load) runs in another thread; the poll goes on once it answered, or after 2 s
+    (a rival that waits for the poll, as it should, answers after it)."""
+    fired = threading.Event()
+    answered = threading.Event()
+
+    def run_rival() -> None:
+        try:
+            rival()
+        finally:
+            answered.set()
+
+    def before(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if fired.is_set() or "revoked_at >=" not in statement:
+            return
+        fired.set()
+        threading.Thread(target=run_rival).start()
+        answered.wait(2.0)
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+    assert fired.is_set()
+    assert answered.wait(10.0)
+
+
+@pytest.mark.parametrize("credential", ["session", "token"])
+def test_no_request_racing_the_revocation_poll_answers_with_an_ended_credential(
+    hub: TestClient, runner: CliRunner, credential: str
+) -> None:
+    """A page load sends several requests at once (/api/me, /api/slides, /api/centres…).
+    Once an end is older than REVOCATION_POLL_S, none of them may still work: the request
+    that finds another one polling for revocations waits for that poll's answer instead of
+    answering from its cache (it used to, and the page stayed on the worklist with only
+    /api/me refused)."""
+    identities: Identities = hub.app.state.identities  # type: ignore[attr-defined]
+    token, secret = identities.create_token("lille.pathologist", name="script")
+    login(hub)
+    with hub_process(hub.app.state.settings) as other:  # type: ignore[attr-defined]
+        if credential == "session":
+            browser = TestClient(other.app, cookies={"iain_session": hub.cookies["iain_session"]})
+            end = ["sessions", "end", "lille.pathologist"]
+        else:
+            browser = TestClient(other.app, headers={"Authorization": f"Bearer {secret}"})
+            end = ["tokens", "revoke", token.id]
+        assert browser.get("/api/me").status_code == 200  # in `other`'s cache now
+        ended = runner.invoke(cli, end)
+        assert ended.exit_code == 0, ended.output
+        time.sleep(REVOCATION_POLL_S + 0.1)
+
+        statuses: dict[str, int] = {}
+
+        def rival() -> None:
+            statuses["rival"] = browser.get("/api/centres").status_code
+
+        engine = other.app.state.catalogue.engine  # type: ignore[attr-defined]
+        with poll_held_while(engine, rival):
+            statuses["first"] = browser.get("/api/me").status_code
+        assert statuses == {"first": 401, "rival": 401}
+        engine.dispose()

@@ -111,7 +111,8 @@ export function loginUrl(next: string = window.location.pathname + window.locati
   return next && next !== "/" ? `/login?${new URLSearchParams({ next })}` : "/login";
 }
 
-/** An answer of 401 means the session ended (or never was): go and log in, then come back. */
+/** An answer of 401 means the session ended (or never was): go and log in, then come back.
+ * Every call to the hub goes through here, /api/me included: one refused call is enough. */
 function checkLoggedIn(response: Response): void {
   if (response.status === 401 && window.location.pathname !== "/login") {
     window.location.assign(loginUrl());
@@ -162,6 +163,7 @@ export function getMe(): Promise<Me> {
     } catch {
       throw new ApiError(0, t.errors.network);
     }
+    checkLoggedIn(response);
     if (!response.ok) throw await errorOf(response);
     const me = (await response.json()) as Me;
     csrfToken = me.csrf_token;
@@ -171,6 +173,19 @@ export function getMe(): Promise<Me> {
     mePromise = null;
   });
   return mePromise;
+}
+
+let lastSessionCheck = 0;
+
+/** After a failed tile (an image load, whose status no script sees): asks the hub whether
+ * the session still stands, at most every 5 s; a 401 sends the user to the login page. */
+export function checkSession(): void {
+  const now = Date.now();
+  if (now - lastSessionCheck < 5000) return;
+  lastSessionCheck = now;
+  void fetch("/api/me", { headers: { Accept: "application/json" } }).then(checkLoggedIn, () => {
+    // No answer at all: the tiles' own retries and messages cover it.
+  });
 }
 
 export async function getLoginOptions(): Promise<LoginOptions> {

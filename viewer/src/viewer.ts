@@ -2,7 +2,7 @@
 
 import OpenSeadragon from "openseadragon";
 import { attachAnnotations, type Annotations } from "./annotate";
-import { ApiError, centreNames, getSlide, type SlideDetail } from "./api";
+import { ApiError, centreNames, checkSession, getSlide, type SlideDetail } from "./api";
 import { associatedImagesButton } from "./associated";
 import { h, mount } from "./dom";
 import { formatDimensions, formatVendor, scanResolution } from "./format";
@@ -197,6 +197,8 @@ export function createSlideViewer(
     maxTilesPerFrame: 16,
     gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: true },
   });
+  // A tile refused because the session ended elsewhere (an admin, another tab): back to login.
+  viewer.addHandler("tile-load-failed", checkSession);
   const scale = new ScaleControl(viewer, slide.mpp);
   return { viewer, scale };
 }
