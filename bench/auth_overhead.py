@@ -56,11 +56,11 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # noqa: E40
 from uvicorn.server import ServerState  # noqa: E402
 
 from bench.noauth_app import without_auth  # noqa: E402
-from exchange.catalogue import Catalogue  # noqa: E402
-from exchange.identity import Identities  # noqa: E402
-from exchange.ingest import ingest_path  # noqa: E402
-from exchange.models import User  # noqa: E402
-from exchange.sessions import SESSION_COOKIE, Sessions  # noqa: E402
+from exchange.core.models import User  # noqa: E402
+from exchange.identity.accounts import Identities  # noqa: E402
+from exchange.identity.sessions import SESSION_COOKIE, Sessions  # noqa: E402
+from exchange.slides.catalogue import Catalogue  # noqa: E402
+from exchange.slides.ingest import ingest_path  # noqa: E402
 from iain.app import build_store, create_app  # noqa: E402
 from iain.settings import Settings  # noqa: E402
 

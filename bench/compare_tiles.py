@@ -52,8 +52,8 @@ import tifffile
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from exchange.catalogue import Catalogue  # noqa: E402
-from exchange.identity import Identities  # noqa: E402
+from exchange.identity.accounts import Identities  # noqa: E402
+from exchange.slides.catalogue import Catalogue  # noqa: E402
 from iain.settings import Settings  # noqa: E402
 from storage import S3Store  # noqa: E402
 from tests.s3server import SeaweedS3  # noqa: E402

@@ -24,9 +24,9 @@ from starlette.types import Scope
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exchange.auth import current_user
-from exchange.catalogue import Catalogue
-from exchange.principal import Principal, Role
+from exchange.core.principal import Principal, Role
+from exchange.slides.catalogue import Catalogue
+from exchange.web.auth import current_user
 from iain.app import create_app
 from iain.settings import Settings
 from tiles.location import SlideLocator

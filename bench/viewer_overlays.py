@@ -22,9 +22,9 @@ from playwright.sync_api import Page, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.compare_tiles import PY, REPO, free_port, ingest, wait_for
-from exchange.catalogue import Catalogue
-from exchange.identity import Identities
-from exchange.overlays import add_features, add_heatmap
+from exchange.identity.accounts import Identities
+from exchange.overlays.service import add_features, add_heatmap
+from exchange.slides.catalogue import Catalogue
 from iain.app import build_store
 from iain.sample_overlays import CLASS_COLOURS, blob_heatmap, cell_features
 from iain.settings import Settings

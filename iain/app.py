@@ -14,27 +14,34 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from exchange import annotation_routes, auth_routes, grant_routes, overlay_routes, upload_routes
-from exchange import routes as exchange_routes
-from exchange.annotations import AnnotationNotFound, InvalidAnnotation, StaleAnnotation
-from exchange.audit_hooks import AuditHooks
-from exchange.auth import CsrfRejected, NotAuthenticated, current_user
-from exchange.catalogue import Catalogue
-from exchange.conversion import ConversionConfig, ConversionWorker
-from exchange.errors import ExchangeError, SlideMissing, UnknownCentre
-from exchange.grant_routes import GrantNotFound, InvalidGrant
-from exchange.identity import Identities, IdentityError, RevocationWatch
-from exchange.oidc import OidcClient, OidcConfig, OidcError, OidcRefused, OidcUnavailable
-from exchange.overlays import InvalidOverlay, OverlayNotFound
-from exchange.policy import Forbidden, Policy
-from exchange.sessions import LoginThrottle, Sessions
-from exchange.uploads import (
+from exchange.access.callers import CallerMemory
+from exchange.access.policy import Forbidden, Policy
+from exchange.annotations.service import AnnotationNotFound, InvalidAnnotation, StaleAnnotation
+from exchange.core.errors import ExchangeError, SlideMissing, UnknownCentre
+from exchange.identity.accounts import Identities, IdentityError, RevocationWatch
+from exchange.identity.oidc import OidcClient, OidcConfig, OidcError, OidcRefused, OidcUnavailable
+from exchange.identity.sessions import LoginThrottle, Sessions
+from exchange.overlays.service import InvalidOverlay, OverlayNotFound
+from exchange.slides.catalogue import Catalogue
+from exchange.slides.conversion import ConversionConfig, ConversionWorker
+from exchange.slides.uploads import (
     ChecksumMismatch,
     InvalidUpload,
     UploadConflict,
     UploadNotFound,
     Uploads,
 )
+from exchange.web import annotations as annotation_routes
+from exchange.web import grants as grant_routes
+from exchange.web import login as auth_routes
+from exchange.web import overlays as overlay_routes
+from exchange.web import slides as exchange_routes
+from exchange.web import uploads as upload_routes
+from exchange.web.audit_hooks import AuditHooks
+from exchange.web.auth import CsrfRejected, NotAuthenticated, current_user
+from exchange.web.deps import request_locator
+from exchange.web.fastpath import scope_locator
+from exchange.web.grants import GrantNotFound, InvalidGrant
 from iain.settings import Settings
 from storage import InvalidKey, LocalStore, ObjectNotFound, ObjectStore, StorageError, open_store
 from storage.aio import AsyncRangeReader
@@ -224,13 +231,16 @@ def create_app(settings: Settings) -> FastAPI:
         work_dir=settings.cache_dir / "uploads",
     )
     app.state.slide_locator = catalogue
-    # Access control (exchange.policy): the tile routes and the fast path get a per-caller
-    # locator, which hides the slides the caller may not see.
-    # The fast path leaves a shared slide's first view in a viewing session to the route,
-    # which audits it (exchange.audit_hooks).
-    policy = Policy(catalogue, view_seen=audit_hooks.shared_views.seen, revocations=revocations)
+    # Access control (exchange.access.policy): the tile routes and the fast path get a
+    # per-caller locator, which hides the slides the caller may not see.
+    policy = Policy(catalogue)
     app.state.policy = policy
-    app.state.locator_for = policy.request_locator
+    app.state.locator_for = request_locator
+    # The tile fast path's memory of callers (exchange.access.callers); it leaves a shared
+    # slide's first view in a viewing session to the route, which audits it
+    # (exchange.web.audit_hooks).
+    callers = CallerMemory(policy, revocations, view_seen=audit_hooks.shared_views.seen)
+    app.state.callers = callers
     app.state.tile_service = service
     app.state.range_reader = ranges
 
@@ -321,7 +331,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.mount("/", StaticFiles(directory=dist), name="viewer")
     # Cache hits skip the framework; everything else goes through the routes above.
     # In app.state: bench/noauth_app.py swaps it to measure what authorisation costs.
-    app.state.scope_locator = policy.scope_locator
+    app.state.scope_locator = functools.partial(scope_locator, callers)
     app.add_middleware(
         CachedTiles,
         parts=lambda: (app.state.tile_service, app.state.scope_locator, ranges),

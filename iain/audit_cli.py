@@ -15,9 +15,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from exchange import audit
-from exchange.catalogue import Catalogue
-from exchange.models import AuditEvent, User
+from exchange.audit import chain as audit
+from exchange.core.models import AuditEvent, User
+from exchange.slides.catalogue import Catalogue
 from iain.cli_settings import settings_or_exit
 
 audit_cli = typer.Typer(no_args_is_help=True, help=__doc__)

@@ -17,11 +17,11 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from exchange.catalogue import Catalogue
-from exchange.conversion import convert_now, requeue
-from exchange.db import DatabaseProblem
-from exchange.errors import ExchangeError
-from exchange.ingest import ingest_path
+from exchange.core.db import DatabaseProblem
+from exchange.core.errors import ExchangeError
+from exchange.slides.catalogue import Catalogue
+from exchange.slides.conversion import convert_now, requeue
+from exchange.slides.ingest import ingest_path
 from iain.app import build_store, conversion_config, create_app
 from iain.audit_cli import audit_cli
 from iain.cli_settings import settings_or_exit
@@ -290,7 +290,7 @@ def prune_uploads(
     """Abort unfinished uploads and free the storage their parts take."""
     from datetime import timedelta
 
-    from exchange.uploads import Uploads
+    from exchange.slides.uploads import Uploads
 
     settings = settings_or_exit()
     uploads = Uploads(

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from exchange.catalogue import Catalogue
-from exchange.identity import Identities
-from exchange.ingest import ingest_path
-from exchange.overlays import add_features, add_heatmap, list_overlays
+from exchange.identity.accounts import Identities
+from exchange.overlays.service import add_features, add_heatmap, list_overlays
+from exchange.slides.catalogue import Catalogue
+from exchange.slides.ingest import ingest_path
 from iain.app import build_store
 from iain.sample_overlays import CLASS_COLOURS, blob_heatmap, cell_features
 from iain.settings import Settings

@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from exchange import audit
-from exchange.catalogue import Catalogue
-from exchange.models import User
-from exchange.sessions import LoginThrottle, Sessions, end_sessions_of
+from exchange.audit import chain as audit
+from exchange.core.models import User
+from exchange.identity.sessions import LoginThrottle, Sessions, end_sessions_of
+from exchange.slides.catalogue import Catalogue
 from iain.cli_settings import settings_or_exit
 from iain.settings import Settings
 

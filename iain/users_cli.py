@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from exchange import audit
-from exchange.catalogue import Catalogue
-from exchange.errors import ExchangeError
-from exchange.identity import Identities, parse_roles, revoke_tokens_of, weak_password
-from exchange.models import User
-from exchange.sessions import end_sessions_of
+from exchange.audit import chain as audit
+from exchange.core.errors import ExchangeError
+from exchange.core.models import User
+from exchange.identity.accounts import Identities, parse_roles, revoke_tokens_of, weak_password
+from exchange.identity.sessions import end_sessions_of
+from exchange.slides.catalogue import Catalogue
 from iain.cli_settings import settings_or_exit
 
 users_cli = typer.Typer(no_args_is_help=True, help="Local accounts.")

@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from exchange.catalogue import Catalogue, new_slide_id
-from exchange.errors import ExchangeError
-from exchange.ingest import ingest_path
+from exchange.core.errors import ExchangeError
+from exchange.slides.catalogue import Catalogue, new_slide_id
+from exchange.slides.ingest import ingest_path
 from storage import ObjectStore, StorageError
 from tiles.errors import TilesError
 from tiles.location import slide_prefix

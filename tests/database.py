@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import psycopg
 from sqlalchemy import text
 
-from exchange import db
+from exchange.core import db
 from iain.settings import Settings
 
 BACKENDS = ("sqlite", "postgresql")

@@ -1,5 +1,5 @@
 """What a child process taken over by a crafted slide could send the hub, for the tests of
-the data-only protocols (tiles.frames, used by tiles.sandbox and exchange.conversion).
+the data-only protocols (tiles.frames, used by tiles.sandbox and exchange.slides.conversion).
 Frames are written here by hand, not with the code under test."""
 
 from __future__ import annotations

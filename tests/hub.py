@@ -7,9 +7,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from exchange.catalogue import Catalogue
-from exchange.identity import Identities
-from exchange.ingest import ingest_path
+from exchange.identity.accounts import Identities
+from exchange.slides.catalogue import Catalogue
+from exchange.slides.ingest import ingest_path
 from iain.app import build_store, create_app
 from iain.settings import Settings
 

@@ -5,7 +5,7 @@ must be data the parent checks, never a pickle the parent would run. Messages go
 of an 8-byte big-endian length and that many bytes, most of them a UTF-8 JSON object; the
 parent reads them with a deadline and a size limit and decodes them strictly (exact keys,
 exact types, bounded sizes). The sandboxed inspection (tiles.sandbox) and the conversion
-worker (exchange.conversion) both speak this way; each defines its own messages."""
+worker (exchange.slides.conversion) both speak this way; each defines its own messages."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What a child process that handles untrusted slide bytes gives up before it starts.
 
-The sandboxed parser (tiles.sandbox) and the conversion worker (exchange.conversion) fork
+The sandboxed parser (tiles.sandbox) and the conversion worker (exchange.slides.conversion) fork
 from a forkserver that inherited the hub's environment: the hub's secret key, the storage
 and OIDC secrets, the database URL with its password. A parser exploit could read them
 from os.environ, or from /proc/<parent>/environ and /proc/<parent>/mem (same user), and

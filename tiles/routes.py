@@ -54,7 +54,7 @@ async def get_location(
         raise SlideNotFound(f"no slide {slide_id!r}")
     # The error handler reads it: errors on a de-identified view get generic messages.
     request.state.slide_view = loc.view
-    # The hub's audit of views of shared slides (exchange.audit.SharedViews), injected by
+    # The hub's audit of views of shared slides (exchange.audit.chain.SharedViews), injected by
     # the composition root: cheap when the viewing session was already recorded.
     on_view: Callable[[Request, SlideLocation], Awaitable[None]] | None = getattr(
         request.app.state, "on_slide_view", None

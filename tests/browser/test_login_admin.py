@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page
 
-from exchange.identity import REVOCATION_POLL_S
+from exchange.identity.accounts import REVOCATION_POLL_S
 from tests.browser.hub import oidc_provider, running_hub
 from tests.browser.test_login import PASSWORD, USERNAME, _iain, browser, new_page, sign_in
 from tests.browser.test_viewer import _hub_env, _require_prerequisites

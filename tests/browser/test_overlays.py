@@ -3,7 +3,7 @@ hidden and faded from the layers panel, with their legends.
 
 The hub, browser and tab patterns are test_viewer.py's (same prerequisites: /usr/bin/chromium
 and a built viewer). This module's hub gets its overlays the way an inference worker adds
-them: the heatmap through exchange.overlays, the cells through the HTTP API."""
+them: the heatmap through exchange.overlays.service, the cells through the HTTP API."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page
 
-from exchange.catalogue import Catalogue
-from exchange.overlays import add_heatmap
+from exchange.overlays.service import add_heatmap
+from exchange.slides.catalogue import Catalogue
 from iain.app import build_store
 from iain.sample_overlays import CLASS_COLOURS, blob_heatmap, cell_features
 from iain.synthetic import write_synthetic_slide

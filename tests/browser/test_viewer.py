@@ -56,7 +56,7 @@ REAL_SLIDES = {
     "ndpi": ("test3-DAPI-2-(387).ndpi", "hamamatsu/test3-DAPI-2-(387).ndpi", "caen"),
 }
 # The browser is a pathologist of Caen (every slide above is Caen's: the full view); the
-# pages send its API token (exchange.policy decides what it sees).
+# pages send its API token (exchange.access.policy decides what it sees).
 BROWSER_USER = "pathologist.caen"
 CENTRE_NAMES = {"caen": "Centre François Baclesse", "lille": "Centre Oscar Lambret"}
 

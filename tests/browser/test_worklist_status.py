@@ -19,8 +19,8 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page
 from sqlalchemy import update
 
-from exchange.catalogue import Catalogue
-from exchange.models import Conversion, Slide
+from exchange.core.models import Conversion, Slide
+from exchange.slides.catalogue import Catalogue
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
 from tests.browser import test_viewer
@@ -55,7 +55,7 @@ class ConversionHub:
         percent: float = 0.0,
         error: str | None = None,
     ) -> None:
-        """What a conversion worker would record (exchange.conversion), written directly."""
+        """What a conversion worker would record (exchange.slides.conversion), written directly."""
         slide_id = self.ids[name]
         with self.catalogue.session() as session, session.begin():
             session.execute(

@@ -12,14 +12,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
 
-from exchange.catalogue import Catalogue
-from exchange.measure import (
+from exchange.annotations.measure import (
     geometry_area_mm2,
     line_length_mm,
     line_length_um,
     polygon_area_mm2,
     polygon_area_px,
 )
+from exchange.slides.catalogue import Catalogue
 from iain.settings import Settings
 from tests.database import as_before_migrations
 from tests.hub import ingest

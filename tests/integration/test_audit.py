@@ -21,10 +21,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 from typer.testing import CliRunner
 
-from exchange import audit
-from exchange.catalogue import Catalogue
-from exchange.identity import Identities
-from exchange.models import AuditEvent
+from exchange.audit import chain as audit
+from exchange.core.models import AuditEvent
+from exchange.identity.accounts import Identities
+from exchange.slides.catalogue import Catalogue
 from iain.app import create_app
 from iain.cli import cli
 from iain.settings import Settings

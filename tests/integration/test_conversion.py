@@ -24,9 +24,9 @@ from openslide.deepzoom import DeepZoomGenerator
 from PIL import Image
 from typer.testing import CliRunner
 
-from exchange.catalogue import Catalogue
-from exchange.conversion import job, requeue
-from exchange.models import Conversion, Slide
+from exchange.core.models import Conversion, Slide
+from exchange.slides.catalogue import Catalogue
+from exchange.slides.conversion import job, requeue
 from iain.app import build_store
 from iain.cli import cli
 from iain.settings import Settings

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from exchange import conversion
-from exchange.catalogue import Catalogue, location_of
-from exchange.conversion import (
+from exchange.slides import conversion
+from exchange.slides.catalogue import Catalogue, location_of
+from exchange.slides.conversion import (
     MAX_MESSAGE_BYTES,
     ConversionConfig,
     Outcome,

@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from PIL import Image
 
-from exchange.catalogue import PUBLIC_ID_LENGTH, Catalogue
-from exchange.db import make_engine
+from exchange.core.db import make_engine
+from exchange.slides.catalogue import PUBLIC_ID_LENGTH, Catalogue
 from iain.settings import Settings
 from tests.database import as_before_migrations
 from tests.hub import hub_client, ingest

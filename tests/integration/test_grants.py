@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from exchange.models import AuditEvent
-from exchange.policy import DECISION_TTL_S
+from exchange.access.policy import DECISION_TTL_S
+from exchange.core.models import AuditEvent
 from iain.app import create_app
 from iain.settings import Settings
 from tests.hub import auth_headers, ingest

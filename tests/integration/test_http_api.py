@@ -9,7 +9,7 @@ import shutil
 import pytest
 from PIL import Image
 
-from exchange.catalogue import Catalogue
+from exchange.slides.catalogue import Catalogue
 from iain.app import build_store
 from tests.hub import ingest
 from tests.testdata import REFUSED, sample

@@ -1,6 +1,6 @@
 """A running hub notices a pyramid built elsewhere: `iain convert` in another process (or
 another hub on the same database) builds it, and the running hub serves from it within
-exchange.catalogue.LOCATION_TTL_S, without a restart and without a database query per tile;
+exchange.slides.catalogue.LOCATION_TTL_S, without a restart and without a database query per tile;
 a slide whose pyramid is queued, being built or failed likewise, within PENDING_TTL_S."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 from sqlalchemy import event, update
 
-from exchange.catalogue import LOCATION_TTL_S, PENDING_TTL_S, Catalogue
-from exchange.models import Conversion, Slide
+from exchange.core.models import Conversion, Slide
+from exchange.slides.catalogue import LOCATION_TTL_S, PENDING_TTL_S, Catalogue
 from iain.settings import Settings
 from tests import database
 from tests.browser.hub import running_hub

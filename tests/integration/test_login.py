@@ -17,8 +17,8 @@ from rich.console import Console
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from exchange.identity import Identities, hash_secret
-from exchange.models import AuditEvent, LoginSession, User
+from exchange.core.models import AuditEvent, LoginSession, User
+from exchange.identity.accounts import Identities, hash_secret
 from iain.app import create_app
 from iain.cli import cli
 from iain.demo import DEMO_USERS, prepare_demo

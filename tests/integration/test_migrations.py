@@ -18,10 +18,10 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from exchange import db
-from exchange.catalogue import Catalogue
-from exchange.migrations.baseline import SCHEMA as BASELINE
-from exchange.models import Base
+from exchange.core import db
+from exchange.core.migrations.baseline import SCHEMA as BASELINE
+from exchange.core.models import Base
+from exchange.slides.catalogue import Catalogue
 from iain.settings import Settings
 from tests.database import BACKEND, BACKENDS, empty_database_url, postgres
 

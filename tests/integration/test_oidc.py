@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from exchange.models import AuditEvent, User
-from exchange.oidc import OidcClient, OidcError
+from exchange.core.models import AuditEvent, User
+from exchange.identity.oidc import OidcClient, OidcError
 from iain.app import create_app
 from iain.settings import Settings
 from tests.browser.hub import free_port, oidc_provider

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from rich.console import Console
 
-from exchange.catalogue import Catalogue
-from exchange.overlays import InvalidOverlay, add_heatmap, list_overlays
+from exchange.overlays.service import InvalidOverlay, add_heatmap, list_overlays
+from exchange.slides.catalogue import Catalogue
 from iain.app import build_store
 from iain.demo import prepare_demo
 from iain.sample_overlays import CLASS_COLOURS, blob_heatmap, cell_features

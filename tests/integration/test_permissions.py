@@ -2,7 +2,7 @@
 (its id, its opaque id) x resource and action, against one real hub.
 
 The expected answer comes from the rules as README.md states them, written out here
-independently of exchange.policy: a call the rules refuse must get its status (404 for a
+independently of exchange.access.policy: a call the rules refuse must get its status (404 for a
 slide the caller may not see, 403 for an action their role may not do) and change
 nothing (annotations, overlays, grants, audit rows); an allowed write must write exactly
 what it says, and a grant or revocation exactly one audit row."""
@@ -22,8 +22,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from exchange.catalogue import Catalogue
-from exchange.models import Annotation, AuditEvent, Grant, Overlay, Slide, Upload
+from exchange.core.models import Annotation, AuditEvent, Grant, Overlay, Slide, Upload
+from exchange.slides.catalogue import Catalogue
 from iain.app import create_app
 from iain.settings import Settings
 from tests import database
@@ -261,7 +261,7 @@ def test_permission(matrix: Matrix, resource: str, role: str, relation: str, add
         kind = resource.removesuffix("_write")
         grew = _plus(before, annotations=1) if kind == "annotation" else _plus(before, overlays=1)
         assert _counts(after) == _counts(grew)
-        # Annotation and overlay changes are audited (exchange.audit): at most one event,
+        # Annotation and overlay changes are audited (exchange.audit.chain): at most one event,
         # of that kind.
         added = after["audit"] - before["audit"]
         assert sum(added.values()) <= 1 and all(a.startswith(kind) for a in added), added
@@ -270,7 +270,7 @@ def test_permission(matrix: Matrix, resource: str, role: str, relation: str, add
     elif resource == "grant_revoke":
         assert after == _plus(before, revoked=1, audit={"revoke": 1})
     else:
-        # A read: nothing but view events (exchange.audit) may be added.
+        # A read: nothing but view events (exchange.audit.chain) may be added.
         assert _counts(after) == _counts(before)
         added = after["audit"] - before["audit"]
         assert set(added) <= {"view_shared_slide", "view_label", "view_associated"}, added

@@ -21,9 +21,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event, func, select
 from typer.testing import CliRunner
 
-from exchange.auth_routes import throttle_address
-from exchange.identity import REVOCATION_POLL_S, Identities
-from exchange.models import AuditEvent, LoginFailure, LoginSession
+from exchange.core.models import AuditEvent, LoginFailure, LoginSession
+from exchange.identity.accounts import REVOCATION_POLL_S, Identities
+from exchange.web.login import throttle_address
 from iain.app import create_app
 from iain.cli import cli
 from iain.settings import Settings

@@ -1,5 +1,5 @@
 """Browser sessions on the tile fast path: a logged-in viewer's cached tiles are answered
-without the framework (tiles/fastpath.py, authenticated through exchange.policy's
+without the framework (tiles/fastpath.py, authenticated through exchange.access.policy's
 per-cookie memory), and logging out, or another person's cookie, gets nothing from it.
 A real hub on the suite's database, logins through /api/login."""
 
@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from starlette.types import Scope
 from typer.testing import CliRunner
 
-from exchange.identity import REVOCATION_POLL_S, Identities
-from exchange.policy import _MAX_COOKIE_KEY, _MAX_REMEMBERED, FAST_AUTH_S, Policy
+from exchange.access.callers import FAST_AUTH_S, MAX_COOKIE_KEY, MAX_REMEMBERED, CallerMemory
+from exchange.identity.accounts import REVOCATION_POLL_S, Identities
 from iain.app import create_app
 from iain.cli import cli
 from iain.settings import Settings
@@ -185,22 +185,23 @@ def test_the_fast_paths_memory_of_callers_stays_bounded(hub: Hub) -> None:
     """One valid session with ever-changing junk cookies beside it (each request a new
     Cookie header): served every time, never more than a bounded memory."""
     session = session_cookie(hub, "caen.pathologist")
-    policy: Policy = hub.app.state.policy  # type: ignore[attr-defined]
-    for n in range(2 * _MAX_REMEMBERED + 10):
+    memory: CallerMemory = hub.app.state.callers  # type: ignore[attr-defined]
+    scope_locator = hub.app.state.scope_locator  # type: ignore[attr-defined]
+    for n in range(2 * MAX_REMEMBERED + 10):
         scope = request_scope(hub, f"junk={n}; iain_session={session}".encode())
-        locator = policy.scope_locator(scope)
+        locator = scope_locator(scope)
         assert locator is not None and locator.locate(hub.slide_id) is not None
-        assert len(policy._cookies) <= _MAX_REMEMBERED
+        assert len(memory.cookies) <= MAX_REMEMBERED
     # A header too long to be remembered is authenticated afresh, each time.
-    policy._cookies.clear()
-    long = f"junk={'j' * _MAX_COOKIE_KEY}; iain_session={session}".encode()
+    memory.cookies.clear()
+    long = f"junk={'j' * MAX_COOKIE_KEY}; iain_session={session}".encode()
     for _ in range(2):
-        locator = policy.scope_locator(request_scope(hub, long))
+        locator = scope_locator(request_scope(hub, long))
         assert locator is not None and locator.locate(hub.slide_id) is not None
-    assert policy._cookies == {}
-    browser = TestClient(hub.app, cookies={"junk": "j" * _MAX_COOKIE_KEY, "iain_session": session})  # type: ignore[arg-type]
+    assert memory.cookies == {}
+    browser = TestClient(hub.app, cookies={"junk": "j" * MAX_COOKIE_KEY, "iain_session": session})  # type: ignore[arg-type]
     assert browser.get(f"/slides/{hub.slide_id}_files/{TILE}").status_code == 200
-    assert policy._cookies == {}
+    assert memory.cookies == {}
 
 
 def test_the_fast_paths_memory_adds_no_delay_to_the_revocation_poll(hub: Hub) -> None:

@@ -26,8 +26,8 @@ import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from exchange.catalogue import Catalogue
-from exchange.models import UploadFile, UploadPart
+from exchange.core.models import UploadFile, UploadPart
+from exchange.slides.catalogue import Catalogue
 from iain.app import build_store, create_app
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide

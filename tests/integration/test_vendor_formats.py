@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from openslide.deepzoom import DeepZoomGenerator
 from PIL import Image
 
-from exchange.catalogue import Catalogue
+from exchange.slides.catalogue import Catalogue
 from iain.settings import Settings
 from tests import vendor_samples
 from tests.hub import ingest

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from exchange.catalogue import Catalogue
-from exchange.ingest import ingest_path
+from exchange.slides.catalogue import Catalogue
+from exchange.slides.ingest import ingest_path
 from iain.app import build_store
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide

@@ -11,8 +11,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from exchange.catalogue import Catalogue
-from exchange.ingest import ingest_path
+from exchange.slides.catalogue import Catalogue
+from exchange.slides.ingest import ingest_path
 from iain.app import build_store
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide

@@ -324,7 +324,7 @@ export async function getOverlayFeatures(url: string): Promise<OverlayFeature[]>
   return (await getJson<{ features: OverlayFeature[] }>(url)).features;
 }
 
-// ---- sharing (exchange/grant_routes.py) ---------------------------------------------------
+// ---- sharing (exchange/web/grants.py) ---------------------------------------------------
 
 export type Purpose = "second_opinion" | "teaching" | "tumour_board";
 export const PURPOSES: readonly Purpose[] = ["second_opinion", "teaching", "tumour_board"];

@@ -1,7 +1,7 @@
 /**
  * "Share…" on the slide page: gives another centre (or one user of another centre) the
  * de-identified view of a slide of the user's own centre, and lists and revokes the slide's
- * grants. The hub decides (exchange/policy.py: pathologists and centre admins of the
+ * grants. The hub decides (exchange/access/policy.py: pathologists and centre admins of the
  * slide's centre); the button is only hidden for users it would refuse anyway, and any
  * refusal is shown with the hub's own reason.
  */

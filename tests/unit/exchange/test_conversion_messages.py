@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from exchange.conversion import (
+from exchange.slides.conversion import (
     MAX_MESSAGE_BYTES,
     MAX_REASON_CHARS,
     Pyramid,

@@ -1,0 +1,1 @@
+"""Pathologists' annotations on a slide, with measurements and QuPath import/export."""

@@ -1,0 +1,1 @@
+"""The audit trail: a hash chain of events, and what is recorded of views of shared slides."""

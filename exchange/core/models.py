@@ -1,0 +1,349 @@
+"""The hub's tables (SQLAlchemy 2). SQLite is the embedded default, PostgreSQL production."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Centre(Base):
+    __tablename__ = "centres"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    city: Mapped[str] = mapped_column(String(100))
+
+
+class Slide(Base):
+    __tablename__ = "slides"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # Original file name: may carry identifiers, never shown on a de-identified view.
+    name: Mapped[str] = mapped_column(String(500))
+    centre: Mapped[str] = mapped_column(ForeignKey("centres.code"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="ready")
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    vendor: Mapped[str] = mapped_column(String(50))
+    reader: Mapped[str] = mapped_column(String(20))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    mpp_x: Mapped[float | None] = mapped_column(Float, default=None)
+    mpp_y: Mapped[float | None] = mapped_column(Float, default=None)
+    objective_power: Mapped[float | None] = mapped_column(Float, default=None)
+    levels: Mapped[list[Any]] = mapped_column(JSON)  # [[width, height], ...]
+    associated: Mapped[list[Any]] = mapped_column(JSON)
+    main_key: Mapped[str] = mapped_column(String(1000))
+    main_size: Mapped[int] = mapped_column(BigInteger)
+    keys: Mapped[list[Any]] = mapped_column(JSON)
+    index_key: Mapped[str | None] = mapped_column(String(1000), default=None)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The de-identified view's address: random, unrelated to `id` (see tiles.deid).
+    public_id: Mapped[str | None] = mapped_column(String(32), unique=True, index=True, default=None)
+    # Allow-listed metadata for the de-identified view (tiles.deid.public_metadata).
+    public_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # The case (specimen) the slide belongs to, and its stain (H&E, an IHC marker...).
+    case_id: Mapped[str | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="SET NULL"), index=True, default=None
+    )
+    stain: Mapped[str | None] = mapped_column(String(100), default=None)
+
+
+class Annotation(Base):
+    """A shape drawn on a slide: GeoJSON geometry in level-0 pixel coordinates."""
+
+    __tablename__ = "annotations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    slide_id: Mapped[str] = mapped_column(ForeignKey("slides.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # point, rectangle, ellipse, polygon, ...
+    geometry: Mapped[dict[str, Any]] = mapped_column(JSON)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    colour: Mapped[str] = mapped_column(String(7))  # #rrggbb
+    comment: Mapped[str] = mapped_column(Text, default="")
+    # Optimistic concurrency: every write bumps it; a write naming an older one is refused.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Overlay(Base):
+    """A layer computed over a slide (by an inference worker, say): a heatmap stored as a
+    tiled pyramid, or a set of GeoJSON features in level-0 pixels. Immutable once written."""
+
+    __tablename__ = "overlays"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    slide_id: Mapped[str] = mapped_column(ForeignKey("slides.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # heatmap, features
+    name: Mapped[str] = mapped_column(String(200))
+    # What the viewer shows as the legend: a colour ramp with its range, or class colours.
+    legend: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The object holding the pyramid (heatmap) or the FeatureCollection (features).
+    storage_key: Mapped[str] = mapped_column(String(1000))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    # Heatmap: its own resolution and colour map; features: how many.
+    width: Mapped[int | None] = mapped_column(Integer, default=None)
+    height: Mapped[int | None] = mapped_column(Integer, default=None)
+    colour_map: Mapped[str | None] = mapped_column(String(32), default=None)
+    feature_count: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Upload(Base):
+    """A resumable upload: its files arrive part by part; the slide `slide_id` is recorded
+    only once every file is complete and verified."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    slide_id: Mapped[str] = mapped_column(String(32), unique=True)
+    centre: Mapped[str] = mapped_column(ForeignKey("centres.code"))
+    name: Mapped[str] = mapped_column(String(500))
+    part_size: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open, complete, failed
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class UploadFile(Base):
+    __tablename__ = "upload_files"
+
+    upload_id: Mapped[str] = mapped_column(
+        ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(1000))  # relative, '/'-separated
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(1000))
+    multipart_id: Mapped[str] = mapped_column(String(1000))  # the storage's upload id
+    assembled: Mapped[bool] = mapped_column(default=False)  # its object exists in storage
+
+
+class UploadPart(Base):
+    __tablename__ = "upload_parts"
+
+    upload_id: Mapped[str] = mapped_column(
+        ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True
+    )
+    file_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    etag: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class Conversion(Base):
+    """A slide's normalised pyramid (tiles.convert): the job that builds it, then where it is.
+
+    status: queued, converting (with percent), ready (the pyramid serves the tiles),
+    skipped (the original is as good: `note` says why) or failed (`error` says why; the
+    original keeps serving)."""
+
+    __tablename__ = "conversions"
+
+    slide_id: Mapped[str] = mapped_column(
+        ForeignKey("slides.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    percent: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The worker process converting it now (a crash or kill is noticed by its supervisor).
+    worker_pid: Mapped[int | None] = mapped_column(Integer, default=None)
+    pyramid_key: Mapped[str | None] = mapped_column(String(1000), default=None)
+    pyramid_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    pyramid_index_key: Mapped[str | None] = mapped_column(String(1000), default=None)
+    pyramid_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    pyramid_levels: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# -- identity, access and audit (see exchange/core/principal.py, policy.py, audit.py) ---------
+
+
+class User(Base):
+    """A person (or a GPU worker's service account) of one centre."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    username: Mapped[str] = mapped_column(String(150), unique=True, index=True)
+    centre: Mapped[str] = mapped_column(ForeignKey("centres.code"), index=True)
+    # exchange.core.principal.Role values.
+    roles: Mapped[list[Any]] = mapped_column(JSON)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    # RPPS: the French national health-professional number, when known.
+    rpps: Mapped[str | None] = mapped_column(String(11), default=None)
+    # argon2 hash; None for accounts that log in only through OpenID Connect.
+    password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
+    # "issuer|subject" of an OpenID Connect login linked to this account.
+    oidc_subject: Mapped[str | None] = mapped_column(
+        String(500), unique=True, index=True, default=None
+    )
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token for scripts and workers: only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    # Empty: everything the user may do; else a subset, e.g. ["tiles:read"].
+    scopes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class LoginSession(Base):
+    """A browser session: the cookie carries a random secret, only its SHA-256 is stored."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class LoginFailure(Base):
+    """A failed login, kept for the throttle's window so that every hub process (and a
+    restarted one) counts the same failures. `key` is a keyed hash of "user:NAME" or
+    "addr:ADDRESS": what was typed as a username may be a password, never stored as such."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    key: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class Case(Base):
+    """A specimen of one centre, known outside it only by its pseudonymous reference."""
+
+    __tablename__ = "cases"
+    __table_args__ = (UniqueConstraint("centre", "reference"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    centre: Mapped[str] = mapped_column(ForeignKey("centres.code"), index=True)
+    reference: Mapped[str] = mapped_column(String(100))
+    organ: Mapped[str] = mapped_column(String(100), default="")
+    specimen_type: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Grant(Base):
+    """Who shares what (a slide or a whole case) with whom (a centre or one user), why,
+    until when. A grant is live until it expires or is revoked; it shows only the
+    de-identified view."""
+
+    __tablename__ = "grants"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    slide_id: Mapped[str | None] = mapped_column(
+        ForeignKey("slides.id", ondelete="CASCADE"), index=True, default=None
+    )
+    case_id: Mapped[str | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), index=True, default=None
+    )
+    grantor_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    grantor_centre: Mapped[str] = mapped_column(ForeignKey("centres.code"), index=True)
+    grantee_centre: Mapped[str | None] = mapped_column(
+        ForeignKey("centres.code"), index=True, default=None
+    )
+    grantee_user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id"), index=True, default=None
+    )
+    purpose: Mapped[str] = mapped_column(String(30))  # second_opinion, teaching, tumour_board
+    legal_basis: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class AuditEvent(Base):
+    """Append-only: each row carries the hash of the previous one (see exchange/audit/chain.py)."""
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor_id: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
+    actor_centre: Mapped[str | None] = mapped_column(String(32), default=None)
+    # login, login_failed, grant, revoke, view_shared_slide, view_label, annotation_*, export...
+    action: Mapped[str] = mapped_column(String(50), index=True)
+    target_type: Mapped[str] = mapped_column(String(30), default="")
+    target_id: Mapped[str] = mapped_column(String(64), default="")
+    # Never a patient identifier: ids, purposes, counts.
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHead(Base):
+    """The end of the audit chain, in one row (id 1). Appending an event updates it first,
+    which locks it (a row lock on PostgreSQL, the write lock on SQLite): concurrent
+    transactions chain one after the other, never both to the same event. `verify` checks the
+    last event against it (a deleted tail shows) and starts from its floor: after a prune,
+    the seq and hash of the last removed event, to which the first kept one chains."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    floor_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    floor_hash: Mapped[str] = mapped_column(String(64))
+    pruned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class AuditView(Base):
+    """Views of shared slides already audited: one event per user x slide x viewing session
+    (see exchange.audit.chain.viewing_session); the key makes a second hub process's insert fail."""
+
+    __tablename__ = "audit_views"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    slide_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    viewing_session: Mapped[str] = mapped_column(String(100), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

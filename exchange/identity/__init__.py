@@ -1,0 +1,2 @@
+"""Who is calling: local accounts and API tokens, login sessions and the login throttle,
+OpenID Connect, and the watch for credentials revoked by other processes."""

@@ -1,0 +1,1 @@
+"""Layers computed over a slide: heatmap pyramids and GeoJSON feature sets."""

@@ -1,0 +1,429 @@
+"""Overlays: layers computed over a slide, for the viewer to lay over it.
+
+Two kinds: a heatmap (a 2-D array of probabilities at any resolution covering the whole
+slide, stored as a tiled pyramid and served as DeepZoom tiles at the slide's size), and a
+feature set (GeoJSON features in level-0 pixels: detections, segmentations). This module
+is the Python API the inference worker calls (`add_heatmap`, `add_features`); the HTTP
+routes are in exchange.web.overlays. Overlays are immutable: a new result is a new
+overlay, so everything served about one can be cached for good."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from exchange.core.errors import ExchangeError
+from exchange.core.models import Overlay, Slide
+from exchange.slides.catalogue import Catalogue, new_slide_id
+from storage import ObjectNotFound, ObjectStore
+from tiles.errors import InvalidRequest, SlideNotFound
+from tiles.geometry import Size
+from tiles.location import slide_prefix
+from tiles.overlay import COLOUR_MAPS, HeatmapLocation, colour_lut, pyramid_tiff, quantise
+
+KINDS = ("heatmap", "features")
+MAX_NAME = 200
+MAX_FEATURES = 200_000
+MAX_FEATURE_VERTICES = 10_000
+MAX_CLASS = 100
+UNCLASSIFIED = "unclassified"
+# Class colours when neither the caller nor the features give one: distinct on H&E pink.
+PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
+           "#bfef45", "#469990", "#9a6324")  # fmt: skip
+_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+# Nesting depth of `coordinates` below a position, per geometry type.
+_DEPTH = {
+    "Point": 0,
+    "MultiPoint": 1,
+    "LineString": 1,
+    "MultiLineString": 2,
+    "Polygon": 2,
+    "MultiPolygon": 3,
+}
+
+
+class OverlayNotFound(ExchangeError):
+    """No overlay with this id on this slide."""
+
+
+class InvalidOverlay(ExchangeError):
+    """An overlay that cannot be stored as given (the message says why)."""
+
+
+def overlay_prefix(slide_id: str, overlay_id: str) -> str:
+    return f"{slide_prefix(slide_id)}overlays/{overlay_id}/"
+
+
+# -- writing (the inference worker's API) --------------------------------------------------
+
+
+def _slide(catalogue: Catalogue, slide_id: str) -> Slide:
+    slide = catalogue.get(slide_id) if len(slide_id) <= 64 else None
+    if slide is None:
+        raise SlideNotFound(f"no slide {slide_id!r}")
+    return slide
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > MAX_NAME:
+        raise InvalidOverlay(f"an overlay needs a name of 1 to {MAX_NAME} characters")
+    return name
+
+
+def _record(catalogue: Catalogue, overlay: Overlay) -> Overlay:
+    with catalogue.session() as session, session.begin():
+        session.add(overlay)
+    return overlay
+
+
+def add_heatmap(
+    store: ObjectStore,
+    catalogue: Catalogue,
+    slide_id: str,
+    probabilities: np.ndarray,
+    *,
+    name: str,
+    colour_map: str = "viridis",
+    vmin: float = 0.0,
+    vmax: float = 1.0,
+    label: str = "",
+) -> Overlay:
+    """Stores a heatmap over the whole slide: `probabilities[row, col]` covers the slide's
+    level-0 area scaled to the array's shape (any resolution up to the slide's own).
+    Values at or below `vmin` (and NaN) are transparent; the legend shows vmin..vmax."""
+    slide = _slide(catalogue, slide_id)
+    name = _check_name(name)
+    if colour_map not in COLOUR_MAPS:
+        raise InvalidOverlay(f"unknown colour map {colour_map!r} (known: {', '.join(COLOUR_MAPS)})")
+    try:
+        values = quantise(np.asarray(probabilities), float(vmin), float(vmax))
+    except (InvalidRequest, TypeError, ValueError) as exc:
+        raise InvalidOverlay(getattr(exc, "message", None) or str(exc)) from exc
+    height, width = values.shape
+    if width > slide.width or height > slide.height:
+        raise InvalidOverlay(
+            f"a {width}x{height} heatmap is finer than the {slide.width}x{slide.height} slide"
+        )
+    overlay_id = new_slide_id()
+    key = overlay_prefix(slide.id, overlay_id) + "heatmap.tiff"
+    data = pyramid_tiff(values)
+    store.put_bytes(key, data)
+    lut = colour_lut(colour_map)
+    # The ramp as 11 evenly spaced colours, vmin to vmax, for the viewer's legend.
+    ramp = lut[np.round(np.linspace(0, 255, 11)).astype(int)]
+    stops = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b, _a in ramp.tolist()]
+    legend = {
+        "type": "ramp",
+        "colour_map": colour_map,
+        "colours": stops,
+        "min": float(vmin),
+        "max": float(vmax),
+        "label": label[:MAX_NAME],
+    }
+    overlay = Overlay(
+        id=overlay_id,
+        slide_id=slide.id,
+        kind="heatmap",
+        name=name,
+        legend=legend,
+        storage_key=key,
+        size_bytes=len(data),
+        width=width,
+        height=height,
+        colour_map=colour_map,
+    )
+    try:
+        return _record(catalogue, overlay)
+    except BaseException:
+        store.delete(key)
+        raise
+
+
+def add_features(
+    store: ObjectStore,
+    catalogue: Catalogue,
+    slide_id: str,
+    features: Mapping[str, Any] | Iterable[Mapping[str, Any]],
+    *,
+    name: str,
+    class_colours: Mapping[str, str] | None = None,
+) -> Overlay:
+    """Stores a feature set: a GeoJSON FeatureCollection (or its list of features) with
+    geometries in level-0 pixels. Useful properties: `class` (the legend groups by it),
+    `score`, `colour` (#rrggbb; else the class's colour)."""
+    slide = _slide(catalogue, slide_id)
+    name = _check_name(name)
+    clean, classes = validate_features(features, Size(slide.width, slide.height))
+    legend = {"type": "classes", "classes": _class_legend(classes, class_colours or {})}
+    overlay_id = new_slide_id()
+    key = overlay_prefix(slide.id, overlay_id) + "features.geojson"
+    data = json.dumps(
+        {"type": "FeatureCollection", "features": clean}, separators=(",", ":")
+    ).encode()
+    store.put_bytes(key, data)
+    overlay = Overlay(
+        id=overlay_id,
+        slide_id=slide.id,
+        kind="features",
+        name=name,
+        legend=legend,
+        storage_key=key,
+        size_bytes=len(data),
+        feature_count=len(clean),
+    )
+    try:
+        return _record(catalogue, overlay)
+    except BaseException:
+        store.delete(key)
+        raise
+
+
+def _class_legend(
+    classes: dict[str, tuple[int, str | None]], given: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    for cls, colour in given.items():
+        if not isinstance(colour, str) or not _COLOUR.fullmatch(colour):
+            raise InvalidOverlay(f"the colour of class {cls!r} must be #rrggbb")
+    out = []
+    for index, (cls, (count, seen)) in enumerate(sorted(classes.items())):
+        colour = given.get(cls) or seen or PALETTE[index % len(PALETTE)]
+        out.append({"name": cls, "colour": colour.lower(), "count": count})
+    return out
+
+
+# -- validation ---------------------------------------------------------------------------
+
+
+def validate_features(
+    data: Any, slide_size: Size
+) -> tuple[list[dict[str, Any]], dict[str, tuple[int, str | None]]]:
+    """The features as stored (2-D positions, rounded to 0.01 px) and, per class, how many
+    features it has and the first colour given for it. Raises InvalidOverlay."""
+    if isinstance(data, Mapping):
+        if data.get("type") != "FeatureCollection" or not isinstance(data.get("features"), list):
+            raise InvalidOverlay("expected a GeoJSON FeatureCollection with a features list")
+        items: Sequence[Any] = data["features"]
+    elif isinstance(data, Sequence) and not isinstance(data, str | bytes):
+        items = data
+    else:
+        items = list(data) if isinstance(data, Iterable) else []
+    if len(items) > MAX_FEATURES:
+        raise InvalidOverlay(f"at most {MAX_FEATURES} features per overlay, not {len(items)}")
+    clean: list[dict[str, Any]] = []
+    classes: dict[str, tuple[int, str | None]] = {}
+    for index, item in enumerate(items):
+        try:
+            feature = _feature(item, slide_size)
+        except InvalidOverlay as exc:
+            raise InvalidOverlay(f"feature {index}: {exc.message}") from None
+        props = feature["properties"]
+        cls = props.get("class", UNCLASSIFIED)
+        count, colour = classes.get(cls, (0, None))
+        classes[cls] = (count + 1, colour or props.get("colour"))
+        clean.append(feature)
+    return clean, classes
+
+
+def _feature(item: Any, size: Size) -> dict[str, Any]:
+    if not isinstance(item, Mapping) or item.get("type") != "Feature":
+        raise InvalidOverlay("not a GeoJSON Feature")
+    geometry = item.get("geometry")
+    if not isinstance(geometry, Mapping):
+        raise InvalidOverlay("a feature needs a geometry")
+    kind = geometry.get("type")
+    if kind not in _DEPTH:
+        raise InvalidOverlay(f"geometry type must be one of {', '.join(_DEPTH)}, not {kind!r}")
+    counter = [0]
+    coords = _coords(geometry.get("coordinates"), _DEPTH[kind], size, counter)
+    if kind == "Polygon":
+        _rings(coords)
+    elif kind == "MultiPolygon":
+        for polygon in coords:
+            _rings(polygon)
+    elif kind in ("LineString",) and len(coords) < 2:
+        raise InvalidOverlay("a LineString needs at least 2 positions")
+    props_in = item.get("properties") or {}
+    if not isinstance(props_in, Mapping):
+        raise InvalidOverlay("properties must be an object")
+    props = dict(props_in)
+    if "class" in props:
+        cls = props["class"]
+        if not isinstance(cls, str) or not 0 < len(cls) <= MAX_CLASS:
+            raise InvalidOverlay(f"class must be a string of 1 to {MAX_CLASS} characters")
+    if "score" in props:
+        score = props["score"]
+        if (
+            isinstance(score, bool)
+            or not isinstance(score, int | float)
+            or not math.isfinite(score)
+        ):
+            raise InvalidOverlay("score must be a finite number")
+    if "colour" in props and not (
+        isinstance(props["colour"], str) and _COLOUR.fullmatch(props["colour"])
+    ):
+        raise InvalidOverlay("colour must be #rrggbb")
+    feature: dict[str, Any] = {
+        "type": "Feature",
+        "geometry": {"type": kind, "coordinates": coords},
+        "properties": props,
+    }
+    if isinstance(item.get("id"), str | int) and not isinstance(item.get("id"), bool):
+        feature["id"] = item["id"]
+    return feature
+
+
+def _coords(value: Any, depth: int, size: Size, counter: list[int]) -> Any:
+    if not isinstance(value, list):
+        raise InvalidOverlay("coordinates must be nested arrays")
+    if depth == 0:
+        if len(value) not in (2, 3):
+            raise InvalidOverlay("a position is [x, y]")
+        x, y = value[0], value[1]
+        for v in (x, y):
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise InvalidOverlay("positions must be finite numbers")
+        if not (0 <= x <= size.width and 0 <= y <= size.height):
+            raise InvalidOverlay(
+                f"position ({x}, {y}) is outside the {size.width}x{size.height} slide "
+                "(coordinates are level-0 pixels)"
+            )
+        counter[0] += 1
+        if counter[0] > MAX_FEATURE_VERTICES:
+            raise InvalidOverlay(f"at most {MAX_FEATURE_VERTICES} positions per feature")
+        return [round(float(x), 2), round(float(y), 2)]
+    if not value:
+        raise InvalidOverlay("empty coordinates")
+    return [_coords(v, depth - 1, size, counter) for v in value]
+
+
+def _rings(polygon: list[list[list[float]]]) -> None:
+    for ring in polygon:
+        if len(ring) < 4 or ring[0] != ring[-1]:
+            raise InvalidOverlay("a polygon ring is closed and has at least 4 positions")
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def list_overlays(catalogue: Catalogue, slide_id: str) -> Sequence[Overlay]:
+    _slide(catalogue, slide_id)
+    with catalogue.session() as session:
+        query = select(Overlay).where(Overlay.slide_id == slide_id)
+        return session.scalars(query.order_by(Overlay.created_at, Overlay.id)).all()
+
+
+def get_overlay(catalogue: Catalogue, slide_id: str, overlay_id: str) -> Overlay:
+    _slide(catalogue, slide_id)
+    with catalogue.session() as session:
+        overlay = session.get(Overlay, overlay_id) if len(overlay_id) <= 64 else None
+    if overlay is None or overlay.slide_id != slide_id:
+        raise OverlayNotFound(f"no overlay {overlay_id!r} on slide {slide_id!r}")
+    return overlay
+
+
+def delete_overlay(
+    store: ObjectStore, catalogue: Catalogue, slide_id: str, overlay_id: str
+) -> None:
+    overlay = get_overlay(catalogue, slide_id, overlay_id)
+    with catalogue.session() as session, session.begin():
+        row = session.get(Overlay, overlay.id)
+        if row is not None:
+            session.delete(row)
+    for obj in list(store.list(overlay_prefix(slide_id, overlay_id))):
+        store.delete(obj.key)
+
+
+def heatmap_location(catalogue: Catalogue, overlay: Overlay) -> HeatmapLocation:
+    if overlay.kind != "heatmap" or overlay.colour_map is None:
+        raise OverlayNotFound(f"overlay {overlay.id!r} is not a heatmap")
+    slide = _slide(catalogue, overlay.slide_id)
+    return HeatmapLocation(
+        overlay_id=overlay.id,
+        key=overlay.storage_key,
+        size=overlay.size_bytes,
+        slide_l0=Size(slide.width, slide.height),
+        colour_map=overlay.colour_map,
+    )
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """A stored feature set, parsed once: its bytes (plain and gzipped), each feature's
+    encoding and bounding box, for bbox queries without re-parsing."""
+
+    body: bytes
+    body_gzip: bytes
+    pieces: list[bytes]
+    # (n, 4): x0, y0, x1, y1 of each feature, level-0 pixels.
+    bboxes: np.ndarray
+
+    @classmethod
+    def parse(cls, body: bytes) -> FeatureSet:
+        features = json.loads(body)["features"]
+        pieces = [json.dumps(f, separators=(",", ":")).encode() for f in features]
+        bboxes = np.zeros((len(features), 4), np.float64)
+        for i, feature in enumerate(features):
+            xs: list[float] = []
+            ys: list[float] = []
+            _extent(feature["geometry"]["coordinates"], xs, ys)
+            bboxes[i] = (min(xs), min(ys), max(xs), max(ys))
+        return cls(body, gzip.compress(body, 6), pieces, bboxes)
+
+    def within(self, x0: float, y0: float, x1: float, y1: float) -> bytes:
+        """A FeatureCollection of the features whose bounding box meets the rectangle."""
+        b = self.bboxes
+        hit = (b[:, 2] >= x0) & (b[:, 0] <= x1) & (b[:, 3] >= y0) & (b[:, 1] <= y1)
+        chosen = b",".join(self.pieces[i] for i in np.flatnonzero(hit))
+        return b'{"type":"FeatureCollection","features":[' + chosen + b"]}"
+
+
+def _extent(coords: Any, xs: list[float], ys: list[float]) -> None:
+    if coords and isinstance(coords[0], int | float):
+        xs.append(coords[0])
+        ys.append(coords[1])
+        return
+    for c in coords:
+        _extent(c, xs, ys)
+
+
+class FeatureSets:
+    """Parsed feature sets, the most recently used kept in memory."""
+
+    def __init__(self, store: ObjectStore, max_sets: int = 8) -> None:
+        self.store = store
+        self.max_sets = max_sets
+        self._sets: OrderedDict[str, FeatureSet] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, overlay: Overlay) -> FeatureSet:
+        if overlay.kind != "features":
+            raise OverlayNotFound(f"overlay {overlay.id!r} is not a feature set")
+        with self._lock:
+            found = self._sets.get(overlay.id)
+            if found is not None:
+                self._sets.move_to_end(overlay.id)
+                return found
+        try:
+            parsed = FeatureSet.parse(self.store.get(overlay.storage_key))
+        except ObjectNotFound as exc:
+            raise OverlayNotFound(f"overlay {overlay.id!r} has no stored features") from exc
+        with self._lock:
+            self._sets[overlay.id] = parsed
+            while len(self._sets) > self.max_sets:
+                self._sets.popitem(last=False)
+        return parsed
+
+    def forget(self, overlay_id: str) -> None:
+        with self._lock:
+            self._sets.pop(overlay_id, None)
