@@ -37,6 +37,8 @@ test: system-deps setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	cd viewer && npm run lint
 	IAIN_TEST_DATABASE=sqlite $(VENV)/bin/pytest
 	IAIN_TEST_DATABASE=postgresql $(VENV)/bin/pytest
 
@@ -44,6 +46,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	cd viewer && npm run lint
 
 bench-slide: setup
