@@ -6,7 +6,7 @@ composition root, iain.app, injects these as `app.state.on_slide_view` and
   slide: one `view_shared_slide` event per user x slide x viewing session
   (exchange.audit.chain.SharedViews); every later tile of that session costs a dict lookup.
   The tile fast path (tiles.fastpath: cache hits, stored tiles) records nothing: its
-  locator (exchange.access.policy, given `shared_views.seen`) leaves a de-identified view not yet
+  locator (exchange.access.callers, given `shared_views.seen`) leaves a de-identified view not yet
   recorded in this viewing session to the route, which records it (in a thread, not in
   the event loop the fast path runs in) and answers it.
 - A label or macro image (they may show the patient's name) is audited on every view."""
