@@ -8,27 +8,18 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from exchange.access.callers import CallerMemory
-from exchange.access.policy import Forbidden, Policy
-from exchange.annotations.service import AnnotationNotFound, InvalidAnnotation, StaleAnnotation
-from exchange.core.errors import ExchangeError, SlideMissing, UnknownCentre
-from exchange.identity.accounts import Identities, IdentityError, RevocationWatch
-from exchange.identity.oidc import OidcClient, OidcConfig, OidcError, OidcRefused, OidcUnavailable
+from exchange.access.policy import Policy
+from exchange.identity.accounts import Identities, RevocationWatch
+from exchange.identity.oidc import OidcClient, OidcConfig
 from exchange.identity.sessions import LoginThrottle, Sessions
-from exchange.overlays.service import InvalidOverlay, OverlayNotFound
 from exchange.slides.catalogue import Catalogue
 from exchange.slides.conversion import ConversionConfig, ConversionWorker
 from exchange.slides.uploads import (
-    ChecksumMismatch,
-    InvalidUpload,
-    UploadConflict,
-    UploadNotFound,
     Uploads,
 )
 from exchange.web import annotations as annotation_routes
@@ -38,74 +29,22 @@ from exchange.web import overlays as overlay_routes
 from exchange.web import slides as exchange_routes
 from exchange.web import uploads as upload_routes
 from exchange.web.audit_hooks import AuditHooks
-from exchange.web.auth import CsrfRejected, NotAuthenticated, current_user
+from exchange.web.auth import current_user
 from exchange.web.deps import request_locator
+from exchange.web.errors import install_error_handlers
 from exchange.web.fastpath import scope_locator
-from exchange.web.grants import GrantNotFound, InvalidGrant
 from iain.settings import Settings
-from storage import InvalidKey, LocalStore, ObjectNotFound, ObjectStore, StorageError, open_store
+from storage import LocalStore, ObjectStore, open_store
 from storage.aio import AsyncRangeReader
 from storage.s3 import S3Store
 from tiles import routes as tile_routes
 from tiles.cache import TileCache
-from tiles.deid import View, public_message
-from tiles.errors import (
-    CorruptSlide,
-    ImageNotFound,
-    InvalidRequest,
-    SlideNotFound,
-    SlideUnavailable,
-    TileNotFound,
-    TilesError,
-    UnsupportedSlide,
-)
 from tiles.fastpath import CachedTiles
 from tiles.iiif import Limits
 from tiles.pool import ReaderPool
 from tiles.service import TileService
 
 VIEWER_DIR = Path(__file__).resolve().parent.parent / "viewer"
-
-# The one place where errors become HTTP status codes.
-STATUS: dict[type[Exception], int] = {
-    NotAuthenticated: 401,
-    Forbidden: 403,
-    InvalidGrant: 400,
-    GrantNotFound: 404,
-    CsrfRejected: 403,
-    OidcError: 400,
-    OidcRefused: 403,
-    OidcUnavailable: 502,
-    IdentityError: 400,
-    SlideNotFound: 404,
-    TileNotFound: 404,
-    ImageNotFound: 404,
-    InvalidRequest: 400,
-    UnsupportedSlide: 415,
-    CorruptSlide: 422,
-    SlideUnavailable: 503,
-    UnknownCentre: 400,
-    SlideMissing: 404,
-    AnnotationNotFound: 404,
-    InvalidAnnotation: 400,
-    StaleAnnotation: 409,
-    OverlayNotFound: 404,
-    InvalidOverlay: 400,
-    UploadNotFound: 404,
-    InvalidUpload: 400,
-    UploadConflict: 409,
-    ChecksumMismatch: 422,
-    ObjectNotFound: 404,
-    InvalidKey: 400,
-    StorageError: 503,
-}
-
-
-def status_of(exc: Exception) -> int:
-    for cls in type(exc).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 500
 
 
 def build_store(settings: Settings) -> ObjectStore:
@@ -244,30 +183,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.tile_service = service
     app.state.range_reader = ranges
 
-    @app.exception_handler(TilesError)
-    @app.exception_handler(ExchangeError)
-    @app.exception_handler(StorageError)
-    async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
-        status = status_of(exc)
-        message = getattr(exc, "message", None) or str(exc)
-        # Set by the routes once they know the view; a storage or parser message may quote
-        # the slide id or its file name, which a de-identified view must not show.
-        if getattr(request.state, "slide_view", View.FULL) is not View.FULL:
-            message = public_message(exc, status)
-        return JSONResponse({"detail": message}, status_code=status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        # Only the plain fields: a pydantic error's input and context may not be JSON-able.
-        errors = [
-            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
-            for e in exc.errors()
-        ]
-        return JSONResponse({"detail": "invalid request", "errors": errors}, 400)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+    install_error_handlers(app)
 
     app.include_router(auth_routes.router)
     # Every API and tile route needs a caller (401 otherwise); the policy decides the rest.

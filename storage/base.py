@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import BinaryIO, ClassVar, Protocol, runtime_checkable
 
 # Objects larger than this are uploaded in parts by backends that support it.
 DEFAULT_PART_SIZE = 16 * 1024 * 1024
@@ -14,7 +14,10 @@ S3_MIN_PART_SIZE = 5 * 1024 * 1024
 
 
 class StorageError(Exception):
-    """Base class of every error raised by a storage backend."""
+    """Base class of every error raised by a storage backend (an HTTP answer of 503 unless a
+    subclass says otherwise: storage down is worth a retry)."""
+
+    http_status: ClassVar[int] = 503
 
     def __init__(self, message: str, key: str | None = None) -> None:
         super().__init__(message)
@@ -24,9 +27,13 @@ class StorageError(Exception):
 class ObjectNotFound(StorageError):
     """The key names no object."""
 
+    http_status = 404
+
 
 class InvalidKey(StorageError):
     """The key is malformed (empty, absolute, or escapes the store)."""
+
+    http_status = 400
 
 
 class InvalidRange(StorageError):

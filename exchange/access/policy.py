@@ -73,6 +73,8 @@ MAX_ID = 64
 class Forbidden(ExchangeError):
     """The caller sees the resource but its role may not do this: 403."""
 
+    http_status = 403
+
 
 @dataclass(frozen=True)
 class SlideAccess:

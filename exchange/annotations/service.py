@@ -53,13 +53,19 @@ _ID_ALPHABET = string.ascii_lowercase + string.digits
 class AnnotationNotFound(ExchangeError):
     """No annotation with this id on this slide."""
 
+    http_status = 404
+
 
 class InvalidAnnotation(ExchangeError):
     """An annotation that cannot be stored (off the slide, kind and geometry disagree...)."""
 
+    http_status = 400
+
 
 class StaleAnnotation(ExchangeError):
     """The client edited an older version of the annotation than the stored one."""
+
+    http_status = 409
 
 
 @dataclass(frozen=True)

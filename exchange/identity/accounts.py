@@ -43,6 +43,8 @@ REVOCATION_LOOKBACK_S = 60.0
 class IdentityError(ExchangeError):
     """A user or token request that cannot be done (bad name, unknown user...): 400."""
 
+    http_status = 400
+
 
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()

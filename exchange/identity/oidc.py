@@ -49,6 +49,7 @@ class OidcError(ExchangeError):
     viewer/src/strings.ts); the message itself may name internals and stays in the JSON
     answer and the audit trail."""
 
+    http_status = 400
     default_reason = "invalid"
 
     def __init__(self, message: str, reason: str | None = None) -> None:
@@ -59,11 +60,15 @@ class OidcError(ExchangeError):
 class OidcRefused(OidcError):
     """A genuine login whose claims give no IAIN account (unknown centre, no role): 403."""
 
+    http_status = 403
+
     default_reason = "refused"
 
 
 class OidcUnavailable(OidcError):
     """The provider did not answer, or answered nonsense: 502."""
+
+    http_status = 502
 
     default_reason = "unavailable"
 

@@ -55,9 +55,13 @@ _DEPTH = {
 class OverlayNotFound(ExchangeError):
     """No overlay with this id on this slide."""
 
+    http_status = 404
+
 
 class InvalidOverlay(ExchangeError):
     """An overlay that cannot be stored as given (the message says why)."""
+
+    http_status = 400
 
 
 def overlay_prefix(slide_id: str, overlay_id: str) -> str:

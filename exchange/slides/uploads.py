@@ -62,17 +62,25 @@ _ID = re.compile(r"[a-z0-9]{1,32}")
 class UploadNotFound(ExchangeError):
     """No upload (or no file or part) with this id."""
 
+    http_status = 404
+
 
 class InvalidUpload(ExchangeError):
     """A malformed upload request: bad path, size, part number or part length."""
+
+    http_status = 400
 
 
 class UploadConflict(ExchangeError):
     """The upload is not in a state that allows this (already completed, failed, busy...)."""
 
+    http_status = 409
+
 
 class ChecksumMismatch(ExchangeError):
     """Bytes that do not match the SHA-256 the client declared."""
+
+    http_status = 422
 
 
 @dataclass(frozen=True)

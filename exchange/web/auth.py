@@ -21,9 +21,13 @@ from exchange.identity.sessions import CSRF_HEADER, SESSION_COOKIE, Sessions
 class NotAuthenticated(ExchangeError):
     """No valid credentials on a route that needs them: 401."""
 
+    http_status = 401
+
 
 class CsrfRejected(ExchangeError):
     """A browser-session request that changes state without the session's CSRF token: 403."""
+
+    http_status = 403
 
 
 # Methods that change nothing: a session cookie alone is enough for them.

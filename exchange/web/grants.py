@@ -41,9 +41,13 @@ _ID = re.compile(r"[a-z0-9]{1,64}")
 class InvalidGrant(ExchangeError):
     """A grant or case request that cannot be done as asked: 400."""
 
+    http_status = 400
+
 
 class GrantNotFound(ExchangeError):
     """No such grant, case or slide for this caller: 404."""
+
+    http_status = 404
 
 
 class GrantIn(BaseModel):
