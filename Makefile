@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: setup demo test lint bench-slide viewer system-deps build-deps clean
+.PHONY: setup demo test lint screenshots bench-slide viewer system-deps build-deps clean
 
 setup: $(VENV)/.installed viewer/dist/index.html
 
@@ -48,6 +48,11 @@ lint: setup
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	cd viewer && npm run lint
+
+# The documentation's screenshots (docs/screenshots/*.png), renewed on purpose: the test
+# suite itself writes its screenshots under build/screenshots (ignored).
+screenshots: system-deps setup
+	IAIN_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(VENV)/bin/pytest tests/browser
 
 bench-slide: setup
 	$(PY) bench/make_slide.py

@@ -23,7 +23,6 @@ from playwright.sync_api import Browser, Dialog, Page
 
 from tests.browser import test_viewer
 from tests.browser.test_viewer import (
-    REPO,
     SYNTHETIC,
     SYNTHETIC_MPP,
     VIEWPORT,
@@ -40,7 +39,7 @@ browser = test_viewer.browser
 hub = test_viewer.hub
 tab = test_viewer.tab
 
-SCREENSHOT = REPO / "docs" / "screenshots" / "annotations.png"
+SCREENSHOT = test_viewer.SCREENSHOTS / "annotations.png"
 XSS = "<img src=x onerror=alert(1)>"
 
 
