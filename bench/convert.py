@@ -58,6 +58,7 @@ def _run(argv: list[str]) -> tuple[float, float, str]:
 
 def measure(slide: Path, which: str) -> dict[str, object]:
     scratch = ROOT / "bench" / "out"
+    scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="iain-bench-convert-", dir=scratch) as tmp:
         out = Path(tmp) / "out.tiff"
         if which in ("ours", "ours-reader"):

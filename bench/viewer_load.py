@@ -9,6 +9,10 @@ its own hub (local store, no background pyramid conversion) with the slide inges
 
 --settings applies those OpenSeadragon settings to the open viewer before the zoom steps
 (not to the first viewport), to compare them with the viewer's own without a rebuild.
+The browser signs in on the login page as a pathologist of the slide's centre first (a
+session cookie, as a user's browser has), outside the timings.
+
+    python bench/viewer_load.py --smoke   # a seconds-long run on a small generated slide
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from playwright.sync_api import Page, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.compare_tiles import PY, REPO, free_port, ingest, wait_for
+from iain.synthetic import write_synthetic_slide
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 LOADED = "window.iain && window.iain.fullyLoaded()"
@@ -71,6 +76,18 @@ ZOOM_STEP = """async (animated) => {
 }"""
 
 
+USERNAME = "bench.pathologist"
+PASSWORD = "bench-viewer-2026"  # a throwaway hub's, in a temporary folder
+
+
+def sign_in(page: Page, base: str) -> None:
+    page.goto(f"{base}/login")
+    page.locator("#login-username").fill(USERNAME)
+    page.locator("#login-password").fill(PASSWORD)
+    page.locator("#login-password").press("Enter")
+    page.wait_for_url(f"{base}/", timeout=60_000)
+
+
 def visit(
     page: Page, url: str, steps: int, animated: bool, settings: dict[str, float]
 ) -> dict[str, object]:
@@ -107,18 +124,32 @@ def visit(
     }
 
 
+def _median(values: list[float]) -> str:
+    return f"{statistics.median(values):.0f}" if values else "-"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--slide", type=Path, default=REPO / "bench/out/bench-60000x40000.tiff")
     # 5: every step fetches tiles (a 6th hits the zoom limit, maxZoomPixelRatio).
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--settings", type=json.loads, default={})
+    ap.add_argument("--smoke", action="store_true", help="tiny generated slide, one step")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        if args.smoke:
+            args.slide = Path(tmp) / "smoke.tiff"
+            write_synthetic_slide(args.slide, 12000, 8000)
+            args.steps = 1
         env = {**os.environ, "PYTHONPATH": str(REPO), "IAIN_HOME": f"{tmp}/home"}
         # No background pyramid conversion of the slide during the measurement.
         env["IAIN_CONVERT_WORKER"] = "false"
         slide_id, _ = ingest(env, args.slide)
+        subprocess.run(
+            [PY, "-m", "iain.cli", "users", "add", USERNAME, "--centre", "caen",
+             "--role", "pathologist", "--password-stdin"],
+            env=env, input=PASSWORD + "\n", text=True, check=True, capture_output=True,
+        )  # fmt: skip
         port = free_port()
         server = subprocess.Popen([PY, "-m", "iain.cli", "serve", "--port", str(port)], env=env)
         try:
@@ -134,8 +165,10 @@ def main() -> int:
                 for state, animated in runs:
                     # A fresh browser context each time: no browser cache, like a new tab.
                     context = browser.new_context(viewport={"width": 1920, "height": 1080})
+                    page = context.new_page()
+                    sign_in(page, base)
                     url = f"{base}/viewer/{slide_id}"
-                    result = visit(context.new_page(), url, args.steps, animated, args.settings)
+                    result = visit(page, url, args.steps, animated, args.settings)
                     context.close()
                     steps = result["zoom_step_ms"]
                     firsts = result["first_request_ms"]
@@ -147,8 +180,8 @@ def main() -> int:
                         f"({result['first_viewport_tiles']} tiles); zoom step median "
                         f"{statistics.median(steps):.0f} ms, max {max(steps):.0f} ms "
                         f"{[round(ms) for ms in steps]} "
-                        f"(first tile request after {statistics.median(firsts):.0f} ms, last "
-                        f"tile answered after {statistics.median(lasts):.0f} ms, medians), "
+                        f"(first tile request after {_median(firsts)} ms, last "
+                        f"tile answered after {_median(lasts)} ms, medians), "
                         f"tiles per step {result['zoom_step_tiles']}; duplicate requests "
                         f"{result['duplicate_requests']}",
                         flush=True,
