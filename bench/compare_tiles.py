@@ -6,6 +6,8 @@ Servers, each measured alone (the others stopped) with bench/tile_load.py:
   iain-local-transcode  the same with IAIN_ZERO_TRANSCODE=false (every tile re-encoded)
   iain-s3     `iain serve`, slide in a real S3 server (SeaweedFS on 127.0.0.1)
   iain-s3-transcode     the same with IAIN_ZERO_TRANSCODE=false
+  iain-local-iiif, iain-s3-iiif   iain-local and iain-s3 asked the same tiles as IIIF
+                 Image API 3 requests ({x},{y},{w},{h}/{w},{h}/0/default.jpg)
   iain-local-noauth, iain-s3-noauth   iain-local and iain-s3 with authorisation switched
                  off (bench/noauth_app.py): what access control costs. The iain servers
                  are called with a pathologist's API token (`Authorization: Bearer ...`).
@@ -67,8 +69,10 @@ PY = sys.executable
 SERVERS = (
     "reference",
     "iain-local",
+    "iain-local-iiif",
     "iain-local-transcode",
     "iain-s3",
+    "iain-s3-iiif",
     "iain-s3-transcode",
     "iain-local-noauth",
     "iain-s3-noauth",
@@ -328,6 +332,9 @@ def main() -> int:
                 local_id,
             ),
             "iain-s3": ([PY, "-m", "iain.cli", "serve"], s3_env, s3_id),
+            # The same servers; only the load generator's URLs differ.
+            "iain-local-iiif": ([PY, "-m", "iain.cli", "serve"], local_env, local_id),
+            "iain-s3-iiif": ([PY, "-m", "iain.cli", "serve"], s3_env, s3_id),
             "iain-s3-transcode": (
                 [PY, "-m", "iain.cli", "serve"],
                 {**s3_env, "IAIN_ZERO_TRANSCODE": "false"},
@@ -362,6 +369,8 @@ def main() -> int:
             header = auth["s3" if "-s3" in name else "local"] if name.startswith("iain-") else None
             if header is not None and not name.endswith("-noauth"):
                 extra = ("--header", header)
+            if name.endswith("-iiif"):
+                extra = (*extra, "--iiif")
             port = free_port()
             pin = (lambda: os.sched_setaffinity(0, server_cpus)) if server_cpus else None
             proc = subprocess.Popen([*cmd, "--port", str(port)], env=env, preexec_fn=pin)

@@ -34,6 +34,8 @@ import aiohttp
 
 DEFAULT_DZI = "{base}/slides/{slide}.dzi"
 DEFAULT_TILE = "{base}/slides/{slide}_files/{level}/{col}_{row}.{format}"
+# The same tiles asked as IIIF Image API 3 clients (OpenSeadragon, Mirador) ask them.
+IIIF_TILE = "{base}/iiif/3/{slide}/{region}/{size}/0/default.jpg"
 
 # A step that brings nothing new this many times in a row means the viewer has seen all it
 # can reach: it starts a new browser session (empty cache, home view).
@@ -61,6 +63,17 @@ class Geometry:
     def level_tiles(self, level: int) -> tuple[int, int]:
         w, h = self.level_size(level)
         return math.ceil(w / self.tile_size), math.ceil(h / self.tile_size)
+
+    def iiif_tile(self, level: int, col: int, row: int) -> dict[str, str]:
+        """The IIIF region (level-0 pixels, clipped) and canonical size of a DeepZoom tile."""
+        scale = 2 ** (self.max_level - level)
+        span = self.tile_size * scale
+        x, y = col * span, row * span
+        w, h = min(span, self.width - x), min(span, self.height - y)
+        lw, lh = self.level_size(level)
+        tw = min(self.tile_size, lw - col * self.tile_size)
+        th = min(self.tile_size, lh - row * self.tile_size)
+        return {"region": f"{x},{y},{w},{h}", "size": f"{tw},{th}"}
 
 
 def parse_dzi(text: str) -> Geometry:
@@ -215,6 +228,7 @@ async def run_viewer(
     ranges: RangeMap | None = None,
 ) -> None:
     clock = time.perf_counter
+    geo, iiif = walk.geo, "{region}" in template
 
     async def fetch(url: str, headers: dict[str, str] | None) -> None:
         start = clock()
@@ -244,6 +258,8 @@ async def run_viewer(
     def request(lv: int, c: int, r: int) -> tuple[str, dict[str, str] | None]:
         if ranges is not None:
             return ranges.request(lv, c, r)
+        if iiif:
+            return template.format(**geo.iiif_tile(lv, c, r), **fields), None
         return template.format(level=lv, col=c, row=r, **fields), None
 
     budget = max_tiles or math.inf
@@ -433,7 +449,14 @@ def main(argv: list[str] | None = None) -> int:
         help="tiles per viewer, then stop (0: walk until --seconds); a fixed trace "
         "length makes a warm replay fetch exactly the tiles of the cold run",
     )
-    ap.add_argument("--template", default=DEFAULT_TILE, help="tile URL template")
+    ap.add_argument(
+        "--template",
+        default=DEFAULT_TILE,
+        help="tile URL template: {level}, {col}, {row} (DeepZoom) or {region}, {size} (IIIF)",
+    )
+    ap.add_argument(
+        "--iiif", action="store_true", help=f"ask the tiles as IIIF: --template {IIIF_TILE}"
+    )
     ap.add_argument("--dzi-template", default=DEFAULT_DZI, help=".dzi URL template")
     ap.add_argument("--connections", type=int, default=6, help="connections per viewer")
     ap.add_argument("--viewport", type=parse_viewport, default=(1920, 1080), help="WxH")
@@ -454,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--json", default=None, help="write results as JSON to this file")
     args = ap.parse_args(argv)
+    if args.iiif:
+        args.template = IIIF_TILE
     args.headers = {}
     for header in args.header:
         name, sep, value = header.partition(":")

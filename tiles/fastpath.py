@@ -1,12 +1,15 @@
-"""A bare-ASGI fast path for DeepZoom tiles already in the tile cache, or stored as they are.
+"""A bare-ASGI fast path for tiles already in the tile cache, or stored as they are.
 
 A cached tile needs no decode, only a lookup; through FastAPI's routing and dependency
 machinery that lookup costs several times more CPU than the lookup itself. This layer
-answers cache hits and revalidations (304) directly. With an asynchronous range reader (S3
-storage), it also answers a miss whose tile is served as stored (zero-transcode) on a slide
-already open: one ranged GET awaited in the event loop, no thread, no framework. Every other
-request goes to the application unchanged, so the route stays the single place that renders,
-checks ranges and reports errors: whatever goes wrong here is simply left to the route.
+answers cache hits and revalidations (304) directly, for DeepZoom tiles and for IIIF
+requests that name one exactly (`{x},{y},{w},{h}` or `full`, then `{w},{h}`, `{w},` or
+`max`, then `/0/default.jpg`): the same tile, ETag and bytes as the IIIF route gives. With
+an asynchronous range reader (S3 storage), it also answers a miss whose tile is served as
+stored (zero-transcode) on a slide already open: one ranged GET awaited in the event loop,
+no thread, no framework. Every other request goes to the application unchanged, so the
+route stays the single place that renders, checks ranges and reports errors: whatever goes
+wrong here is simply left to the route.
 It sees slides only through the same authorisation as the routes: the composition root
 injects `locator_for(scope)`, the caller's SlideLocator (None without a caller: the route
 then answers 401); a slide it does not locate goes to the route, which answers 404."""
@@ -31,7 +34,13 @@ from tiles.service import TileService
 _TILE_PATH = re.compile(
     r"/slides/([a-z0-9]{1,64})_files/(\d{1,3})/(\d{1,9})_(\d{1,9})\.(?:jpeg|jpg)"
 )
+_IIIF_PATH = re.compile(
+    r"/iiif/3/([a-z0-9]{1,64})/(?:full|(\d{1,9}),(\d{1,9}),(\d{1,9}),(\d{1,9}))"
+    r"/(max|\d{1,9},\d{0,9})/0/default\.jpg"
+)
 _IMMUTABLE = PRIVATE_IMMUTABLE.encode()
+# As the IIIF route answers: any viewer on any origin may show the images it may fetch.
+_CORS = ((b"access-control-allow-origin", b"*"),)
 
 
 LocatorFor = Callable[[Scope], SlideLocator | None]
@@ -48,7 +57,10 @@ class CachedTiles:
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
-        match = _TILE_PATH.fullmatch(scope["path"])
+        path = scope["path"]
+        dz_match = _TILE_PATH.fullmatch(path)
+        iiif_match = None if dz_match is not None else _IIIF_PATH.fullmatch(path)
+        match = dz_match or iiif_match
         if match is None:
             await self.app(scope, receive, send)
             return
@@ -63,12 +75,25 @@ class CachedTiles:
         if loc is None:
             await self.app(scope, receive, send)
             return
-        z, col, row = int(match.group(2)), int(match.group(3)), int(match.group(4))
+        extra: tuple[tuple[bytes, bytes], ...] = ()
+        if dz_match is not None:
+            z, col, row = int(match.group(2)), int(match.group(3)), int(match.group(4))
+        else:
+            if match.group(2) is None:  # "full", as viewers ask a level of one tile
+                x, y, w, h = 0, 0, loc.l0_size.width, loc.l0_size.height
+            else:
+                x, y, w, h = (int(match.group(i)) for i in range(2, 6))
+            tile = service.iiif_grid_tile(loc, x, y, w, h, match.group(6))
+            if tile is None:
+                await self.app(scope, receive, send)
+                return
+            z, col, row = tile
+            extra = _CORS
         etag = service.deepzoom_etag(loc, z, col, row)
         etag_bytes = etag.encode()
         for name, value in scope["headers"]:
             if name == b"if-none-match" and etag_bytes in value:
-                await _send(send, 304, etag_bytes, b"", scope)
+                await _send(send, 304, etag_bytes, b"", scope, extra=extra)
                 return
         data = service.cache.get(etag)
         timing = b"cache"
@@ -81,7 +106,7 @@ class CachedTiles:
         if data is None:
             await self.app(scope, receive, send)
             return
-        await _send(send, 200, etag_bytes, data, scope, timing)
+        await _send(send, 200, etag_bytes, data, scope, timing, extra)
 
 
 async def _stored_tile(
@@ -111,9 +136,15 @@ async def _stored_tile(
 
 
 async def _send(
-    send: Send, status: int, etag: bytes, body: bytes, scope: Scope, timing: bytes = b"cache"
+    send: Send,
+    status: int,
+    etag: bytes,
+    body: bytes,
+    scope: Scope,
+    timing: bytes = b"cache",
+    extra: tuple[tuple[bytes, bytes], ...] = (),
 ) -> None:
-    headers = [(b"etag", etag), (b"cache-control", _IMMUTABLE)]
+    headers = [(b"etag", etag), (b"cache-control", _IMMUTABLE), *extra]
     if status == 200:
         headers += [
             (b"content-type", b"image/jpeg"),

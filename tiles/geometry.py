@@ -116,3 +116,30 @@ class DeepZoom:
     def _check_level(self, z: int) -> None:
         if not 0 <= z <= self.z_max:
             raise TileNotFound(f"level {z} is outside 0..{self.z_max}")
+
+    def tile_of(self, l0_region: Region, z_size: Size) -> tuple[int, int, int] | None:
+        """The tile (z, col, row) that shows exactly `l0_region` at `z_size` pixels, if one
+        does: an IIIF request on the tile grid is then that DeepZoom tile. Plain integer
+        arithmetic, cheap enough for the fast path (tiles.fastpath). Without overlap only."""
+        if self.overlap:
+            return None
+        ts, width, height = self.tile_size, self.l0_size.width, self.l0_size.height
+        x, y = l0_region.x, l0_region.y
+        z_max = self.z_max
+        for k in range(z_max + 1):
+            span = ts << k
+            if x % span or y % span:
+                return None  # the larger spans are multiples of this one: none aligns
+            col, row = x // span, y // span
+            # Level z_max - k is level 0 halved k times, rounded up.
+            z_w, z_h = -(-width >> k), -(-height >> k)
+            if col * ts >= z_w or row * ts >= z_h:
+                return None
+            if (
+                l0_region.width == min(span, width - x)
+                and l0_region.height == min(span, height - y)
+                and z_size.width == min(ts, z_w - col * ts)
+                and z_size.height == min(ts, z_h - row * ts)
+            ):
+                return z_max - k, col, row
+        return None

@@ -239,20 +239,33 @@ class TileService:
             return None
         if req.format != "jpg":
             return None
-        dz = self.deepzoom(loc)
-        r = req.l0_region
-        for k in range(dz.level_count):
-            span = self.tile_size * 2**k
-            if r.x % span or r.y % span:
-                continue
-            z, col, row = dz.z_max - k, r.x // span, r.y // span
-            count = dz.t_count(z)
-            if col >= count.width or row >= count.height:
-                continue
-            zt = dz.z_tile(z, col, row)
-            if dz.l0_tile(z, col, row) == r and Size(zt.width, zt.height) == req.size:
-                return z, col, row
-        return None
+        return self.deepzoom(loc).tile_of(req.l0_region, req.size)
+
+    def iiif_grid_tile(
+        self, loc: SlideLocation, x: int, y: int, w: int, h: int, size: str
+    ) -> tuple[int, int, int] | None:
+        """The DeepZoom tile that IIIF region `x,y,w,h` at `size` ("w,h", "w," or "max"),
+        rotation 0, default.jpg shows, if it is one: what iiif_parse would find, without
+        parsing (the fast path's question). None for anything else: the route decides."""
+        image = loc.l0_size
+        if w <= 0 or h <= 0 or x >= image.width or y >= image.height:
+            return None
+        region = Region(x, y, min(w, image.width - x), min(h, image.height - y))
+        if size == "max":
+            out = Size(region.width, region.height)
+            limits = self.limits
+            if (
+                out.width > limits.max_width
+                or out.height > limits.max_height
+                or out.width * out.height > limits.max_area
+            ):
+                return None
+        else:
+            width, _, height = size.partition(",")
+            out_w = int(width)
+            out_h = int(height) if height else max(1, round(region.height * out_w / region.width))
+            out = Size(out_w, out_h)
+        return self.deepzoom(loc).tile_of(region, out)
 
     # -- thumbnails and associated images ---------------------------------------------------
 

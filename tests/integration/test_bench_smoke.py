@@ -57,6 +57,12 @@ def test_tile_serving_against_the_references(slide: Path, tmp_path: Path) -> Non
     printed = run("compare_tiles.py", "--slide", slide, "--tiles", "200", "--viewers", "1",
                   "--rss-tiles", "0", "--out", tmp_path)  # fmt: skip
     assert "iain-s3" in printed and "reference" in printed and "floor-asgi" in printed
+    results = json.loads((tmp_path / "results.json").read_text())
+    # Both protocols, every tile answered (the IIIF runs ask the same tiles by region).
+    for name in ("iain-local", "iain-local-iiif", "iain-s3", "iain-s3-iiif"):
+        for state in ("cold", "warm"):
+            assert results[name][state][0]["errors"] == 0, (name, state)
+            assert results[name][state][0]["tiles"] > 0, (name, state)
 
 
 def test_server_memory_over_a_run(slide: Path, tmp_path: Path) -> None:

@@ -52,6 +52,7 @@ RESOURCES = (
     "tile",
     "iiif_info",
     "iiif_image",
+    "iiif_tile",
     "thumbnail",
     "associated_label",
     "annotations_read",
@@ -152,7 +153,7 @@ def full(role: str, relation: str, address: str) -> bool:
 def expected_status(resource: str, role: str, relation: str, address: str) -> int:
     visible = sees(role, relation, address)
     on_full = full(role, relation, address)
-    if resource in ("metadata", "dzi", "tile", "iiif_info", "iiif_image", "thumbnail"):
+    if resource in ("metadata", "dzi", "tile", "iiif_info", "iiif_image", "iiif_tile", "thumbnail"):
         return 200 if visible else 404
     if resource in ("associated_label", "annotations_read", "overlays_read"):
         return 200 if on_full else 404
@@ -204,6 +205,8 @@ def call(
         "tile": f"/slides/{addr}_files/9/0_0.jpeg",
         "iiif_info": f"/iiif/3/{addr}/info.json",
         "iiif_image": f"/iiif/3/{addr}/full/64,/0/default.jpg",
+        # A tile of the stored grid: answered by the fast path once cached (tiles.fastpath).
+        "iiif_tile": f"/iiif/3/{addr}/0,0,256,256/256,256/0/default.jpg",
         "thumbnail": f"/api/slides/{addr}/thumbnail?size=64",
         "associated_label": f"/api/slides/{addr}/associated/label",
         "annotations_read": f"/api/slides/{addr}/annotations",

@@ -118,3 +118,52 @@ def test_storage_lost_under_an_open_slide_gives_503_not_500(s3_hub, s3_server):
     assert "detail" in response.json()
     # The hub still answers everything else.
     assert client.get("/api/health").status_code == 200
+
+
+def iiif_url(slide_id: str, region: str, size: str) -> str:
+    return f"/iiif/3/{slide_id}/{region}/{size}/0/default.jpg"
+
+
+def test_iiif_tiles_on_the_stored_grid_take_the_same_fast_path(s3_hub):
+    client, slide_id, _settings = s3_hub
+    ranges = client.app.state.range_reader
+    assert client.get(tile_url(slide_id, 11, 0, 0)).status_code == 200  # opens the slide
+    before = ranges.requests["GET"]
+    # Tile (2, 1) of level 0 in the forms IIIF viewers send: w,h (Image API 3), w, (2), max.
+    first = client.get(iiif_url(slide_id, "512,256,256,256", "256,256"))
+    assert first.status_code == 200
+    assert first.headers["server-timing"].startswith("stored;dur=")  # not the route's
+    assert first.headers["access-control-allow-origin"] == "*"
+    assert ranges.requests["GET"] - before == 1
+    for size in ("256,", "max"):
+        again = client.get(iiif_url(slide_id, "512,256,256,256", size))
+        assert again.headers["server-timing"] == "cache"
+        assert again.content == first.content
+        assert again.headers["etag"] == first.headers["etag"]
+    # It is the DeepZoom tile: same ETag and bytes, from the cache, no second GET.
+    deepzoom = client.get(tile_url(slide_id, 11, 2, 1))
+    assert deepzoom.headers["server-timing"] == "cache"
+    assert (deepzoom.content, deepzoom.headers["etag"]) == (first.content, first.headers["etag"])
+    assert ranges.requests["GET"] - before == 1
+    # A revalidation costs nothing either, and keeps the CORS header viewers need.
+    unchanged = client.get(
+        iiif_url(slide_id, "512,256,256,256", "256,256"),
+        headers={"If-None-Match": first.headers["etag"]},
+    )
+    assert unchanged.status_code == 304
+    assert unchanged.headers["access-control-allow-origin"] == "*"
+
+
+def test_iiif_requests_off_the_grid_still_go_to_the_route(s3_hub):
+    client, slide_id, _settings = s3_hub
+    assert client.get(tile_url(slide_id, 11, 0, 0)).status_code == 200
+    off_grid = client.get(iiif_url(slide_id, "100,100,256,256", "256,256"))
+    assert off_grid.status_code == 200
+    assert off_grid.headers["server-timing"].startswith("transcode")
+    rotated = client.get(f"/iiif/3/{slide_id}/0,0,256,256/256,256/90/default.jpg")
+    assert rotated.headers["server-timing"].startswith("transcode")
+    # Malformed or out of the image: the route's 400, never the fast path's error.
+    assert client.get(iiif_url(slide_id, "0,0,256,256", "9999,9999")).status_code == 400
+    outside = client.get(iiif_url(slide_id, "99999,0,256,256", "256,256"))
+    assert outside.status_code == 400
+    assert "detail" in outside.json()
