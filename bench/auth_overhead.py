@@ -225,10 +225,10 @@ def setup(home: Path, slide: Path) -> tuple[Settings, str, str, str]:
     settings = Settings(home=home, tile_cache_mb=512, convert_worker=False)
     catalogue = Catalogue.open(settings.database_url)
     slide_id = ingest_path(build_store(settings), catalogue, slide, "caen", convert=False).id
-    identities = Identities(catalogue)
+    identities = Identities(catalogue.db)
     identities.add_user("bench", "caen", ["pathologist"])
     token = identities.create_token("bench", name="benchmark")[1]
-    sessions = Sessions(catalogue, lifetime=timedelta(hours=settings.session_hours))
+    sessions = Sessions(catalogue.db, lifetime=timedelta(hours=settings.session_hours))
     with catalogue.session() as session, session.begin():
         user = session.scalars(select(User).where(User.username == "bench")).one()
         _row, cookie = sessions.start(session, user)
@@ -240,7 +240,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         settings, slide_id, token, cookie = setup(Path(tmp), args.slide)
         auth_app = create_app(settings)
         noauth_app = without_auth(create_app(settings))
-        loc = auth_app.state.catalogue.locate(slide_id)
+        loc = auth_app.state.hub.catalogue.locate(slide_id)
         dz = auth_app.state.tile_service.deepzoom(loc)
         paths = [
             f"/slides/{slide_id}_files/{p}"

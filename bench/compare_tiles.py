@@ -54,8 +54,8 @@ import tifffile
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from exchange.core.db import Database  # noqa: E402
 from exchange.identity.accounts import Identities  # noqa: E402
-from exchange.slides.catalogue import Catalogue  # noqa: E402
 from iain.settings import Settings  # noqa: E402
 from storage import S3Store  # noqa: E402
 from tests.s3server import SeaweedS3  # noqa: E402
@@ -147,7 +147,7 @@ def load(
 
 def bench_token(home: str) -> str:
     """An API token of a pathologist of Caen (where `iain ingest` puts slides) in that hub."""
-    identities = Identities(Catalogue.open(Settings(home=Path(home)).database_url))
+    identities = Identities(Database.open(Settings(home=Path(home)).database_url))
     if identities.user("bench") is None:
         identities.add_user("bench", "caen", ["pathologist"])
     return identities.create_token("bench", name="benchmark")[1]

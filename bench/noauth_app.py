@@ -38,7 +38,7 @@ NOBODY = Principal(
 
 def without_auth(hub: FastAPI) -> FastAPI:
     """`hub` (from create_app, not yet started) with authorisation switched off."""
-    catalogue: Catalogue = hub.state.catalogue
+    catalogue: Catalogue = hub.state.hub.catalogue
 
     def every_slide(_scope: Scope) -> SlideLocator:
         return catalogue

@@ -7,6 +7,10 @@ its own hub (local store, no background pyramid conversion) with the slide inges
     python bench/viewer_load.py [--slide bench/out/bench-60000x40000.tiff] [--steps 5]
         [--settings '{"animationTime": 0.6, "maxTilesPerFrame": 16}']
 
+--via direct,h2 measures the same hub straight (HTTP/1.1, the browser's 6 connections per
+host) and behind nginx with TLS speaking HTTP/2 (every tile in flight at once; "h1": the
+same proxy with HTTP/1.1), as production puts it behind its reverse proxy.
+
 --settings applies those OpenSeadragon settings to the open viewer before the zoom steps
 (not to the first viewport), to compare them with the viewer's own without a rebuild.
 The browser signs in on the login page as a pathologist of the slide's centre first (a
@@ -32,6 +36,7 @@ from playwright.sync_api import Page, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.compare_tiles import PY, REPO, free_port, ingest, wait_for
+from bench.tls_proxy import TlsProxy
 from iain.synthetic import write_synthetic_slide
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -47,6 +52,8 @@ APPLY_SETTINGS = """(settings) => {
         item.maxTilesPerFrame = settings.maxTilesPerFrame;
         item._currentMaxTilesPerFrame = settings.maxTilesPerFrame;
     }
+    if (settings.minPixelRatio !== undefined) item.minPixelRatio = settings.minPixelRatio;
+    if (settings.imageLoaderLimit !== undefined) v.imageLoader.jobLimit = settings.imageLoaderLimit;
 }"""
 # One 2x zoom step timed inside the page (no Playwright round trips): from the zoom to the
 # first frame where the animation is over and every tile is drawn, with the tile requests'
@@ -72,6 +79,7 @@ ZOOM_STEP = """async (animated) => {
         first_request: starts.length ? Math.min(...starts) : null,
         last_response: ends.length ? Math.max(...ends) : null,
         tiles: tiles.length,
+        protocol: tiles.length ? tiles[0].nextHopProtocol : null,
     };
 }"""
 
@@ -104,11 +112,14 @@ def visit(
     step_tiles: list[int] = []
     first_request_ms: list[float] = []
     last_response_ms: list[float] = []
+    protocols: set[str] = set()
     for _ in range(steps):
         before = len(tiles)
         step = page.evaluate(ZOOM_STEP, animated)
         step_ms.append(step["total"])
         step_tiles.append(len(tiles) - before)
+        if step["protocol"]:
+            protocols.add(step["protocol"])
         if step["first_request"] is not None:
             first_request_ms.append(step["first_request"])
             last_response_ms.append(step["last_response"])
@@ -121,7 +132,50 @@ def visit(
         "first_request_ms": first_request_ms,
         "last_response_ms": last_response_ms,
         "duplicate_requests": duplicates,
+        "protocols": sorted(protocols),
     }
+
+
+def measure(base: str, via: str, slide_id: str, args: argparse.Namespace) -> None:
+    """The three runs (cold, warm, animated) through `base`, printed."""
+    with sync_playwright() as p:
+        chromium_args = CHROMIUM_ARGS + (["--ignore-certificate-errors"] if via != "direct" else [])
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=chromium_args)
+        runs = [
+            ("cold server cache, zoom without animation", False),
+            ("warm server cache, zoom without animation", False),
+            ("warm server cache, animated zoom", True),
+        ]
+        for state, animated in runs:
+            # A fresh browser context each time: no browser cache, like a new tab.
+            context = browser.new_context(
+                viewport={"width": 1920, "height": 1080}, ignore_https_errors=via != "direct"
+            )
+            page = context.new_page()
+            sign_in(page, base)
+            url = f"{base}/viewer/{slide_id}"
+            result = visit(page, url, args.steps, animated, args.settings)
+            context.close()
+            steps = result["zoom_step_ms"]
+            protocols = result["protocols"]
+            assert isinstance(protocols, list)
+            firsts = result["first_request_ms"]
+            lasts = result["last_response_ms"]
+            assert isinstance(steps, list)
+            assert isinstance(firsts, list) and isinstance(lasts, list)
+            print(
+                f"[{via} {','.join(protocols)}] {state}: first complete viewport "
+                f"{result['first_viewport_ms']:.0f} ms "
+                f"({result['first_viewport_tiles']} tiles); zoom step median "
+                f"{statistics.median(steps):.0f} ms, max {max(steps):.0f} ms "
+                f"{[round(ms) for ms in steps]} "
+                f"(first tile request after {_median(firsts)} ms, last "
+                f"tile answered after {_median(lasts)} ms, medians), "
+                f"tiles per step {result['zoom_step_tiles']}; duplicate requests "
+                f"{result['duplicate_requests']}",
+                flush=True,
+            )
+        browser.close()
 
 
 def _median(values: list[float]) -> str:
@@ -135,7 +189,15 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--settings", type=json.loads, default={})
     ap.add_argument("--smoke", action="store_true", help="tiny generated slide, one step")
+    ap.add_argument(
+        "--via",
+        default="direct",
+        help="comma-separated: direct (the hub itself), h2 or h1 (nginx with TLS in front)",
+    )
     args = ap.parse_args()
+    vias = args.via.split(",")
+    if not set(vias) <= {"direct", "h1", "h2"}:
+        ap.error(f"--via {args.via!r}: each of direct, h1, h2")
     with tempfile.TemporaryDirectory() as tmp:
         if args.smoke:
             args.slide = Path(tmp) / "smoke.tiff"
@@ -153,40 +215,14 @@ def main() -> int:
         port = free_port()
         server = subprocess.Popen([PY, "-m", "iain.cli", "serve", "--port", str(port)], env=env)
         try:
-            base = f"http://127.0.0.1:{port}"
-            wait_for(f"{base}/api/health", server)
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-                runs = [
-                    ("cold server cache, zoom without animation", False),
-                    ("warm server cache, zoom without animation", False),
-                    ("warm server cache, animated zoom", True),
-                ]
-                for state, animated in runs:
-                    # A fresh browser context each time: no browser cache, like a new tab.
-                    context = browser.new_context(viewport={"width": 1920, "height": 1080})
-                    page = context.new_page()
-                    sign_in(page, base)
-                    url = f"{base}/viewer/{slide_id}"
-                    result = visit(page, url, args.steps, animated, args.settings)
-                    context.close()
-                    steps = result["zoom_step_ms"]
-                    firsts = result["first_request_ms"]
-                    lasts = result["last_response_ms"]
-                    assert isinstance(steps, list)
-                    assert isinstance(firsts, list) and isinstance(lasts, list)
-                    print(
-                        f"{state}: first complete viewport {result['first_viewport_ms']:.0f} ms "
-                        f"({result['first_viewport_tiles']} tiles); zoom step median "
-                        f"{statistics.median(steps):.0f} ms, max {max(steps):.0f} ms "
-                        f"{[round(ms) for ms in steps]} "
-                        f"(first tile request after {_median(firsts)} ms, last "
-                        f"tile answered after {_median(lasts)} ms, medians), "
-                        f"tiles per step {result['zoom_step_tiles']}; duplicate requests "
-                        f"{result['duplicate_requests']}",
-                        flush=True,
-                    )
-                browser.close()
+            wait_for(f"http://127.0.0.1:{port}/api/health", server)
+            for via in vias:
+                if via == "direct":
+                    measure(f"http://127.0.0.1:{port}", via, slide_id, args)
+                    continue
+                home = Path(tmp) / f"nginx-{via}"
+                with TlsProxy(home, free_port(), port, http2=via == "h2") as proxy:
+                    measure(proxy.base, via, slide_id, args)
         finally:
             server.terminate()
             server.wait(20)

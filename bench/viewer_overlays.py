@@ -152,7 +152,7 @@ def main() -> int:
         cells = cell_features(slide.width, slide.height, count=10_000, seed=11)
         add_features(store, catalogue, slide_id, cells, name="Cells", class_colours=CLASS_COLOURS)
         # The browser is a pathologist of the slide's centre, with an API token.
-        identities = Identities(catalogue)
+        identities = Identities(catalogue.db)
         identities.add_user("bench.pathologist", slide.centre, ["pathologist"])
         token = identities.create_token("bench.pathologist")[1]
         port = free_port()

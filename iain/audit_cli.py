@@ -16,6 +16,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from exchange.audit import chain as audit
+from exchange.audit.actions import AuditAction
 from exchange.core.models import AuditEvent, User
 from exchange.slides.catalogue import Catalogue
 from iain.cli_settings import settings_or_exit
@@ -77,7 +78,7 @@ def show_command(
         names = {user_id: username for user_id, username in found}
     table = Table("seq", "at (UTC)", "user", "centre", "action", "target", "detail")
     for event in reversed(events):
-        at = event.at if event.at.tzinfo else event.at.replace(tzinfo=UTC)
+        at = event.at
         table.add_row(
             str(event.seq),
             at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
@@ -124,7 +125,7 @@ def export_command(
             count = writer(audit.events_between(session, start, end), stream)
             audit.record(
                 session,
-                "audit_export",
+                AuditAction.AUDIT_EXPORT,
                 target_type="audit",
                 detail={
                     "since": start.isoformat(),

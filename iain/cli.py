@@ -19,6 +19,7 @@ from rich.progress import (
 
 from exchange.core.db import DatabaseProblem
 from exchange.core.errors import ExchangeError
+from exchange.core.statuses import ConversionStatus
 from exchange.slides.catalogue import Catalogue
 from exchange.slides.conversion import convert_now, requeue
 from exchange.slides.ingest import ingest_path
@@ -130,9 +131,9 @@ def _convert(settings: Settings, catalogue: Catalogue, slide_id: str, name: str)
             slide_id,
             on_progress=lambda percent: bar.update(task, completed=percent),
         )
-    if outcome.status == "ready":
+    if outcome.status == ConversionStatus.READY:
         err.print(f"  {slide_id}: pyramid ready")
-    elif outcome.status == "skipped":
+    elif outcome.status == ConversionStatus.SKIPPED:
         err.print(f"  {slide_id}: no conversion needed ({outcome.detail})")
     else:
         err.print(
@@ -255,7 +256,7 @@ def watch(
     once: Annotated[bool, typer.Option(help="ingest what is complete now, then exit")] = False,
 ) -> None:
     """Ingest every slide dropped into FOLDER once; failures go to FOLDER/failed/."""
-    from iain.watch import FolderBusy, Watcher
+    from exchange.slides.watch import FolderBusy, Watcher
 
     settings = settings_or_exit()
     try:

@@ -66,7 +66,7 @@ def _seed_users(settings: Settings, catalogue: Catalogue, console: Console) -> N
     if settings.mode != "development":
         console.print("(production mode: no demo accounts; add users with `iain users add`)")
         return
-    identities = Identities(catalogue)
+    identities = Identities(catalogue.db)
     for username, centre, name, password in DEMO_USERS:
         if identities.user(username) is None:
             identities.add_user(

@@ -9,9 +9,10 @@ import typer
 from rich.console import Console
 
 from exchange.audit import chain as audit
+from exchange.audit.actions import AuditAction
+from exchange.core.db import Database
 from exchange.core.models import User
 from exchange.identity.sessions import LoginThrottle, Sessions, end_sessions_of
-from exchange.slides.catalogue import Catalogue
 from iain.cli_settings import settings_or_exit
 from iain.settings import Settings
 
@@ -21,8 +22,8 @@ out = Console()
 
 
 def _sessions(settings: Settings) -> Sessions:
-    catalogue = Catalogue.open(settings.database_url)
-    return Sessions(catalogue, lifetime=timedelta(hours=settings.session_hours))
+    lifetime = timedelta(hours=settings.session_hours)
+    return Sessions(Database.open(settings.database_url), lifetime=lifetime)
 
 
 def _when(moment: datetime) -> str:
@@ -56,7 +57,7 @@ def end_sessions(
 ) -> None:
     """End every live session of a user: their browsers are logged out within a second."""
     sessions = _sessions(settings_or_exit())
-    catalogue = sessions.catalogue
+    catalogue = sessions.db
     with catalogue.session() as session, session.begin():
         user = session.query(User).filter_by(username=username.strip().lower()).one_or_none()
         if user is None:
@@ -65,7 +66,7 @@ def end_sessions(
         ended = end_sessions_of(session, user.id)
         audit.record(
             session,
-            "sessions_ended",
+            AuditAction.SESSIONS_ENDED,
             target_type="user",
             target_id=user.id,
             detail={"via": "cli", "sessions": ended},
@@ -80,7 +81,7 @@ def prune_sessions() -> None:
     sessions = _sessions(settings)
     removed = sessions.prune()
     throttle = LoginThrottle(
-        sessions.catalogue,
+        sessions.db,
         settings.login_max_failures,
         settings.login_window_s,
         secret=settings.secret_key.get_secret_value().encode(),

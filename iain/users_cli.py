@@ -9,11 +9,12 @@ import typer
 from rich.console import Console
 
 from exchange.audit import chain as audit
+from exchange.audit.actions import AuditAction
+from exchange.core.db import Database
 from exchange.core.errors import ExchangeError
 from exchange.core.models import User
 from exchange.identity.accounts import Identities, parse_roles, revoke_tokens_of, weak_password
 from exchange.identity.sessions import end_sessions_of
-from exchange.slides.catalogue import Catalogue
 from iain.cli_settings import settings_or_exit
 
 users_cli = typer.Typer(no_args_is_help=True, help="Local accounts.")
@@ -24,7 +25,7 @@ out = Console()
 
 def _identities() -> Identities:
     settings = settings_or_exit()
-    return Identities(Catalogue.open(settings.database_url))
+    return Identities(Database.open(settings.database_url))
 
 
 def _fail(message: str) -> typer.Exit:
@@ -62,7 +63,7 @@ def add_user(
     identities = _identities()
     try:
         parse_roles(role)
-        identities.catalogue.check_centre(centre)
+        identities.db.check_centre(centre)
         password = _read_password(username, password_stdin)
         user = identities.add_user(
             username, centre, role, password=password, display_name=name, rpps=rpps
@@ -77,7 +78,7 @@ def add_user(
 def list_users() -> None:
     """List the accounts."""
     identities = _identities()
-    with identities.catalogue.session() as session:
+    with identities.db.session() as session:
         users = session.query(User).order_by(User.centre, User.username).all()
     for user in users:
         how = "password" if user.password_hash else ("oidc" if user.oidc_subject else "-")
@@ -92,8 +93,8 @@ def list_users() -> None:
 def _set_active(username: str, active: bool) -> None:
     """Disabling refuses the account's logins, ends its sessions and revokes its tokens, in
     one transaction with its audit row; every hub process sees it within a second."""
-    catalogue = _identities().catalogue
-    with catalogue.session() as session, session.begin():
+    db = _identities().db
+    with db.session() as session, session.begin():
         user = session.query(User).filter_by(username=username.strip().lower()).one_or_none()
         if user is None:
             raise _fail(f"no user {username!r}")
@@ -105,7 +106,7 @@ def _set_active(username: str, active: bool) -> None:
         revoked = [] if active else revoke_tokens_of(session, user.id)
         audit.record(
             session,
-            "user_enabled" if active else "user_disabled",
+            AuditAction.USER_ENABLED if active else AuditAction.USER_DISABLED,
             target_type="user",
             target_id=user.id,
             detail={"via": "cli", "sessions_ended": ended, "tokens_revoked": revoked},

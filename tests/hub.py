@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from exchange.core.db import Database
 from exchange.identity.accounts import Identities
 from exchange.slides.catalogue import Catalogue
 from exchange.slides.ingest import ingest_path
@@ -34,7 +35,7 @@ def token_for(
     roles: tuple[str, ...] = ("pathologist",),
 ) -> str:
     """An API token of `username` (created, with `centre` and `roles`, if new)."""
-    identities = Identities(Catalogue.open(settings.database_url))
+    identities = Identities(Database.open(settings.database_url))
     if identities.user(username) is None:
         identities.add_user(username, centre, roles)
     return identities.create_token(username)[1]

@@ -92,16 +92,11 @@ class SlideAccess:
         return self.slide.id if self.full else (self.slide.public_id or "")
 
 
-def aware(moment: datetime) -> datetime:
-    # SQLite gives naive datetimes back: they were written in UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def is_live(grant: Grant, now: datetime | None = None) -> bool:
     now = now or datetime.now(UTC)
     if grant.revoked_at is not None:
         return False
-    return grant.expires_at is None or aware(grant.expires_at) > now
+    return grant.expires_at is None or grant.expires_at > now
 
 
 def _received(principal: Principal) -> ColumnElement[bool]:
@@ -217,7 +212,7 @@ class Policy:
     # -- actions ------------------------------------------------------------------------
 
     def may_upload(self, principal: Principal, centre: str) -> None:
-        self.catalogue.check_centre(centre)  # an unknown centre is a 400, not a 403
+        self.catalogue.db.check_centre(centre)  # an unknown centre is a 400, not a 403
         if centre != principal.centre or not principal.has(*UPLOAD_ROLES):
             raise Forbidden(f"you may not add slides to centre {centre!r}")
 

@@ -10,10 +10,7 @@ it is the viewer's job."""
 
 from __future__ import annotations
 
-import math
-import secrets
-import string
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +20,10 @@ from sqlalchemy.orm import Session
 
 from exchange.annotations.measure import geometry_area_mm2, line_length_um
 from exchange.audit import chain as audit
+from exchange.audit.actions import AuditAction
 from exchange.core.errors import ExchangeError
+from exchange.core.geojson import GeometryRules, InvalidGeometry, check_geometry
+from exchange.core.ids import new_id
 from exchange.core.models import Annotation, Slide, utcnow
 from exchange.core.principal import Principal
 from exchange.slides.catalogue import Catalogue
@@ -47,8 +47,6 @@ MAX_COMMENT = 10_000
 MAX_VERTICES = 100_000
 MAX_IMPORT_FEATURES = 200_000
 
-_ID_ALPHABET = string.ascii_lowercase + string.digits
-
 
 class AnnotationNotFound(ExchangeError):
     """No annotation with this id on this slide."""
@@ -70,7 +68,7 @@ class StaleAnnotation(ExchangeError):
 
 @dataclass(frozen=True)
 class AnnotationData:
-    """What a client sets on an annotation; geometry already shape-checked."""
+    """What a client sets on an annotation; the geometry is checked against the slide."""
 
     kind: str
     geometry: dict[str, Any]
@@ -80,7 +78,7 @@ class AnnotationData:
 
 
 def new_annotation_id() -> str:
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
+    return new_id(16)  # a slide may hold 100,000 of them: more bits than other records
 
 
 # --- Reading ---------------------------------------------------------------------------------
@@ -138,7 +136,7 @@ def _changed(
         detail["annotations"] = list(annotation_ids)
     audit.record(
         session,
-        f"annotation_{action}",
+        AuditAction(f"annotation_{action}"),
         actor=actor,
         target_type="slide",
         target_id=slide.id,
@@ -160,13 +158,13 @@ def create_annotations(
         now = utcnow()
         rows = []
         for index, item in enumerate(items):
-            _check(slide, item, index if len(items) > 1 else None)
+            geometry = _check(slide, item, index if len(items) > 1 else None)
             rows.append(
                 Annotation(
                     id=new_annotation_id(),
                     slide_id=slide_id,
                     kind=item.kind,
-                    geometry=item.geometry,
+                    geometry=geometry,
                     label=item.label,
                     colour=item.colour,
                     comment=item.comment,
@@ -199,7 +197,7 @@ def replace_annotation(
     with catalogue.session() as session, session.begin():
         slide = _slide(session, slide_id)
         row = _annotation(session, slide_id, annotation_id)
-        _check(slide, item, None)
+        geometry = _check(slide, item, None)
         current = row.version
         if expected_version is not None and expected_version != current:
             raise StaleAnnotation(_stale_message(annotation_id, expected_version, current))
@@ -209,7 +207,7 @@ def replace_annotation(
             .where(Annotation.id == annotation_id, Annotation.version == current)
             .values(
                 kind=item.kind,
-                geometry=item.geometry,
+                geometry=geometry,
                 label=item.label,
                 colour=item.colour,
                 comment=item.comment,
@@ -251,46 +249,28 @@ def _stale_message(annotation_id: str, expected: int, current: int) -> str:
 # --- Checks that need the slide ---------------------------------------------------------------
 
 
-def margin(size: int) -> float:
-    """How far off the image a position may lie (a click on the very edge, a rounding)."""
-    return max(16.0, 0.01 * size)
-
-
-def positions(geometry: dict[str, Any]) -> Iterator[Sequence[float]]:
-    coords = geometry["coordinates"]
-    kind = geometry["type"]
-    if kind == "Point":
-        yield coords
-    elif kind == "LineString":
-        yield from coords
-    elif kind == "Polygon":
-        for ring in coords:
-            yield from ring
-    elif kind == "MultiPolygon":
-        for polygon in coords:
-            for ring in polygon:
-                yield from ring
-
-
-def _check(slide: Slide, item: AnnotationData, index: int | None) -> None:
+def _check(slide: Slide, item: AnnotationData, index: int | None) -> dict[str, Any]:
+    """The item's geometry as stored (exchange.core.geojson), or InvalidAnnotation."""
     where = "" if index is None else f"feature {index}: "
-    gtype = item.geometry.get("type")
     allowed = KIND_GEOMETRIES.get(item.kind)
     if allowed is None:
         raise InvalidAnnotation(f"{where}unknown kind {item.kind!r} (known: {', '.join(KINDS)})")
+    gtype = item.geometry.get("type")
     if gtype not in allowed:
         raise InvalidAnnotation(f"{where}a {item.kind} needs a {' or '.join(allowed)} geometry")
-    mx, my = margin(slide.width), margin(slide.height)
-    x_lo, x_hi, y_lo, y_hi = -mx, slide.width + mx, -my, slide.height + my
-    for pos in positions(item.geometry):
-        x, y = pos[0], pos[1]
-        if not (math.isfinite(x) and math.isfinite(y)):
-            raise InvalidAnnotation(f"{where}coordinates must be finite numbers")
-        if not (x_lo <= x <= x_hi and y_lo <= y <= y_hi):
-            raise InvalidAnnotation(
-                f"{where}position ({x:g}, {y:g}) lies outside the slide "
-                f"({slide.width}×{slide.height} px at level 0)"
-            )
+    rules = GeometryRules(
+        slide.width,
+        slide.height,
+        types=frozenset(allowed),
+        max_positions=MAX_VERTICES,
+        # A click on the very edge, a rounding: 1 % of the side off the image, 16 px at least.
+        margin_fraction=0.01,
+        margin_px=16.0,
+    )
+    try:
+        return check_geometry(item.geometry, rules)
+    except InvalidGeometry as exc:
+        raise InvalidAnnotation(f"{where}{exc.message}") from None
 
 
 # --- GeoJSON out ------------------------------------------------------------------------------
@@ -314,9 +294,6 @@ def feature(row: Annotation, slide: Slide) -> dict[str, Any]:
 
 
 def _iso(moment: datetime) -> str:
-    # SQLite gives back naive datetimes; they were written in UTC.
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 

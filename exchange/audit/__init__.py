@@ -1,1 +1,2 @@
-"""The audit trail: a hash chain of events, and what is recorded of views of shared slides."""
+"""The audit trail: a hash chain of events, the list of actions it records, and what is
+recorded of views of shared slides."""

@@ -38,9 +38,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from exchange.audit.actions import AuditAction
+from exchange.core.db import Database
 from exchange.core.models import AuditEvent, AuditHead, AuditView
 from exchange.core.principal import Principal
-from exchange.slides.catalogue import Catalogue
 
 GENESIS = "0" * 64
 HEAD_ID = 1
@@ -68,11 +69,6 @@ EXPORT_COLUMNS = (
 log = logging.getLogger(__name__)
 
 
-def _utc(moment: datetime) -> datetime:
-    # SQLite gives back naive datetimes; they were written in UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(f"{prev_hash}|{canonical}".encode()).hexdigest()
@@ -81,7 +77,7 @@ def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
 def hashed_fields(event: AuditEvent) -> dict[str, Any]:
     return {
         "seq": event.seq,
-        "at": _utc(event.at).astimezone(UTC).isoformat(timespec="microseconds"),
+        "at": event.at.astimezone(UTC).isoformat(timespec="microseconds"),
         "actor_id": event.actor_id,
         "actor_centre": event.actor_centre,
         "action": event.action,
@@ -140,7 +136,7 @@ def _lock_head(session: Session) -> AuditHead:
 
 def record(
     session: Session,
-    action: str,
+    action: AuditAction,
     *,
     actor: Principal | None = None,
     target_type: str = "",
@@ -172,10 +168,10 @@ def record(
     return event
 
 
-def record_now(catalogue: Catalogue, action: str, **fields: Any) -> AuditEvent:
+def record_now(db: Database, action: AuditAction, **fields: Any) -> AuditEvent:
     """`record` in a transaction of its own: for actions that write nothing else (a view,
     an export)."""
-    with catalogue.session() as session, session.begin():
+    with db.session() as session, session.begin():
         return record(session, action, **fields)
 
 
@@ -234,7 +230,7 @@ def events_between(
         query = query.where(AuditEvent.at < until)
     for event in session.scalars(query.execution_options(yield_per=1000)):
         row = {column: getattr(event, column) for column in EXPORT_COLUMNS}
-        row["at"] = _utc(event.at).astimezone(UTC).isoformat(timespec="microseconds")
+        row["at"] = event.at.astimezone(UTC).isoformat(timespec="microseconds")
         yield row
 
 
@@ -292,7 +288,7 @@ def prune(session: Session, retention_days: int, now: datetime | None = None) ->
     views = _rowcount(session.execute(delete(AuditView).where(AuditView.at < cutoff)))
     record(
         session,
-        "audit_prune",
+        AuditAction.AUDIT_PRUNE,
         target_type="audit",
         detail={"retention_days": retention_days, "events": events, "through_seq": through},
     )
@@ -336,8 +332,8 @@ class SharedViews:
     process costs a dict lookup; a new one writes its key and event in one transaction (a key
     another process wrote first makes that transaction fail on the unique key: no event)."""
 
-    def __init__(self, catalogue: Catalogue) -> None:
-        self._catalogue = catalogue
+    def __init__(self, db: Database) -> None:
+        self._db = db
         self._seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -367,7 +363,7 @@ class SharedViews:
         session_key = viewing_session(principal)
         wrote = False
         try:
-            with self._catalogue.session() as session, session.begin():
+            with self._db.session() as session, session.begin():
                 session.add(
                     AuditView(
                         user_id=principal.user_id,
@@ -379,7 +375,7 @@ class SharedViews:
                 session.flush()  # the unique key first: a duplicate writes no event
                 record(
                     session,
-                    "view_shared_slide",
+                    AuditAction.VIEW_SHARED_SLIDE,
                     actor=principal,
                     target_type="slide",
                     target_id=slide_id,

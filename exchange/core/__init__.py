@@ -1,2 +1,3 @@
-"""What every part of the hub stands on: the database schema (models, migrations, engines),
-the error base class, the caller (principal and roles), the centres."""
+"""What every part of the hub stands on: the database (models, migrations, `Database`), the
+UTC time column type, record ids, slide and conversion statuses, the error base class, the
+caller (principal and roles), the centres, and the one GeoJSON geometry check."""

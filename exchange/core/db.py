@@ -1,4 +1,5 @@
-"""Database engines and schema migrations (Alembic, exchange/migrations).
+"""The database: `Database` (engine, sessions, the centres), engines and schema
+migrations (Alembic, exchange/core/migrations).
 
 SQLite (embedded default: WAL, durable commits) and PostgreSQL (`postgresql+psycopg://`)
 get the same schema through the same revisions; `upgrade` brings any database to the
@@ -9,16 +10,21 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
+from exchange.core.centres import SEED_CENTRES
+from exchange.core.errors import UnknownCentre
 from exchange.core.migrations.baseline import SCHEMA as BASELINE
+from exchange.core.models import Centre
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 BASELINE_REVISION = "0001"
@@ -40,6 +46,48 @@ class SchemaTooOld(DatabaseProblem):
 
 class SchemaTooNew(DatabaseProblem):
     """A database migrated by a newer version of IAIN than this one."""
+
+
+class Database:
+    """The hub's database: every service gets this handle, and nothing else of the others',
+    to open its sessions (`with db.session() as session, session.begin(): ...`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        # Services may listen to its events (the slide catalogue listens to commits).
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str) -> Database:
+        """The database at `url`, migrated to the newest schema, the centres seeded."""
+        database = cls(make_engine(url))
+        database.create_schema()
+        return database
+
+    def create_schema(self) -> None:
+        if not is_current(self.engine):
+            upgrade(self.engine.url.render_as_string(hide_password=False))
+        try:
+            with self.sessions.begin() as session:
+                known = set(session.scalars(select(Centre.code)))
+                for code, name, city in SEED_CENTRES:
+                    if code not in known:
+                        session.add(Centre(code=code, name=name, city=city))
+        except IntegrityError:
+            pass  # another process opening the new database seeded them at the same moment
+
+    def session(self) -> Session:
+        return self.sessions()
+
+    def centres(self) -> Sequence[Centre]:
+        with self.session() as session:
+            return session.scalars(select(Centre).order_by(Centre.code)).all()
+
+    def check_centre(self, code: str) -> None:
+        with self.session() as session:
+            if session.get(Centre, code) is None:
+                known = ", ".join(c.code for c in self.centres())
+                raise UnknownCentre(f"unknown centre {code!r} (known: {known})")
 
 
 def _sqlite_path(url: str) -> str:

@@ -17,11 +17,36 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A moment, stored in UTC and read back aware (UTC) on both databases: SQLite keeps no
+    zone and gave naive datetimes back, which every reader had to patch by hand. A naive
+    datetime written is taken as UTC, as the hub always meant it."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -60,7 +85,7 @@ class Slide(Base):
     index_key: Mapped[str | None] = mapped_column(String(1000), default=None)
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # The de-identified view's address: random, unrelated to `id` (see tiles.deid).
     public_id: Mapped[str | None] = mapped_column(String(32), unique=True, index=True, default=None)
     # Allow-listed metadata for the de-identified view (tiles.deid.public_metadata).
@@ -86,8 +111,8 @@ class Annotation(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     # Optimistic concurrency: every write bumps it; a write naming an older one is refused.
     version: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Overlay(Base):
@@ -110,7 +135,7 @@ class Overlay(Base):
     height: Mapped[int | None] = mapped_column(Integer, default=None)
     colour_map: Mapped[str | None] = mapped_column(String(32), default=None)
     feature_count: Mapped[int | None] = mapped_column(Integer, default=None)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Upload(Base):
@@ -126,7 +151,7 @@ class Upload(Base):
     part_size: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(20), default="open")  # open, complete, failed
     error: Mapped[str | None] = mapped_column(Text, default=None)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class UploadFile(Base):
@@ -182,7 +207,7 @@ class Conversion(Base):
     pyramid_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     pyramid_levels: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     seconds: Mapped[float | None] = mapped_column(Float, default=None)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 # -- identity, access and audit (see exchange/core/principal.py, policy.py, audit.py) ---------
@@ -208,7 +233,7 @@ class User(Base):
         String(500), unique=True, index=True, default=None
     )
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class ApiToken(Base):
@@ -222,10 +247,10 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     # Empty: everything the user may do; else a subset, e.g. ["tiles:read"].
     scopes: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
-    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class LoginSession(Base):
@@ -237,9 +262,9 @@ class LoginSession(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     secret_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     csrf_token: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class LoginFailure(Base):
@@ -253,7 +278,7 @@ class LoginFailure(Base):
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
     key: Mapped[str] = mapped_column(String(64), index=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
 class Case(Base):
@@ -267,7 +292,7 @@ class Case(Base):
     reference: Mapped[str] = mapped_column(String(100))
     organ: Mapped[str] = mapped_column(String(100), default="")
     specimen_type: Mapped[str] = mapped_column(String(100), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Grant(Base):
@@ -294,9 +319,9 @@ class Grant(Base):
     )
     purpose: Mapped[str] = mapped_column(String(30))  # second_opinion, teaching, tumour_board
     legal_basis: Mapped[str] = mapped_column(String(500), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class AuditEvent(Base):
@@ -307,7 +332,7 @@ class AuditEvent(Base):
     seq: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     actor_id: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
     actor_centre: Mapped[str | None] = mapped_column(String(32), default=None)
     # login, login_failed, grant, revoke, view_shared_slide, view_label, annotation_*, export...
@@ -334,7 +359,7 @@ class AuditHead(Base):
     last_hash: Mapped[str] = mapped_column(String(64))
     floor_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     floor_hash: Mapped[str] = mapped_column(String(64))
-    pruned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class AuditView(Base):
@@ -346,4 +371,4 @@ class AuditView(Base):
     user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     slide_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     viewing_session: Mapped[str] = mapped_column(String(100), primary_key=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)

@@ -1,2 +1,3 @@
 """Who is calling: local accounts and API tokens, login sessions and the login throttle,
-OpenID Connect, and the watch for credentials revoked by other processes."""
+OpenID Connect, logging in and out (exchange.identity.login), and the watch for
+credentials revoked by other processes."""

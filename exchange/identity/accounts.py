@@ -22,10 +22,11 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from exchange.core.db import Database
 from exchange.core.errors import ExchangeError
+from exchange.core.ids import new_id
 from exchange.core.models import ApiToken, LoginSession, User
 from exchange.core.principal import Principal, Role
-from exchange.slides.catalogue import Catalogue, new_slide_id
 
 TOKEN_PREFIX = "iain_"
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._@-]{1,149}")
@@ -120,8 +121,8 @@ class RevocationWatch:
     a logout or revocation through this process): a lookup that read its row before such a
     change does not cache it, and the fast path drops what it remembered."""
 
-    def __init__(self, catalogue: Catalogue) -> None:
-        self.catalogue = catalogue
+    def __init__(self, db: Database) -> None:
+        self.db = db
         # On the time.monotonic() clock: until then the caches may answer (see `sync`).
         self.fresh_until = -math.inf
         self._lock = threading.Lock()
@@ -150,7 +151,7 @@ class RevocationWatch:
             # Far enough back for clocks of two machines a little apart: the rows'
             # revoked_at come from the clock of whoever revoked.
             since = datetime.now(UTC) - timedelta(seconds=REVOCATION_LOOKBACK_S)
-            with self.catalogue.session() as session:
+            with self.db.session() as session:
                 tokens = frozenset(
                     session.scalars(select(ApiToken.id).where(ApiToken.revoked_at >= since))
                 )
@@ -167,14 +168,14 @@ class RevocationWatch:
 
 
 class Identities:
-    """Users and API tokens, in the catalogue's database."""
+    """Users and API tokens, in the hub's database."""
 
-    def __init__(self, catalogue: Catalogue, revocations: RevocationWatch | None = None) -> None:
-        self.catalogue = catalogue
+    def __init__(self, db: Database, revocations: RevocationWatch | None = None) -> None:
+        self.db = db
         # Token hash -> (caller, when cached, when the token expires).
         self._tokens: dict[str, tuple[Principal, float, datetime | None]] = {}
         self._lock = threading.Lock()
-        self.revocations = revocations or RevocationWatch(catalogue)
+        self.revocations = revocations or RevocationWatch(db)
         self.revocations.subscribe(lambda revoked: self.forget_tokens(revoked.tokens))
 
     def add_user(
@@ -196,9 +197,9 @@ class Identities:
             raise IdentityError("an RPPS number has 11 digits")
         if password is not None and len(password) < 8:
             raise IdentityError("a password has at least 8 characters")
-        self.catalogue.check_centre(centre)
+        self.db.check_centre(centre)
         user = User(
-            id=new_slide_id(),
+            id=new_id(),
             username=username,
             centre=centre,
             roles=[r.value for r in parse_roles(roles)],
@@ -206,14 +207,14 @@ class Identities:
             rpps=rpps,
             password_hash=_HASHER.hash(password) if password is not None else None,
         )
-        with self.catalogue.session() as session, session.begin():
+        with self.db.session() as session, session.begin():
             if session.scalar(select(User.id).where(User.username == username)) is not None:
                 raise IdentityError(f"user {username!r} exists already")
             session.add(user)
         return user
 
     def user(self, username: str) -> User | None:
-        with self.catalogue.session() as session:
+        with self.db.session() as session:
             return session.scalar(select(User).where(User.username == username.strip().lower()))
 
     def check_password(self, username: str, password: str) -> User | None:
@@ -238,18 +239,18 @@ class Identities:
             raise IdentityError(f"no user {username!r}")
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         token = ApiToken(
-            id=new_slide_id(),
+            id=new_id(),
             user_id=user.id,
             token_hash=hash_secret(secret),
             name=name,
             scopes=sorted(set(scopes)),
         )
-        with self.catalogue.session() as session, session.begin():
+        with self.db.session() as session, session.begin():
             session.add(token)
         return token, secret
 
     def revoke_token(self, token_id: str) -> bool:
-        with self.catalogue.session() as session, session.begin():
+        with self.db.session() as session, session.begin():
             token = session.get(ApiToken, token_id)
             if token is None or token.revoked_at is not None:
                 return False
@@ -275,11 +276,11 @@ class Identities:
             principal, _, expires_at = cached
             return principal if expires_at is None or expires_at > datetime.now(UTC) else None
         generation = self.revocations.generation  # before the query: see the insert below
-        with self.catalogue.session() as session:
+        with self.db.session() as session:
             token = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
             if token is None or token.revoked_at is not None:
                 return None
-            expires_at = _aware(token.expires_at) if token.expires_at is not None else None
+            expires_at = token.expires_at
             if expires_at is not None and expires_at <= datetime.now(UTC):
                 return None
             user = session.get(User, token.user_id)
@@ -303,8 +304,3 @@ def revoke_tokens_of(session: Session, user_id: str) -> list[str]:
     for token in tokens:
         token.revoked_at = now
     return [token.id for token in tokens]
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite gives naive datetimes back: they were written in UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -29,9 +29,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from exchange.core.errors import ExchangeError
+from exchange.core.ids import new_id
 from exchange.core.models import Centre, User
 from exchange.core.principal import Role
-from exchange.slides.catalogue import new_slide_id
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +304,7 @@ class OidcClient:
                 # A local account has this name: the provider's user gets a distinct one.
                 username = f"{claimed.username[:140]}-{secrets.token_hex(3)}"
             user = User(
-                id=new_slide_id(),
+                id=new_id(),
                 username=username,
                 centre=claimed.centre,
                 roles=claimed.roles,

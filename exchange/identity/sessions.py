@@ -26,10 +26,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
+from exchange.core.db import Database
+from exchange.core.ids import new_id
 from exchange.core.models import LoginFailure, LoginSession, User
 from exchange.core.principal import Principal
 from exchange.identity.accounts import RevocationWatch, hash_secret, principal_of
-from exchange.slides.catalogue import Catalogue, new_slide_id
 
 SESSION_COOKIE = "iain_session"
 CSRF_HEADER = "x-csrf-token"
@@ -69,20 +70,20 @@ class SessionInfo:
 
 
 class Sessions:
-    """Login sessions, in the catalogue's database."""
+    """Login sessions, in the hub's database."""
 
     def __init__(
         self,
-        catalogue: Catalogue,
+        db: Database,
         *,
         lifetime: timedelta,
         revocations: RevocationWatch | None = None,
     ) -> None:
-        self.catalogue = catalogue
+        self.db = db
         self.lifetime = lifetime
         self._cache: dict[str, tuple[ActiveSession, float]] = {}
         self._lock = threading.Lock()
-        self.revocations = revocations or RevocationWatch(catalogue)
+        self.revocations = revocations or RevocationWatch(db)
         self.revocations.subscribe(lambda revoked: self.forget(*revoked.sessions))
         self._last_prune = -math.inf
 
@@ -91,7 +92,7 @@ class Sessions:
         the row, and the cookie's secret (never stored)."""
         secret = secrets.token_urlsafe(32)
         row = LoginSession(
-            id=new_slide_id(),
+            id=new_id(),
             user_id=user.id,
             secret_hash=hash_secret(secret),
             csrf_token=secrets.token_urlsafe(32),
@@ -113,11 +114,11 @@ class Sessions:
             active = cached[0]
             return active if active.expires_at > datetime.now(UTC) else None
         generation = self.revocations.generation  # before the query: see the insert below
-        with self.catalogue.session() as session:
+        with self.db.session() as session:
             row = session.query(LoginSession).filter_by(secret_hash=digest).one_or_none()
             if row is None or row.revoked_at is not None:
                 return None
-            expires_at = _aware(row.expires_at)
+            expires_at = row.expires_at
             if expires_at <= datetime.now(UTC):
                 return None
             user = session.get(User, row.user_id)
@@ -141,7 +142,7 @@ class Sessions:
 
     def end(self, session_id: str) -> bool:
         """Logs the session out (also what an admin's revocation does)."""
-        with self.catalogue.session() as session, session.begin():
+        with self.db.session() as session, session.begin():
             row = session.get(LoginSession, session_id)
             if row is None or row.revoked_at is not None:
                 return False
@@ -165,16 +166,16 @@ class Sessions:
             query = query.where(User.username == username.strip().lower())
         if not ended:
             query = query.where(LoginSession.revoked_at.is_(None), LoginSession.expires_at > now)
-        with self.catalogue.session() as session:
+        with self.db.session() as session:
             rows = session.execute(query.order_by(LoginSession.created_at.desc())).all()
         return [
             SessionInfo(
                 id=row.id,
                 username=user.username,
                 centre=user.centre,
-                created_at=_aware(row.created_at),
-                expires_at=_aware(row.expires_at),
-                ended_at=_aware(row.revoked_at) if row.revoked_at is not None else None,
+                created_at=row.created_at,
+                expires_at=row.expires_at,
+                ended_at=row.revoked_at,
             )
             for row, user in rows
         ]
@@ -183,7 +184,7 @@ class Sessions:
         """Deletes expired sessions, and ended ones once every hub process saw them end:
         how many."""
         now = now or datetime.now(UTC)
-        with self.catalogue.session() as session, session.begin():
+        with self.db.session() as session, session.begin():
             result = session.execute(
                 delete(LoginSession).where(
                     or_(
@@ -231,10 +232,8 @@ class LoginThrottle:
     counts the same ones and a restart forgives nothing. Their keys are hashed with the
     hub's secret: a username field may hold a mistyped password."""
 
-    def __init__(
-        self, catalogue: Catalogue, max_failures: int, window_s: float, *, secret: bytes
-    ) -> None:
-        self.catalogue = catalogue
+    def __init__(self, db: Database, max_failures: int, window_s: float, *, secret: bytes) -> None:
+        self.db = db
         self.max_failures = max_failures
         self.window_s = window_s
         self._secret = hashlib.sha256(b"iain-login-throttle|" + secret).digest()
@@ -247,7 +246,7 @@ class LoginThrottle:
         return self._wait([self._key(k) for k in keys], datetime.now(UTC), ())
 
     def _wait(self, hashed: list[str], now: datetime, excluded: Sequence[int]) -> float:
-        with self.catalogue.session() as session:
+        with self.db.session() as session:
             rows = session.execute(
                 select(LoginFailure.key, LoginFailure.at)
                 .where(
@@ -259,7 +258,7 @@ class LoginThrottle:
             ).all()
         wait = 0.0
         for key in hashed:
-            times = [_aware(at) for k, at in rows if k == key]
+            times = [at for k, at in rows if k == key]
             if len(times) >= self.max_failures:
                 # Tries come back once the failures in the window fall below the maximum.
                 leaves = times[len(times) - self.max_failures] + timedelta(seconds=self.window_s)
@@ -273,7 +272,7 @@ class LoginThrottle:
         without room (`wait` > 0) is taken back at once: a refused login is no failure."""
         now = datetime.now(UTC)
         hashed = [self._key(k) for k in keys]
-        with self.catalogue.session() as session, session.begin():
+        with self.db.session() as session, session.begin():
             rows = [LoginFailure(key=h, at=now) for h in hashed]
             session.add_all(rows)
             session.flush()
@@ -287,7 +286,7 @@ class LoginThrottle:
     def failed(self, attempt: LoginAttempt) -> None:
         """The password was wrong: the attempt's rows stay, as its failures."""
         cutoff = datetime.now(UTC) - timedelta(seconds=self.window_s)
-        with self.catalogue.session() as session, session.begin():
+        with self.db.session() as session, session.begin():
             # Failures past the window count no more: the table stays small.
             session.execute(delete(LoginFailure).where(LoginFailure.at <= cutoff))
 
@@ -295,7 +294,7 @@ class LoginThrottle:
         """The attempt was no failure; and `key`'s failures (the username's, not the
         address's) are forgiven."""
         cutoff = datetime.now(UTC) - timedelta(seconds=self.window_s)
-        with self.catalogue.session() as session, session.begin():
+        with self.db.session() as session, session.begin():
             session.execute(
                 delete(LoginFailure).where(
                     or_(
@@ -307,17 +306,12 @@ class LoginThrottle:
             )
 
     def _take_back(self, attempt: LoginAttempt) -> None:
-        with self.catalogue.session() as session, session.begin():
+        with self.db.session() as session, session.begin():
             session.execute(delete(LoginFailure).where(LoginFailure.id.in_(attempt.rows)))
 
     def prune(self) -> int:
         """Deletes failures past the window: how many."""
         cutoff = datetime.now(UTC) - timedelta(seconds=self.window_s)
-        with self.catalogue.session() as session, session.begin():
+        with self.db.session() as session, session.begin():
             result = session.execute(delete(LoginFailure).where(LoginFailure.at <= cutoff))
         return int(getattr(result, "rowcount", 0) or 0)
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite gives naive datetimes back: they were written in UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -23,8 +23,10 @@ import numpy as np
 from sqlalchemy import select
 
 from exchange.core.errors import ExchangeError
+from exchange.core.geojson import GeometryRules, InvalidGeometry, check_geometry
+from exchange.core.ids import new_id
 from exchange.core.models import Overlay, Slide
-from exchange.slides.catalogue import Catalogue, new_slide_id
+from exchange.slides.catalogue import Catalogue
 from storage import ObjectNotFound, ObjectStore
 from tiles.errors import InvalidRequest, SlideNotFound
 from tiles.geometry import Size
@@ -41,15 +43,6 @@ UNCLASSIFIED = "unclassified"
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
            "#bfef45", "#469990", "#9a6324")  # fmt: skip
 _COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
-# Nesting depth of `coordinates` below a position, per geometry type.
-_DEPTH = {
-    "Point": 0,
-    "MultiPoint": 1,
-    "LineString": 1,
-    "MultiLineString": 2,
-    "Polygon": 2,
-    "MultiPolygon": 3,
-}
 
 
 class OverlayNotFound(ExchangeError):
@@ -119,7 +112,7 @@ def add_heatmap(
         raise InvalidOverlay(
             f"a {width}x{height} heatmap is finer than the {slide.width}x{slide.height} slide"
         )
-    overlay_id = new_slide_id()
+    overlay_id = new_id()
     key = overlay_prefix(slide.id, overlay_id) + "heatmap.tiff"
     data = pyramid_tiff(values)
     store.put_bytes(key, data)
@@ -170,7 +163,7 @@ def add_features(
     name = _check_name(name)
     clean, classes = validate_features(features, Size(slide.width, slide.height))
     legend = {"type": "classes", "classes": _class_legend(classes, class_colours or {})}
-    overlay_id = new_slide_id()
+    overlay_id = new_id()
     key = overlay_prefix(slide.id, overlay_id) + "features.geojson"
     data = json.dumps(
         {"type": "FeatureCollection", "features": clean}, separators=(",", ":")
@@ -242,21 +235,12 @@ def validate_features(
 def _feature(item: Any, size: Size) -> dict[str, Any]:
     if not isinstance(item, Mapping) or item.get("type") != "Feature":
         raise InvalidOverlay("not a GeoJSON Feature")
-    geometry = item.get("geometry")
-    if not isinstance(geometry, Mapping):
-        raise InvalidOverlay("a feature needs a geometry")
-    kind = geometry.get("type")
-    if kind not in _DEPTH:
-        raise InvalidOverlay(f"geometry type must be one of {', '.join(_DEPTH)}, not {kind!r}")
-    counter = [0]
-    coords = _coords(geometry.get("coordinates"), _DEPTH[kind], size, counter)
-    if kind == "Polygon":
-        _rings(coords)
-    elif kind == "MultiPolygon":
-        for polygon in coords:
-            _rings(polygon)
-    elif kind in ("LineString",) and len(coords) < 2:
-        raise InvalidOverlay("a LineString needs at least 2 positions")
+    # Every GeoJSON type, strictly inside the slide, positions rounded to 0.01 px.
+    rules = GeometryRules(size.width, size.height, max_positions=MAX_FEATURE_VERTICES, decimals=2)
+    try:
+        geometry = check_geometry(item.get("geometry"), rules)
+    except InvalidGeometry as exc:
+        raise InvalidOverlay(exc.message) from None
     props_in = item.get("properties") or {}
     if not isinstance(props_in, Mapping):
         raise InvalidOverlay("properties must be an object")
@@ -279,42 +263,12 @@ def _feature(item: Any, size: Size) -> dict[str, Any]:
         raise InvalidOverlay("colour must be #rrggbb")
     feature: dict[str, Any] = {
         "type": "Feature",
-        "geometry": {"type": kind, "coordinates": coords},
+        "geometry": geometry,
         "properties": props,
     }
     if isinstance(item.get("id"), str | int) and not isinstance(item.get("id"), bool):
         feature["id"] = item["id"]
     return feature
-
-
-def _coords(value: Any, depth: int, size: Size, counter: list[int]) -> Any:
-    if not isinstance(value, list):
-        raise InvalidOverlay("coordinates must be nested arrays")
-    if depth == 0:
-        if len(value) not in (2, 3):
-            raise InvalidOverlay("a position is [x, y]")
-        x, y = value[0], value[1]
-        for v in (x, y):
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                raise InvalidOverlay("positions must be finite numbers")
-        if not (0 <= x <= size.width and 0 <= y <= size.height):
-            raise InvalidOverlay(
-                f"position ({x}, {y}) is outside the {size.width}x{size.height} slide "
-                "(coordinates are level-0 pixels)"
-            )
-        counter[0] += 1
-        if counter[0] > MAX_FEATURE_VERTICES:
-            raise InvalidOverlay(f"at most {MAX_FEATURE_VERTICES} positions per feature")
-        return [round(float(x), 2), round(float(y), 2)]
-    if not value:
-        raise InvalidOverlay("empty coordinates")
-    return [_coords(v, depth - 1, size, counter) for v in value]
-
-
-def _rings(polygon: list[list[list[float]]]) -> None:
-    for ring in polygon:
-        if len(ring) < 4 or ring[0] != ring[-1]:
-            raise InvalidOverlay("a polygon ring is closed and has at least 4 positions")
 
 
 # -- reading ------------------------------------------------------------------------------

@@ -6,50 +6,31 @@ about the database."""
 from __future__ import annotations
 
 import dataclasses
-import secrets
-import string
 import threading
 import time
 import weakref
 from collections.abc import Sequence
 
 from sqlalchemy import Engine, event, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
-from exchange.core import db
-from exchange.core.centres import SEED_CENTRES
-from exchange.core.db import make_engine
-from exchange.core.errors import UnknownCentre
-from exchange.core.models import Centre, Conversion, Slide
+from exchange.core.db import Database
+from exchange.core.ids import new_public_id
+from exchange.core.models import Conversion, Slide
+from exchange.core.statuses import ConversionStatus, SlideStatus, is_viewable
 from tiles.deid import View, public_metadata
 from tiles.formats import ReaderKind
 from tiles.geometry import Size
 from tiles.ingest import Inspection
 from tiles.location import SlideLocation
 
-_ID_ALPHABET = string.ascii_lowercase + string.digits
-ID_LENGTH = 12
-
-
-# Opaque ids are longer than slide ids (124 random bits): never guessed, never confused.
-PUBLIC_ID_LENGTH = 24
-
-
-def new_slide_id() -> str:
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(ID_LENGTH))
-
-
-def new_public_id() -> str:
-    """The opaque id of a slide's de-identified view: random, so it says nothing of the
-    slide id, the file or the centre."""
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(PUBLIC_ID_LENGTH))
-
 
 class Catalogue:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+    """The slides: what exists, whose, where their bytes are. Its database is `db`."""
+
+    def __init__(self, database: Database) -> None:
+        self.db = database
         # Locations for the tile hot path: id -> (expiry, location). Ready slides keep
         # theirs LOCATION_TTL_S, slides still served from their original (ids in _pending)
         # PENDING_TTL_S.
@@ -59,7 +40,7 @@ class Catalogue:
         # with the expired one meanwhile, rather than all querying the database at once).
         self._refreshing: set[str] = set()
         self._lock = threading.Lock()
-        # A write through this catalogue (a conversion the hub's own worker ends) may make
+        # A write through this database (a conversion the hub's own worker ends) may make
         # a pending slide ready: its tiles switch to the pyramid at once, not a TTL later.
         # The listener holds the catalogue weakly: SQLAlchemy's event registry is global,
         # and a strong reference would keep every catalogue (and its pool's open database
@@ -71,43 +52,24 @@ class Catalogue:
             if method is not None:
                 method(session)
 
-        event.listen(self._sessions, "after_commit", after_commit)
-
-    @classmethod
-    def open(cls, url: str) -> Catalogue:
-        catalogue = cls(make_engine(url))
-        catalogue.create_schema()
-        return catalogue
-
-    def create_schema(self) -> None:
-        """Migrates the database to the newest revision (exchange/migrations), then seeds."""
-        if not db.is_current(self.engine):
-            db.upgrade(self.engine.url.render_as_string(hide_password=False))
-        try:
-            with self._sessions.begin() as session:
-                known = set(session.scalars(select(Centre.code)))
-                for code, name, city in SEED_CENTRES:
-                    if code not in known:
-                        session.add(Centre(code=code, name=name, city=city))
-        except IntegrityError:
-            pass  # another process opening the new database seeded them at the same moment
-        with self._sessions.begin() as session:
+        event.listen(database.sessions, "after_commit", after_commit)
+        with database.sessions.begin() as session:
             # Slides ingested before de-identified views existed get their opaque id now.
             for slide in session.scalars(select(Slide).where(Slide.public_id.is_(None))):
                 slide.public_id = new_public_id()
 
+    @classmethod
+    def open(cls, url: str) -> Catalogue:
+        """The catalogue of the database at `url` (migrated, seeded: Database.open)."""
+        return cls(Database.open(url))
+
+    @property
+    def engine(self) -> Engine:
+        return self.db.engine
+
     def session(self) -> Session:
-        return self._sessions()
-
-    def centres(self) -> Sequence[Centre]:
-        with self.session() as session:
-            return session.scalars(select(Centre).order_by(Centre.code)).all()
-
-    def check_centre(self, code: str) -> None:
-        with self.session() as session:
-            if session.get(Centre, code) is None:
-                known = ", ".join(c.code for c in self.centres())
-                raise UnknownCentre(f"unknown centre {code!r} (known: {known})")
+        """A session of the catalogue's database, for the slide features' own queries."""
+        return self.db.session()
 
     def add_slide(
         self,
@@ -124,7 +86,7 @@ class Catalogue:
             id=loc.slide_id,
             name=name,
             centre=centre,
-            status="queued" if convert else "ready",
+            status=SlideStatus.QUEUED if convert else SlideStatus.READY,
             vendor=props.vendor,
             reader=loc.kind.value,
             width=props.l0_size.width,
@@ -143,11 +105,11 @@ class Catalogue:
             public_id=new_public_id(),
             public_metadata=public_metadata(props),
         )
-        with self._sessions.begin() as session:
+        with self.db.sessions.begin() as session:
             session.add(slide)
             if convert:
                 session.flush()  # the job refers to the slide
-                session.add(Conversion(slide_id=slide.id, status="queued"))
+                session.add(Conversion(slide_id=slide.id, status=ConversionStatus.QUEUED))
         return slide
 
     def get(self, slide_id: str) -> Slide | None:
@@ -196,7 +158,7 @@ class Catalogue:
 
     def _look_up(self, slide_id: str) -> SlideLocation | None:
         found = self.resolve(slide_id)
-        if found is None or found[0].status not in VIEWABLE:
+        if found is None or not is_viewable(found[0].status):
             self._drop(slide_id)
             return None
         slide, view = found
@@ -205,14 +167,14 @@ class Catalogue:
             loc = dataclasses.replace(loc, view=view)
         with self.session() as session:
             conversion = session.get(Conversion, slide.id)
-        if conversion is not None and conversion.status == "ready":
+        if conversion is not None and conversion.status == ConversionStatus.READY:
             loc = pyramid_location(conversion, loc)
         # A ready slide's location is reused for LOCATION_TTL_S: a pyramid built (or a
         # slide removed) by another process sharing the database shows within that time.
         # Until its conversion ends (queued, converting, failed), a slide is served from
         # its original, looked up again after PENDING_TTL_S, so the pyramid takes over
         # soon after it is ready, without three queries per tile meanwhile.
-        ready = slide.status == "ready"
+        ready = slide.status == SlideStatus.READY
         with self._lock:
             ttl = LOCATION_TTL_S if ready else PENDING_TTL_S
             self._locations[slide_id] = (time.monotonic() + ttl, loc)
@@ -250,10 +212,6 @@ LOCATION_TTL_S = 2.0
 # The same for a slide whose pyramid is queued, being built or failed: short, so the switch
 # to a pyramid built by another process stays quick.
 PENDING_TTL_S = 1.0
-
-# Statuses whose slide can be shown: while its pyramid is queued, being built, or could not
-# be built, a slide is served from its original (validated at ingest).
-VIEWABLE = ("ready", "queued", "converting", "failed")
 
 
 def pyramid_location(conversion: Conversion, original: SlideLocation) -> SlideLocation:

@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 
 from exchange.core.models import Conversion, Slide, utcnow
+from exchange.core.statuses import FINISHED, ConversionStatus, SlideStatus
 from exchange.slides.catalogue import Catalogue, location_of
 from storage import ObjectStore, StorageError
 from tiles.errors import TilesError
@@ -127,7 +127,7 @@ class ConversionConfig:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # ready, skipped, failed, queued (a retry)
+    status: ConversionStatus  # ready, skipped, failed, or queued (a retry)
     detail: str | None = None
 
 
@@ -147,7 +147,7 @@ def _set(catalogue: Catalogue, slide_id: str, slide_status: str | None, **fields
             .values(updated_at=utcnow(), **fields)
         )
         if slide_status is not None:
-            error = fields.get("error") if slide_status == "failed" else None
+            error = fields.get("error") if slide_status == SlideStatus.FAILED else None
             session.execute(
                 update(Slide).where(Slide.id == slide_id).values(status=slide_status, error=error)
             )
@@ -157,7 +157,7 @@ def claim(catalogue: Catalogue, slide_id: str | None = None) -> str | None:
     """Marks a queued job (this slide's, or the oldest) as converting; returns its slide id,
     or None if there is none, or another worker took it first."""
     with catalogue.session() as session:
-        query = select(Conversion.slide_id).where(Conversion.status == "queued")
+        query = select(Conversion.slide_id).where(Conversion.status == ConversionStatus.QUEUED)
         if slide_id is not None:
             query = query.where(Conversion.slide_id == slide_id)
         candidates = list(session.scalars(query.order_by(Conversion.updated_at).limit(5)))
@@ -165,9 +165,11 @@ def claim(catalogue: Catalogue, slide_id: str | None = None) -> str | None:
         with catalogue.session() as session, session.begin():
             taken = session.execute(
                 update(Conversion)
-                .where(Conversion.slide_id == candidate, Conversion.status == "queued")
+                .where(
+                    Conversion.slide_id == candidate, Conversion.status == ConversionStatus.QUEUED
+                )
                 .values(
-                    status="converting",
+                    status=ConversionStatus.CONVERTING,
                     percent=0.0,
                     attempts=Conversion.attempts + 1,
                     updated_at=utcnow(),
@@ -177,7 +179,7 @@ def claim(catalogue: Catalogue, slide_id: str | None = None) -> str | None:
                 session.execute(
                     update(Slide)
                     .where(Slide.id == candidate)
-                    .values(status="converting", error=None)
+                    .values(status=ConversionStatus.CONVERTING, error=None)
                 )
                 return candidate
     return None
@@ -190,14 +192,18 @@ def requeue(catalogue: Catalogue, slide_id: str) -> bool:
             return False
         conversion = session.get(Conversion, slide_id)
         if conversion is None:
-            session.add(Conversion(slide_id=slide_id, status="queued"))
-        elif conversion.status == "converting":
+            session.add(Conversion(slide_id=slide_id, status=ConversionStatus.QUEUED))
+        elif conversion.status == ConversionStatus.CONVERTING:
             return True
         else:
-            conversion.status, conversion.error, conversion.percent = "queued", None, 0.0
+            conversion.status, conversion.error, conversion.percent = (
+                ConversionStatus.QUEUED,
+                None,
+                0.0,
+            )
             conversion.attempts, conversion.updated_at = 0, utcnow()
         session.execute(
-            update(Slide).where(Slide.id == slide_id).values(status="queued", error=None)
+            update(Slide).where(Slide.id == slide_id).values(status=SlideStatus.QUEUED, error=None)
         )
     catalogue.forget(slide_id)
     return True
@@ -216,10 +222,7 @@ def _alive(pid: int | None) -> bool:
 
 
 def _quiet_for(conversion: Conversion, seconds: float) -> bool:
-    at = conversion.updated_at
-    if at.tzinfo is None:  # SQLite gives back naive UTC
-        at = at.replace(tzinfo=UTC)
-    return (utcnow() - at).total_seconds() > seconds
+    return (utcnow() - conversion.updated_at).total_seconds() > seconds
 
 
 def requeue_interrupted(catalogue: Catalogue) -> list[str]:
@@ -228,11 +231,15 @@ def requeue_interrupted(catalogue: Catalogue) -> list[str]:
     with catalogue.session() as session:
         stale = [
             c.slide_id
-            for c in session.scalars(select(Conversion).where(Conversion.status == "converting"))
+            for c in session.scalars(
+                select(Conversion).where(Conversion.status == ConversionStatus.CONVERTING)
+            )
             if not _alive(c.worker_pid) and _quiet_for(c, STALE_S)
         ]
     for slide_id in stale:
-        _set(catalogue, slide_id, "queued", status="queued", worker_pid=None)
+        _set(
+            catalogue, slide_id, SlideStatus.QUEUED, status=ConversionStatus.QUEUED, worker_pid=None
+        )
     return stale
 
 
@@ -433,7 +440,7 @@ def run_job(
     slide = catalogue.get(slide_id)
     conversion = job(catalogue, slide_id)
     if slide is None or conversion is None:
-        return Outcome("failed", "the slide is gone")
+        return Outcome(ConversionStatus.FAILED, "the slide is gone")
     # Pickled to the worker: the hub's own data (see PROTOCOL).
     args = (config, location_of(slide))
     return _supervise(
@@ -477,12 +484,12 @@ def _supervise(
                 _set(
                     catalogue,
                     slide_id,
-                    "queued",
-                    status="queued",
+                    SlideStatus.QUEUED,
+                    status=ConversionStatus.QUEUED,
                     worker_pid=None,
                     attempts=max(0, attempts - 1),
                 )
-                return Outcome("queued", "the hub stopped")
+                return Outcome(ConversionStatus.QUEUED, "the hub stopped")
             if time.monotonic() > deadline:
                 result = too_long
                 break
@@ -526,8 +533,8 @@ def _record(catalogue: Catalogue, slide_id: str, result: Message) -> Outcome:
         _set(
             catalogue,
             slide_id,
-            "ready",
-            status="ready",
+            SlideStatus.READY,
+            status=ConversionStatus.READY,
             percent=100.0,
             error=None,
             worker_pid=None,
@@ -539,32 +546,39 @@ def _record(catalogue: Catalogue, slide_id: str, result: Message) -> Outcome:
             pyramid_hash=pyramid.content_hash,
             pyramid_levels=[[s.width, s.height] for s in pyramid.l_sizes],
         )
-        return Outcome("ready")
+        return Outcome(ConversionStatus.READY)
     if kind == "skipped":
         _set(
             catalogue,
             slide_id,
-            "ready",
-            status="skipped",
+            SlideStatus.READY,
+            status=ConversionStatus.SKIPPED,
             percent=100.0,
             error=None,
             worker_pid=None,
             note=detail,
         )
-        return Outcome("skipped", detail)
+        return Outcome(ConversionStatus.SKIPPED, detail)
     conversion = job(catalogue, slide_id)
     if kind == "died" and conversion is not None and conversion.attempts < MAX_ATTEMPTS:
         _set(
             catalogue,
             slide_id,
-            "queued",
-            status="queued",
+            SlideStatus.QUEUED,
+            status=ConversionStatus.QUEUED,
             worker_pid=None,
             error=f"{detail}; retrying",
         )
-        return Outcome("queued", detail)
-    _set(catalogue, slide_id, "failed", status="failed", error=detail, worker_pid=None)
-    return Outcome("failed", detail)
+        return Outcome(ConversionStatus.QUEUED, detail)
+    _set(
+        catalogue,
+        slide_id,
+        SlideStatus.FAILED,
+        status=ConversionStatus.FAILED,
+        error=detail,
+        worker_pid=None,
+    )
+    return Outcome(ConversionStatus.FAILED, detail)
 
 
 # -- supervisors ------------------------------------------------------------------------------
@@ -581,15 +595,19 @@ def convert_now(
     while True:
         if claim(catalogue, slide_id) == slide_id:
             outcome = run_job(catalogue, config, slide_id, on_progress=on_progress)
-            if outcome.status != "queued":
+            if outcome.status != ConversionStatus.QUEUED:
                 return outcome
             continue
         conversion = job(catalogue, slide_id)
         if conversion is None:
-            return Outcome("failed", "the slide is gone")
-        if conversion.status in ("ready", "skipped", "failed"):
-            detail = conversion.error if conversion.status == "failed" else conversion.note
-            return Outcome(conversion.status, detail)
+            return Outcome(ConversionStatus.FAILED, "the slide is gone")
+        if conversion.status in FINISHED:
+            detail = (
+                conversion.error
+                if conversion.status == ConversionStatus.FAILED
+                else conversion.note
+            )
+            return Outcome(ConversionStatus(conversion.status), detail)
         if on_progress is not None:
             on_progress(conversion.percent)
         time.sleep(IDLE_POLL_S)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from exchange.core.ids import new_id
 from exchange.core.models import Slide
-from exchange.slides.catalogue import Catalogue, new_slide_id
+from exchange.slides.catalogue import Catalogue
 from storage import ObjectStore
 from tiles.ingest import Inspection, store_original
 from tiles.location import slide_prefix
@@ -31,13 +32,13 @@ def ingest_path(
     unreferenced objects, never a slide without its bytes. With `convert`, the slide is
     recorded `queued` for its normalised pyramid (exchange.slides.conversion), which a worker
     builds; until then it is served from its original."""
-    catalogue.check_centre(centre)
+    catalogue.db.check_centre(centre)
     inspection = inspect_in_sandbox(path)
     if on_inspected is not None:
         on_inspected(inspection)
     # A caller may choose the id beforehand (the drop-folder watcher journals it, so a
     # restart after a crash can tell whether the slide was recorded).
-    slide_id = slide_id or new_slide_id()
+    slide_id = slide_id or new_id()
     try:
         loc = store_original(store, slide_id, inspection, progress)
         return catalogue.add_slide(name or path.name, centre, loc, inspection, convert=convert)

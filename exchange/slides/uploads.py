@@ -36,8 +36,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from exchange.core.errors import ExchangeError
+from exchange.core.ids import new_id
 from exchange.core.models import Slide, Upload, UploadFile, UploadPart
-from exchange.slides.catalogue import Catalogue, new_slide_id
+from exchange.core.statuses import UploadStatus
+from exchange.slides.catalogue import Catalogue
 from storage import ObjectStore, StorageError, UploadGone
 from storage.base import check_key
 from tiles.errors import TilesError
@@ -203,13 +205,13 @@ class Uploads:
     # --- create / inspect / abort -----------------------------------------------------------
 
     def create(self, centre: str, name: str, files: Sequence[FileSpec]) -> UploadState:
-        self.catalogue.check_centre(centre)
+        self.catalogue.db.check_centre(centre)
         check_specs(files, self.max_bytes)
         name = name.strip() or files[0].path.split("/")[0]
         # Larger parts for huge files: S3 allows at most 10000 parts per object.
         biggest = max(spec.size for spec in files)
         part_size = max(self.part_size, math.ceil(biggest / MAX_PARTS))
-        upload_id, slide_id = new_slide_id(), new_slide_id()
+        upload_id, slide_id = new_id(), new_id()
         rows: list[UploadFile] = []
         try:
             for index, spec in enumerate(files):
@@ -239,7 +241,7 @@ class Uploads:
                     centre=centre,
                     name=name[:500],
                     part_size=part_size,
-                    status="open",
+                    status=UploadStatus.OPEN,
                 )
             )
             session.flush()  # the upload row first: the files refer to it
@@ -277,7 +279,7 @@ class Uploads:
             status=upload.status,
             error=upload.error,
             part_size=upload.part_size,
-            slide_id=upload.slide_id if upload.status == "complete" else None,
+            slide_id=upload.slide_id if upload.status == UploadStatus.COMPLETE else None,
             files=tuple(
                 FileState(
                     index=f.index,
@@ -293,7 +295,7 @@ class Uploads:
     def abort(self, upload_id: str) -> None:
         """Drops an unfinished upload and every byte it stored."""
         upload, files, _parts = self._get(upload_id)
-        if upload.status == "complete":
+        if upload.status == UploadStatus.COMPLETE:
             raise UploadConflict(
                 f"upload {upload_id!r} is complete: slide {upload.slide_id} exists"
             )
@@ -316,7 +318,9 @@ class Uploads:
         with self.catalogue.session() as session:
             stale = list(
                 session.scalars(
-                    select(Upload.id).where(Upload.status != "complete", Upload.created_at < cutoff)
+                    select(Upload.id).where(
+                        Upload.status != UploadStatus.COMPLETE, Upload.created_at < cutoff
+                    )
                 )
             )
         pruned = []
@@ -348,8 +352,8 @@ class Uploads:
             if upload is None:
                 raise UploadNotFound(f"no upload {upload_id!r}")
             f = session.get(UploadFile, (upload_id, index))
-        if upload.status != "open" or upload_id in self._completing:
-            state = "being completed" if upload.status == "open" else upload.status
+        if upload.status != UploadStatus.OPEN or upload_id in self._completing:
+            state = "being completed" if upload.status == UploadStatus.OPEN else upload.status
             raise UploadConflict(f"upload {upload_id!r} is {state}: it takes no more parts")
         if f is None:
             raise UploadNotFound(f"upload {upload_id!r} has no file {index}")
@@ -424,10 +428,10 @@ class Uploads:
         upload, files, parts = self._get(upload_id)
         existing = self.catalogue.get(upload.slide_id)
         if existing is not None:  # recorded before a crash, or completed already
-            if upload.status != "complete":
-                self._set_status(upload_id, "complete")
+            if upload.status != UploadStatus.COMPLETE:
+                self._set_status(upload_id, UploadStatus.COMPLETE)
             return existing
-        if upload.status != "open":
+        if upload.status != UploadStatus.OPEN:
             raise UploadConflict(f"upload {upload_id!r} failed: {upload.error}")
         by_file: dict[int, dict[int, UploadPart]] = {}
         for part in parts:
@@ -456,7 +460,7 @@ class Uploads:
                     # there (its SHA-256 is checked below); otherwise the parts are lost.
                     if not self.store.exists(f.key):
                         reason = f"the stored parts of {f.path!r} are gone: upload it again"
-                        self._set_status(upload_id, "failed", reason)
+                        self._set_status(upload_id, UploadStatus.FAILED, reason)
                         raise UploadConflict(reason) from None
             with self.catalogue.session() as session, session.begin():
                 row = session.get(UploadFile, (upload_id, f.index))
@@ -467,7 +471,7 @@ class Uploads:
         except (TilesError, ExchangeError) as exc:
             # The bytes are bad or no slide: nothing of them stays, and the reason is kept.
             self._drop_objects(upload.slide_id)
-            self._set_status(upload_id, "failed", getattr(exc, "message", str(exc)))
+            self._set_status(upload_id, UploadStatus.FAILED, getattr(exc, "message", str(exc)))
             raise
 
     def _verify_and_record(self, upload: Upload, files: Sequence[UploadFile]) -> Slide:
@@ -549,7 +553,7 @@ class Uploads:
             if recorded is None:
                 raise
             slide = recorded
-        self._set_status(upload.id, "complete")
+        self._set_status(upload.id, UploadStatus.COMPLETE)
         return slide
 
     def _location(

@@ -1,8 +1,9 @@
 """HTTP routes of slide annotations: /api/slides/{slide_id}/annotations.
 
-The request bodies are checked here, with pydantic: GeoJSON geometry types, finite numbers,
-closed rings, vertex counts, text lengths, colours. Whatever fails is a 400 with a JSON
-`detail`; what needs the slide (bounds) is checked by exchange.annotations.service."""
+The request bodies' form is checked here, with pydantic: text lengths, colours, kinds.
+Geometries are checked by exchange.annotations.service with the hub's one GeoJSON check
+(exchange.core.geojson: types, finite numbers, closed rings, vertex counts, the slide's
+bounds). Whatever fails is a 400 with a JSON `detail`."""
 
 from __future__ import annotations
 
@@ -19,8 +20,6 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
-    field_validator,
-    model_validator,
 )
 
 from exchange.annotations import service as svc
@@ -31,11 +30,11 @@ from exchange.annotations.service import (
     MAX_COMMENT,
     MAX_IMPORT_FEATURES,
     MAX_LABEL,
-    MAX_VERTICES,
     AnnotationData,
     InvalidAnnotation,
 )
 from exchange.audit import chain as audit
+from exchange.audit.actions import AuditAction
 from exchange.web import deps
 from exchange.web.auth import CurrentUser
 from exchange.web.deps import CatalogueDep
@@ -50,117 +49,29 @@ WRITE = [Depends(deps.annotatable_slide)]
 
 COLOUR_PATTERN = r"^#[0-9a-fA-F]{6}$"
 
-# --- GeoJSON geometry, as far as annotations use it --------------------------------------------
-
-Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-Position = Annotated[list[Number], Field(min_length=2, max_length=3)]
-Ring = Annotated[list[Position], Field(min_length=4, max_length=MAX_VERTICES)]
+# --- GeoJSON geometry ---------------------------------------------------------------------------
 
 
-def _check_ring(ring: list[list[float]]) -> None:
-    if ring[0][:2] != ring[-1][:2]:
-        raise ValueError("a polygon ring must be closed: its last position equals its first")
+class GeometryIn(BaseModel):
+    """Only its type is read here: exchange.core.geojson checks the rest, with the slide's
+    bounds (exchange.annotations.service)."""
 
-
-def _check_vertices(count: int) -> None:
-    if count > MAX_VERTICES:
-        raise ValueError(f"at most {MAX_VERTICES} vertices per feature, not {count}")
-
-
-class _Geometry(BaseModel):
     model_config = ConfigDict(extra="ignore")  # GeoJSON allows foreign members ("bbox"...)
 
-    def dump(self) -> dict[str, Any]:
-        """As stored: positions cut to (x, y)."""
-        raise NotImplementedError
+    type: str
+    coordinates: Any = None
+
+    def raw(self) -> dict[str, Any]:
+        return {"type": self.type, "coordinates": self.coordinates}
 
 
-def _xy(pos: list[float]) -> list[float]:
-    return [pos[0], pos[1]]
+def _default_kind(gtype: str) -> str:
+    kind = DEFAULT_KIND.get(gtype)
+    if kind is None:
+        known = ", ".join(DEFAULT_KIND)
+        raise InvalidAnnotation(f"geometry type must be one of {known}, not {gtype!r}")
+    return kind
 
-
-class PointGeometry(_Geometry):
-    type: Literal["Point"]
-    coordinates: Position
-
-    def dump(self) -> dict[str, Any]:
-        return {"type": "Point", "coordinates": _xy(self.coordinates)}
-
-
-class MultiPointGeometry(_Geometry):
-    """Only on import: QuPath writes a points annotation as one MultiPoint."""
-
-    type: Literal["MultiPoint"]
-    coordinates: Annotated[list[Position], Field(min_length=1, max_length=MAX_IMPORT_FEATURES)]
-
-    def dump(self) -> dict[str, Any]:
-        raise NotImplementedError  # split into points by the import
-
-    def points(self) -> list[dict[str, Any]]:
-        return [{"type": "Point", "coordinates": _xy(p)} for p in self.coordinates]
-
-
-class LineStringGeometry(_Geometry):
-    type: Literal["LineString"]
-    coordinates: Annotated[list[Position], Field(min_length=2, max_length=MAX_VERTICES)]
-
-    def dump(self) -> dict[str, Any]:
-        return {"type": "LineString", "coordinates": [_xy(p) for p in self.coordinates]}
-
-
-class PolygonGeometry(_Geometry):
-    type: Literal["Polygon"]
-    coordinates: Annotated[list[Ring], Field(min_length=1)]
-
-    @field_validator("coordinates")
-    @classmethod
-    def _rings(cls, rings: list[list[list[float]]]) -> list[list[list[float]]]:
-        _check_vertices(sum(len(r) for r in rings))
-        for ring in rings:
-            _check_ring(ring)
-        return rings
-
-    def dump(self) -> dict[str, Any]:
-        return {
-            "type": "Polygon",
-            "coordinates": [[_xy(p) for p in ring] for ring in self.coordinates],
-        }
-
-
-class MultiPolygonGeometry(_Geometry):
-    type: Literal["MultiPolygon"]
-    coordinates: Annotated[list[Annotated[list[Ring], Field(min_length=1)]], Field(min_length=1)]
-
-    @field_validator("coordinates")
-    @classmethod
-    def _polygons(cls, polygons: list[list[list[list[float]]]]) -> list[list[list[list[float]]]]:
-        _check_vertices(sum(len(r) for p in polygons for r in p))
-        for polygon in polygons:
-            for ring in polygon:
-                _check_ring(ring)
-        return polygons
-
-    def dump(self) -> dict[str, Any]:
-        return {
-            "type": "MultiPolygon",
-            "coordinates": [
-                [[_xy(p) for p in ring] for ring in polygon] for polygon in self.coordinates
-            ],
-        }
-
-
-Geometry = Annotated[
-    PointGeometry | LineStringGeometry | PolygonGeometry | MultiPolygonGeometry,
-    Field(discriminator="type"),
-]
-ImportGeometry = Annotated[
-    PointGeometry
-    | MultiPointGeometry
-    | LineStringGeometry
-    | PolygonGeometry
-    | MultiPolygonGeometry,
-    Field(discriminator="type"),
-]
 
 # --- IAIN's own feature form -----------------------------------------------------------------
 
@@ -189,27 +100,17 @@ class AnnotationFeature(BaseModel):
 
     type: Literal["Feature"]
     id: str | int | None = None  # ignored: the server names annotations
-    geometry: Geometry
+    geometry: GeometryIn
     properties: AnnotationProperties = Field(
         default_factory=lambda: AnnotationProperties.model_validate({})
     )
 
-    @model_validator(mode="after")
-    def _kind_fits_geometry(self) -> AnnotationFeature:
-        gtype = self.geometry.type
-        if self.properties.kind is None:
-            self.properties.kind = DEFAULT_KIND[gtype]  # type: ignore[assignment]
-        allowed = KIND_GEOMETRIES[self.properties.kind]  # type: ignore[index]
-        if gtype not in allowed:
-            raise ValueError(f"a {self.properties.kind} needs a {' or '.join(allowed)} geometry")
-        return self
-
     def data(self) -> AnnotationData:
         p = self.properties
-        assert p.kind is not None
+        # The kind's geometry types are checked by the service, with the geometry.
         return AnnotationData(
-            kind=p.kind,
-            geometry=self.geometry.dump(),
+            kind=p.kind or _default_kind(self.geometry.type),
+            geometry=self.geometry.raw(),
             label=p.label,
             colour=p.colour.lower(),
             comment=p.comment,
@@ -223,7 +124,7 @@ class QuPathFeature(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     type: Literal["Feature"]
-    geometry: ImportGeometry
+    geometry: GeometryIn
     properties: dict[str, Any] | None = None
 
     def data(self) -> list[AnnotationData]:
@@ -235,17 +136,22 @@ class QuPathFeature(BaseModel):
         if len(comment) > MAX_COMMENT:
             raise InvalidAnnotation(f"a comment has at most {MAX_COMMENT} characters")
         colour = svc.qupath_colour(props) or DEFAULT_COLOUR
-        if isinstance(self.geometry, MultiPointGeometry):
-            geometries = self.geometry.points()
-        else:
-            geometries = [self.geometry.dump()]
+        geometries = [self.geometry.raw()]
+        if self.geometry.type == "MultiPoint":
+            # QuPath writes a points annotation as one MultiPoint: a point annotation each.
+            points = self.geometry.coordinates
+            if not isinstance(points, list) or not 0 < len(points) <= MAX_IMPORT_FEATURES:
+                raise InvalidAnnotation(
+                    f"a MultiPoint has 1 to {MAX_IMPORT_FEATURES} positions on import"
+                )
+            geometries = [{"type": "Point", "coordinates": p} for p in points]
         out = []
         for geometry in geometries:
             gtype = geometry["type"]
-            fits = kind is not None and gtype in KIND_GEOMETRIES[kind]
+            fits = kind is not None and gtype in KIND_GEOMETRIES.get(kind, ())
             out.append(
                 AnnotationData(
-                    kind=kind if fits and kind else DEFAULT_KIND[gtype],
+                    kind=kind if fits and kind else _default_kind(gtype),
                     geometry=geometry,
                     label=label,
                     colour=colour,
@@ -327,8 +233,8 @@ def list_annotations(
     if format == "qupath":
         # A download for use outside IAIN: audited (the viewer's own reads are not).
         audit.record_now(
-            catalogue,
-            "export_annotations",
+            catalogue.db,
+            AuditAction.EXPORT_ANNOTATIONS,
             actor=user,
             target_type="slide",
             target_id=slide.id,

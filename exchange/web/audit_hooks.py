@@ -22,6 +22,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from exchange.audit import chain as audit
+from exchange.audit.actions import AuditAction
 from exchange.core.models import Grant, Slide
 from exchange.core.principal import Principal
 from exchange.slides.catalogue import Catalogue
@@ -32,7 +33,7 @@ from tiles.location import SlideLocation
 class AuditHooks:
     def __init__(self, catalogue: Catalogue) -> None:
         self.catalogue = catalogue
-        self.shared_views = audit.SharedViews(catalogue)
+        self.shared_views = audit.SharedViews(catalogue.db)
 
     async def on_slide_view(self, request: Request, loc: SlideLocation) -> None:
         principal = authenticate(request)
@@ -73,18 +74,18 @@ class AuditHooks:
             )
             .order_by(Grant.created_at.desc())
         ):
-            expires = grant.expires_at
-            # SQLite gives naive datetimes back: they were written in UTC.
-            if expires is None or expires.replace(tzinfo=expires.tzinfo or UTC) > now:
+            if grant.expires_at is None or grant.expires_at > now:
                 return grant
         return None
 
     async def on_associated_view(self, request: Request, loc: SlideLocation, name: str) -> None:
         principal = authenticate(request)
-        action = f"view_{name}" if name in ("label", "macro") else "view_associated"
+        action = {"label": AuditAction.VIEW_LABEL, "macro": AuditAction.VIEW_MACRO}.get(
+            name, AuditAction.VIEW_ASSOCIATED
+        )
         await run_in_threadpool(
             audit.record_now,
-            self.catalogue,
+            self.catalogue.db,
             action,
             actor=principal,
             target_type="slide",

@@ -14,8 +14,8 @@ from fastapi import Depends, Request
 
 from exchange.core.errors import ExchangeError
 from exchange.core.principal import Principal
-from exchange.identity.accounts import Identities
-from exchange.identity.sessions import CSRF_HEADER, SESSION_COOKIE, Sessions
+from exchange.identity.sessions import CSRF_HEADER, SESSION_COOKIE
+from exchange.web.hub import hub_of
 
 
 class NotAuthenticated(ExchangeError):
@@ -47,7 +47,8 @@ def authenticate(request: Request) -> Principal | None:
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
-    identities: Identities = request.app.state.identities
+    hub = hub_of(request)
+    identities = hub.identities
     principal = None
     token = bearer_token(request)
     if token is not None:
@@ -60,9 +61,8 @@ def authenticate(request: Request) -> Principal | None:
         # winning: exchange.web.fastpath.scope_locator remembers callers only for requests with a
         # single Cookie header, whose key is then exactly what was read here.
         cookie = request.cookies.get(SESSION_COOKIE)
-        sessions: Sessions | None = getattr(request.app.state, "sessions", None)
-        if cookie and sessions is not None:
-            active = sessions.lookup(cookie)
+        if cookie:
+            active = hub.sessions.lookup(cookie)
             if active is not None:
                 if request.method not in SAFE_METHODS and not hmac.compare_digest(
                     request.headers.get(CSRF_HEADER, "").encode(), active.csrf_token.encode()

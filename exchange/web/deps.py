@@ -22,19 +22,18 @@ from exchange.core.principal import Role
 from exchange.slides.catalogue import Catalogue
 from exchange.slides.uploads import UploadNotFound
 from exchange.web.auth import CurrentUser, NotAuthenticated, authenticate
+from exchange.web.hub import hub_of
 from storage import ObjectStore
 from tiles.errors import SlideNotFound
 from tiles.location import SlideLocator
 
 
 def get_catalogue(request: Request) -> Catalogue:
-    catalogue: Catalogue = request.app.state.catalogue
-    return catalogue
+    return hub_of(request).catalogue
 
 
 def get_store(request: Request) -> ObjectStore:
-    store: ObjectStore = request.app.state.store
-    return store
+    return hub_of(request).store
 
 
 CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]
@@ -42,8 +41,7 @@ StoreDep = Annotated[ObjectStore, Depends(get_store)]
 
 
 def get_policy(request: Request) -> Policy:
-    policy: Policy = request.app.state.policy
-    return policy
+    return hub_of(request).policy
 
 
 PolicyDep = Annotated[Policy, Depends(get_policy)]

@@ -1,6 +1,6 @@
 """Errors become HTTP answers here, and only here: every error class of the hub, the tile
-layer and storage says its own status (`http_status`), so a feature's new error needs no
-edit of this module or of the composition root."""
+layer and storage says its own status (`http_status`), and may say headers (`headers`), so a
+feature's new error needs no edit of this module or of the composition root."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def install_error_handlers(app: FastAPI) -> None:
         # the slide id or its file name, which a de-identified view must not show.
         if getattr(request.state, "slide_view", View.FULL) is not View.FULL:
             message = public_message(exc, status)
-        return JSONResponse({"detail": message}, status_code=status)
+        # An error may say headers of its own (Retry-After on a throttled login).
+        headers: dict[str, str] | None = getattr(exc, "headers", None)
+        return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -10,7 +10,8 @@ The client address (the throttle's key) is the TCP peer's, unless that peer is o
 trusted reverse proxies (IAIN_TRUSTED_PROXIES): then it is the first address of
 X-Forwarded-For, read from the right, that is not itself a trusted proxy. Anyone else's
 X-Forwarded-For is ignored: a client could write any address there. An IPv6 client is
-throttled by its /64 (throttle_address), an IPv4 one by its address.
+throttled by its /64 (exchange.identity.login.throttle_address), an IPv4 one by its address.
+What a login does (throttle, account, session, audit) is exchange.identity.login.
 
 An OpenID Connect login that fails sends a browser back to the login page with a short
 reason code (/login?error=oidc_...), which the page explains in the user's language; an
@@ -19,9 +20,7 @@ API client (no text/html in Accept) gets the JSON 4xx/5xx with the detail."""
 from __future__ import annotations
 
 import ipaddress
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,30 +28,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from exchange.audit import chain as audit
 from exchange.core.models import User
 from exchange.core.principal import Principal
-from exchange.identity.accounts import Identities
-from exchange.identity.oidc import PENDING_COOKIE, PENDING_S, OidcClient, OidcError
-from exchange.identity.sessions import SESSION_COOKIE, LoginThrottle, Sessions
-from exchange.slides.catalogue import Catalogue
+from exchange.identity.oidc import PENDING_COOKIE, PENDING_S, OidcError
+from exchange.identity.sessions import SESSION_COOKIE
 from exchange.web.auth import CurrentUser
+from exchange.web.hub import Network, hub_of
 
 router = APIRouter(tags=["login"])
 
 OIDC_CALLBACK = "/api/login/oidc/callback"
 LOGIN_PAGE = "/login"
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-@dataclass(frozen=True)
-class LoginConfig:
-    always_secure: bool  # production: Secure cookies even if the hub sees plain HTTP
-    public_url: str  # the hub's public base URL ("" = the URL the request came to)
-    session_s: int
-    # Reverse proxies whose X-Forwarded-For is believed (IAIN_TRUSTED_PROXIES).
-    trusted_proxies: Sequence[Network] = ()
 
 
 class LoginRequest(BaseModel):
@@ -71,12 +57,12 @@ def _user_json(principal: Principal, user: User | None = None) -> dict[str, Any]
 
 
 def _secure(request: Request) -> bool:
-    config: LoginConfig = request.app.state.login_config
+    config = hub_of(request).login_config
     return config.always_secure or request.url.scheme == "https"
 
 
 def _set_session_cookie(request: Request, response: Response, secret: str) -> None:
-    config: LoginConfig = request.app.state.login_config
+    config = hub_of(request).login_config
     response.set_cookie(
         SESSION_COOKIE,
         secret,
@@ -98,7 +84,7 @@ def _trusted(address: str, proxies: Sequence[Network]) -> bool:
 
 def client_address(request: Request) -> str:
     """Who is logging in, as far as the hub can tell (see the module's docstring)."""
-    config: LoginConfig = request.app.state.login_config
+    config = hub_of(request).login_config
     peer = request.client.host if request.client else "unknown"
     if not config.trusted_proxies or not _trusted(peer, config.trusted_proxies):
         return peer
@@ -119,21 +105,6 @@ def client_address(request: Request) -> str:
     return address
 
 
-def throttle_address(address: str) -> str:
-    """The throttle's key for a client address: an IPv4 address as it is, an IPv6 one by
-    its /64, which one subscriber usually gets whole (a key per address would give them
-    2^64 fresh keys)."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d is an IPv4 client
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
-
-
 def _safe_next(target: str | None) -> str:
     """Only paths of this hub: never an open redirect to another site."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
@@ -143,7 +114,7 @@ def _safe_next(target: str | None) -> str:
 
 @router.get("/api/login/options")
 def login_options(request: Request) -> dict[str, Any]:
-    oidc: OidcClient | None = request.app.state.oidc
+    oidc = hub_of(request).oidc
     return {
         "password": True,
         "oidc": oidc is not None,
@@ -153,90 +124,27 @@ def login_options(request: Request) -> dict[str, Any]:
 
 @router.post("/api/login")
 def login(body: LoginRequest, request: Request) -> Response:
-    identities: Identities = request.app.state.identities
-    sessions: Sessions = request.app.state.sessions
-    throttle: LoginThrottle = request.app.state.login_throttle
-    catalogue: Catalogue = request.app.state.catalogue
-    username = body.username.strip().lower()
-    keys = (f"user:{username}", f"addr:{throttle_address(client_address(request))}")
-
-    # The audit names the account only when it exists: what was typed into the username
-    # field of a failed login may be a password typed in the wrong field.
-    known = identities.user(username)
-
-    def failed(reason: str) -> None:
-        with catalogue.session() as session, session.begin():
-            audit.record(
-                session,
-                "login_failed",
-                actor_id=known.id if known else None,
-                actor_centre=known.centre if known else None,
-                target_type="user",
-                target_id=known.username[:64] if known else "",
-                detail={"reason": reason, "method": "password", "known_user": bool(known)},
-            )
-
-    # Counted before the password is checked, so that parallel tries count too.
-    attempt = throttle.attempt(*keys)
-    if attempt.wait > 0:
-        failed("rate_limited")
-        return JSONResponse(
-            {"detail": "too many failed logins: try again later"},
-            status_code=429,
-            headers={"Retry-After": str(max(1, math.ceil(attempt.wait)))},
-        )
-
-    user = identities.check_password(username, body.password)
-    if user is None:
-        throttle.failed(attempt)
-        failed("bad_credentials")
-        return JSONResponse({"detail": "wrong username or password"}, status_code=401)
-
-    throttle.succeeded(attempt, keys[0])
-    sessions.prune_now_and_then()
-    with catalogue.session() as session, session.begin():
-        row, secret = sessions.start(session, user)
-        audit.record(
-            session,
-            "login",
-            actor_id=user.id,
-            actor_centre=user.centre,
-            target_type="user",
-            target_id=user.id,
-            detail={"method": "password", "session": row.id},
-        )
-        csrf = row.csrf_token
-    active = sessions.lookup(secret)
-    assert active is not None
-    response = JSONResponse({"user": _user_json(active.principal, user), "csrf_token": csrf})
-    _set_session_cookie(request, response, secret)
+    logins = hub_of(request).logins
+    done = logins.with_password(body.username, body.password, client_address(request))
+    response = JSONResponse(
+        {"user": _user_json(done.principal, done.user), "csrf_token": done.csrf_token}
+    )
+    _set_session_cookie(request, response, done.secret)
     return response
 
 
 @router.post("/api/logout")
 def logout(request: Request, principal: CurrentUser) -> Response:
-    sessions: Sessions = request.app.state.sessions
-    catalogue: Catalogue = request.app.state.catalogue
-    if principal.session_id is not None:
-        sessions.end(principal.session_id)
-        with catalogue.session() as session, session.begin():
-            audit.record(
-                session,
-                "logout",
-                actor=principal,
-                target_type="user",
-                target_id=principal.user_id,
-                detail={"session": principal.session_id},
-            )
-    response = JSONResponse({"logged_out": principal.session_id is not None})
+    logins = hub_of(request).logins
+    ended = logins.logout(principal)
+    response = JSONResponse({"logged_out": ended})
     response.delete_cookie(SESSION_COOKIE, path="/", secure=_secure(request), httponly=True)
     return response
 
 
 @router.get("/api/me")
 def me(request: Request, principal: CurrentUser) -> dict[str, Any]:
-    identities: Identities = request.app.state.identities
-    user = identities.user(principal.username)
+    user = hub_of(request).identities.user(principal.username)
     return {
         "user": _user_json(principal, user),
         "csrf_token": getattr(request.state, "csrf_token", None),
@@ -245,7 +153,7 @@ def me(request: Request, principal: CurrentUser) -> dict[str, Any]:
 
 
 def _redirect_uri(request: Request) -> str:
-    config: LoginConfig = request.app.state.login_config
+    config = hub_of(request).login_config
     base = config.public_url.rstrip("/") or str(request.base_url).rstrip("/")
     return base + OIDC_CALLBACK
 
@@ -269,7 +177,7 @@ def _oidc_failed(request: Request, exc: OidcError) -> Response:
 
 @router.get("/api/login/oidc")
 def oidc_start(request: Request, next: str | None = None) -> Response:
-    oidc: OidcClient | None = request.app.state.oidc
+    oidc = hub_of(request).oidc
     if oidc is None:
         return JSONResponse({"detail": "OpenID Connect login is not configured"}, 404)
     try:
@@ -291,43 +199,20 @@ def oidc_start(request: Request, next: str | None = None) -> Response:
 
 @router.get(OIDC_CALLBACK)
 def oidc_callback(request: Request) -> Response:
-    oidc: OidcClient | None = request.app.state.oidc
+    oidc = hub_of(request).oidc
     if oidc is None:
         return JSONResponse({"detail": "OpenID Connect login is not configured"}, 404)
-    sessions: Sessions = request.app.state.sessions
-    catalogue: Catalogue = request.app.state.catalogue
+    logins = hub_of(request).logins
     try:
-        claims, next_url = oidc.finish(
-            dict(request.query_params), request.cookies.get(PENDING_COOKIE), _redirect_uri(request)
+        done, next_url = logins.with_oidc(
+            oidc,
+            dict(request.query_params),
+            request.cookies.get(PENDING_COOKIE),
+            _redirect_uri(request),
         )
-        # The account, the session and the audit row: one transaction.
-        with catalogue.session() as session, session.begin():
-            user = oidc.upsert_user(session, claims)
-            row, secret = sessions.start(session, user)
-            audit.record(
-                session,
-                "login",
-                actor_id=user.id,
-                actor_centre=user.centre,
-                target_type="user",
-                target_id=user.id,
-                detail={"method": "oidc", "session": row.id},
-            )
     except OidcError as exc:
-        with catalogue.session() as session, session.begin():
-            audit.record(
-                session,
-                "login_failed",
-                detail={
-                    "reason": type(exc).__name__,
-                    "code": exc.reason,
-                    "method": "oidc",
-                    "why": exc.message,
-                },
-            )
         return _oidc_failed(request, exc)
-    sessions.prune_now_and_then()
     response = RedirectResponse(_safe_next(next_url), status_code=303)
-    _set_session_cookie(request, response, secret)
+    _set_session_cookie(request, response, done.secret)
     response.delete_cookie(PENDING_COOKIE, path="/api/login/oidc")
     return response

@@ -27,11 +27,11 @@ from exchange.overlays.service import FeatureSets, InvalidOverlay
 from exchange.slides.catalogue import Catalogue
 from exchange.web import deps
 from exchange.web.deps import CatalogueDep, StoreDep
-from storage import ObjectStore
+from exchange.web.hub import hub_of
 from tiles.errors import TileNotFound
 from tiles.overlay import HeatmapLocation, HeatmapTiles
-from tiles.routes import PRIVATE_IMMUTABLE
-from tiles.service import Rendered, TileService
+from tiles.routes import PRIVATE_IMMUTABLE, not_modified
+from tiles.service import Rendered
 
 # Overlays belong to the full view of the slide (exchange.access.policy): other callers get 404.
 router = APIRouter(
@@ -80,10 +80,10 @@ def get_parts(request: Request) -> OverlayParts:
     state = request.app.state
     parts: OverlayParts | None = getattr(state, "overlay_parts", None)
     if parts is None:
-        service: TileService = state.tile_service
-        store: ObjectStore = state.store
+        hub = hub_of(request)
+        service = hub.tiles
         parts = OverlayParts(
-            HeatmapTiles(service.pool, service.cache, service.tile_size), FeatureSets(store)
+            HeatmapTiles(service.pool, service.cache, service.tile_size), FeatureSets(hub.store)
         )
         state.overlay_parts = parts
     return parts
@@ -129,14 +129,6 @@ def _out(overlay: Overlay) -> OverlayOut:
     )
 
 
-def _not_modified(request: Request, etag: str) -> bool:
-    header = request.headers.get("if-none-match")
-    if not header:
-        return False
-    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
-    return etag in tags or "*" in tags
-
-
 # -- heatmaps, like slides (declared before "/{overlay_id}", which would match "x.dzi") -------
 
 
@@ -167,7 +159,7 @@ async def heatmap_tile(
         loc = await run_in_threadpool(parts.location, catalogue, slide_id, overlay_id)
     parts.tiles.deepzoom(loc).z_tile(z, col, row)  # range check before anything else
     etag = parts.tiles.etag(loc, z, col, row)
-    if _not_modified(request, etag):
+    if not_modified(request, etag):
         headers = {"ETag": etag, "Cache-Control": PRIVATE_IMMUTABLE}
         return Response(status_code=304, headers=headers)
     rendered: Rendered = await run_in_threadpool(parts.tiles.tile, loc, z, col, row)
@@ -271,7 +263,7 @@ async def overlay_features(
     etag = f'"{tag}"'
     gz = "gzip" in request.headers.get("accept-encoding", "")
     headers = {"ETag": etag, "Cache-Control": PRIVATE_IMMUTABLE, "Vary": "Accept-Encoding"}
-    if _not_modified(request, etag):
+    if not_modified(request, etag):
         return Response(status_code=304, headers=headers)
     features = await run_in_threadpool(parts.features.get, overlay)
     if box is None:

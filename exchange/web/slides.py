@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from exchange.core.models import Slide
+from exchange.core.statuses import is_viewable
 from exchange.slides.conversion import job
 from exchange.slides.ingest import ingest_path
 from exchange.web.auth import CurrentUser
@@ -40,6 +41,8 @@ class SlideOut(BaseModel):
     name: str
     centre: str
     status: str
+    # Whether the viewer can open the slide: the viewer reads this, not a list of statuses.
+    viewable: bool
     error: str | None
     vendor: str
     width: int
@@ -77,53 +80,33 @@ class SlideDetailOut(SlideOut):
 
 
 def _summary(slide: Slide, view: View = View.FULL) -> dict[str, object]:
-    if view is not View.FULL:
-        return _deidentified_summary(slide)
-    mpp = slide.mpp_x if slide.mpp_x is not None else slide.mpp_y
-    return {
-        "id": slide.id,
-        "name": slide.name,
+    """The slide as listed. A de-identified view is addressed and named by the opaque id,
+    with no file name, no error text (it may quote the file name), the date cut to its
+    year."""
+    full = view is View.FULL
+    address = slide.id if full else slide.public_id or ""
+    out: dict[str, object] = {
+        "id": address,
+        "name": slide.name if full else address,
         "centre": slide.centre,
         "status": slide.status,
-        "error": slide.error,
-        "vendor": slide.vendor,
+        "viewable": is_viewable(slide.status),
+        "error": slide.error if full else None,
+        "vendor": slide.vendor if full else public_vendor(slide.vendor),
         "width": slide.width,
         "height": slide.height,
-        "mpp": mpp,
+        "mpp": slide.mpp_x if slide.mpp_x is not None else slide.mpp_y,
         "mpp_x": slide.mpp_x,
         "mpp_y": slide.mpp_y,
         "objective_power": slide.objective_power,
-        "created_at": slide.created_at,
-        "dzi_url": f"/slides/{slide.id}.dzi",
-        "iiif_url": f"/iiif/3/{slide.id}/info.json",
-        "thumbnail_url": f"/api/slides/{slide.id}/thumbnail",
+        "created_at": slide.created_at if full else public_date(slide.created_at),
+        "dzi_url": f"/slides/{address}.dzi",
+        "iiif_url": f"/iiif/3/{address}/info.json",
+        "thumbnail_url": f"/api/slides/{address}/thumbnail",
     }
-
-
-def _deidentified_summary(slide: Slide) -> dict[str, object]:
-    """The de-identified view: addressed and named by the opaque id, no file name, no
-    error text (it may quote the file name), the date cut to its year."""
-    public_id = slide.public_id or ""
-    mpp = slide.mpp_x if slide.mpp_x is not None else slide.mpp_y
-    return {
-        "id": public_id,
-        "name": public_id,
-        "centre": slide.centre,
-        "status": slide.status,
-        "error": None,
-        "vendor": public_vendor(slide.vendor),
-        "width": slide.width,
-        "height": slide.height,
-        "mpp": mpp,
-        "mpp_x": slide.mpp_x,
-        "mpp_y": slide.mpp_y,
-        "objective_power": slide.objective_power,
-        "created_at": public_date(slide.created_at),
-        "dzi_url": f"/slides/{public_id}.dzi",
-        "iiif_url": f"/iiif/3/{public_id}/info.json",
-        "thumbnail_url": f"/api/slides/{public_id}/thumbnail",
-        "view": View.DEIDENTIFIED,
-    }
+    if not full:
+        out["view"] = View.DEIDENTIFIED
+    return out
 
 
 def _metadata(slide: Slide) -> dict[str, Any]:
@@ -165,7 +148,7 @@ def _detail(slide: Slide, view: View = View.FULL) -> SlideDetailOut:
 
 @router.get("/centres")
 def list_centres(_user: CurrentUser, catalogue: CatalogueDep) -> list[CentreOut]:
-    return [CentreOut(code=c.code, name=c.name, city=c.city) for c in catalogue.centres()]
+    return [CentreOut(code=c.code, name=c.name, city=c.city) for c in catalogue.db.centres()]
 
 
 @router.get("/slides")

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from exchange.slides.uploads import FileSpec, InvalidUpload, Uploads, UploadState
 from exchange.web.auth import CurrentUser
 from exchange.web.deps import PolicyDep, own_upload
+from exchange.web.hub import hub_of
 from exchange.web.slides import SlideDetailOut, _detail
 
 router = APIRouter(prefix="/api/uploads", tags=["uploads"])
@@ -26,8 +27,7 @@ OWN = [Depends(own_upload)]
 
 
 def get_uploads(request: Request) -> Uploads:
-    uploads: Uploads = request.app.state.uploads
-    return uploads
+    return hub_of(request).uploads
 
 
 UploadsDep = Annotated[Uploads, Depends(get_uploads)]

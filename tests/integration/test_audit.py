@@ -22,6 +22,7 @@ from sqlalchemy import select, text
 from typer.testing import CliRunner
 
 from exchange.audit import chain as audit
+from exchange.audit.actions import AuditAction
 from exchange.core.models import AuditEvent
 from exchange.identity.accounts import Identities
 from exchange.slides.catalogue import Catalogue
@@ -133,7 +134,7 @@ def test_actions_write_their_events_and_the_chain_verifies(hub: Hub) -> None:
     ):
         assert expected in actions, f"{expected} missing from {actions}"
     users = {e.action: e.actor_id for e in events}
-    identities = Identities(hub.catalogue())
+    identities = Identities(hub.catalogue().db)
     lille_user = identities.user("patho.lille")
     rouen_user = identities.user("patho.rouen")
     assert lille_user is not None and rouen_user is not None
@@ -214,7 +215,7 @@ def test_concurrent_writers_form_one_chain(hub: Hub) -> None:
             start.wait()
             for i in range(per_thread):
                 with catalogue.session() as session, session.begin():
-                    audit.record(session, "test_concurrency", detail={"thread": n, "i": i})
+                    audit.record(session, AuditAction.AUDIT_EXPORT, detail={"thread": n, "i": i})
         except BaseException as exc:  # reported below
             errors.append(exc)
 

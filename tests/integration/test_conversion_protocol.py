@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from exchange.core.statuses import ConversionStatus
 from exchange.slides import conversion
 from exchange.slides.catalogue import Catalogue, location_of
 from exchange.slides.conversion import (
@@ -126,7 +127,7 @@ def test_an_honest_stream_replayed_gives_the_workers_own_outcome(hub: Hub) -> No
 
     replayed = from_worker(hub, slide_id, stream)
     after_replay = recorded(hub, slide_id)
-    assert replayed == Outcome("ready")
+    assert replayed == Outcome(ConversionStatus.READY)
     assert after_replay["pyramid_key"] == pyramid.key
     assert after_replay["pyramid_levels"] == [[s.width, s.height] for s in pyramid.l_sizes]
     assert after_replay["note"] == f"pyramid written in {seconds:.1f} s (pixels read by {reader})"
@@ -144,7 +145,7 @@ def test_an_honest_stream_replayed_gives_the_workers_own_outcome(hub: Hub) -> No
     assert direct["status"] == "ready" and direct["slide"] == ("ready", None)
 
     # The hub serves the pyramid the replayed stream described (its stored tiles).
-    assert from_worker(hub, slide_id, stream) == Outcome("ready")
+    assert from_worker(hub, slide_id, stream) == Outcome(ConversionStatus.READY)
     with hub_client(hub.settings) as client:
         response = client.get(f"/slides/{slide_id}{TILE}")
         assert response.status_code == 200
@@ -156,11 +157,11 @@ def test_a_skipped_slide_replayed_is_skipped_with_the_same_reason(hub: Hub) -> N
     stream = honest_stream(hub, slide_id)
     [(kind, reason)] = [decode_message(f, slide_id) for f in frames(stream)]
     assert kind == "skipped" and "fits in one 256x256 tile" in reason
-    assert from_worker(hub, slide_id, stream) == Outcome("skipped", reason)
+    assert from_worker(hub, slide_id, stream) == Outcome(ConversionStatus.SKIPPED, reason)
     assert recorded(hub, slide_id)["slide"] == ("ready", None)
     assert requeue(hub.catalogue, slide_id)
     assert claim(hub.catalogue, slide_id) == slide_id
-    assert run_job(hub.catalogue, hub.config, slide_id) == Outcome("skipped", reason)
+    assert run_job(hub.catalogue, hub.config, slide_id) == Outcome(ConversionStatus.SKIPPED, reason)
 
 
 class RunsCommand:
@@ -201,7 +202,7 @@ def test_a_pickle_from_the_worker_fails_the_job_and_never_runs(hub: Hub, tmp_pat
     # And the next, honest, conversion works as ever.
     assert requeue(hub.catalogue, slide_id)
     assert claim(hub.catalogue, slide_id) == slide_id
-    assert run_job(hub.catalogue, hub.config, slide_id) == Outcome("ready")
+    assert run_job(hub.catalogue, hub.config, slide_id) == Outcome(ConversionStatus.READY)
 
 
 def _message(**fields: object) -> bytes:
@@ -253,9 +254,11 @@ def test_a_worker_cut_short_is_retried_and_a_stalled_one_fails(
     # Half a message, then silence: the job's time limit holds...
     started = time.monotonic()
     outcome = from_worker(hub, slide_id, whole[:12], stall_s=60, timeout_s=2)
-    assert outcome == Outcome("failed", "the conversion took longer than 2 s")
+    assert outcome == Outcome(ConversionStatus.FAILED, "the conversion took longer than 2 s")
     # ...and a message must end soon after it began, whatever the job's limit.
     monkeypatch.setattr(conversion, "MESSAGE_READ_S", 1.0)
     outcome = from_worker(hub, slide_id, whole[:12], stall_s=60)
-    assert outcome == Outcome("failed", "the conversion worker stopped in the middle of a message")
+    assert outcome == Outcome(
+        ConversionStatus.FAILED, "the conversion worker stopped in the middle of a message"
+    )
     assert time.monotonic() - started < 20

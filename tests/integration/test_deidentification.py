@@ -23,7 +23,8 @@ from httpx import Response
 from PIL import Image
 
 from exchange.core.db import make_engine
-from exchange.slides.catalogue import PUBLIC_ID_LENGTH, Catalogue
+from exchange.core.ids import PUBLIC_ID_LENGTH
+from exchange.slides.catalogue import Catalogue
 from iain.settings import Settings
 from tests.database import as_before_migrations
 from tests.hub import hub_client, ingest

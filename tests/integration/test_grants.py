@@ -42,7 +42,7 @@ class Hub:
         return self.client.post("/api/grants", json=body, headers=who or self.lille)
 
     def audit(self, action: str) -> list[AuditEvent]:
-        catalogue = self.client.app.state.catalogue  # type: ignore[attr-defined]
+        catalogue = self.client.app.state.hub.catalogue  # type: ignore[attr-defined]
         with catalogue.session() as session:
             return list(session.scalars(select(AuditEvent).where(AuditEvent.action == action)))
 

@@ -30,7 +30,7 @@ PASSWORD = "lille-slides-2026"
 @pytest.fixture
 def hub(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as c:
-        identities: Identities = c.app.state.identities  # type: ignore[attr-defined]
+        identities: Identities = c.app.state.hub.identities  # type: ignore[attr-defined]
         identities.add_user(
             "lille.pathologist", "lille", ["pathologist"], password=PASSWORD, display_name="Dr L"
         )
@@ -39,7 +39,7 @@ def hub(settings: Settings) -> Iterator[TestClient]:
 
 
 def audit_rows(client: TestClient, *actions: str) -> list[AuditEvent]:
-    catalogue = client.app.state.catalogue  # type: ignore[attr-defined]
+    catalogue = client.app.state.hub.catalogue  # type: ignore[attr-defined]
     with catalogue.session() as session:
         return list(
             session.scalars(
@@ -81,7 +81,7 @@ def test_login_sets_a_hardened_cookie_and_me_names_the_user(hub: TestClient) -> 
 def test_only_the_hash_of_the_cookie_is_stored(hub: TestClient) -> None:
     login(hub, "lille.pathologist")
     secret = hub.cookies["iain_session"]
-    catalogue = hub.app.state.catalogue  # type: ignore[attr-defined]
+    catalogue = hub.app.state.hub.catalogue  # type: ignore[attr-defined]
     with catalogue.session() as session:
         [row] = session.scalars(select(LoginSession)).all()
     assert row.secret_hash == hash_secret(secret) and secret not in row.secret_hash
@@ -105,7 +105,7 @@ def test_a_write_with_the_cookie_needs_the_csrf_token(hub: TestClient) -> None:
 
 
 def test_bearer_token_calls_are_exempt_from_csrf(hub: TestClient) -> None:
-    identities: Identities = hub.app.state.identities  # type: ignore[attr-defined]
+    identities: Identities = hub.app.state.hub.identities  # type: ignore[attr-defined]
     _, secret = identities.create_token("rouen.pathologist", name="script")
     response = hub.post("/api/logout", headers={"Authorization": f"Bearer {secret}"})
     assert response.status_code == 200 and response.json() == {"logged_out": False}
@@ -139,7 +139,7 @@ def test_failed_logins_are_audited_then_throttled_per_username(hub: TestClient) 
 def test_failed_logins_are_throttled_per_address(settings: Settings) -> None:
     settings.login_max_failures = 3
     with TestClient(create_app(settings)) as c:
-        c.app.state.identities.add_user(  # type: ignore[attr-defined]
+        c.app.state.hub.identities.add_user(  # type: ignore[attr-defined]
             "caen.pathologist", "caen", ["pathologist"], password=PASSWORD
         )
         for name in ("someone", "someone.else", "nobody"):
@@ -155,7 +155,7 @@ def test_parallel_guesses_get_no_more_password_checks_than_the_limit(settings: S
     get their password checked (401), the others are refused (429)."""
     settings.login_max_failures = 5
     with TestClient(create_app(settings)) as c:
-        c.app.state.identities.add_user(  # type: ignore[attr-defined]
+        c.app.state.hub.identities.add_user(  # type: ignore[attr-defined]
             "lille.pathologist", "lille", ["pathologist"], password=PASSWORD
         )
         start = threading.Barrier(24)
@@ -169,7 +169,7 @@ def test_parallel_guesses_get_no_more_password_checks_than_the_limit(settings: S
         with ThreadPoolExecutor(24) as pool:
             answers = list(pool.map(guess, range(24)))
         # Up to 15 pooled connections: given back now, not whenever the app is collected.
-        c.app.state.catalogue.engine.dispose()  # type: ignore[attr-defined]
+        c.app.state.hub.catalogue.engine.dispose()  # type: ignore[attr-defined]
         assert set(answers) <= {401, 429}
         assert answers.count(401) <= 5
         # The failures that were checked are what counts next: five lock the account.
@@ -193,7 +193,7 @@ def test_an_unknown_user_gets_the_same_answer_as_a_wrong_password(hub: TestClien
 def test_an_expired_session_is_refused(settings: Settings) -> None:
     settings.session_hours = 1 / 3600  # one second
     with TestClient(create_app(settings)) as c:
-        c.app.state.identities.add_user(  # type: ignore[attr-defined]
+        c.app.state.hub.identities.add_user(  # type: ignore[attr-defined]
             "caen.pathologist", "caen", ["pathologist"], password=PASSWORD
         )
         login(c, "caen.pathologist")
@@ -205,7 +205,7 @@ def test_an_expired_session_is_refused(settings: Settings) -> None:
 def test_production_cookies_are_secure(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "prod", mode="production", secret_key=SecretStr("s" * 40))
     with TestClient(create_app(settings)) as c:
-        c.app.state.identities.add_user(  # type: ignore[attr-defined]
+        c.app.state.hub.identities.add_user(  # type: ignore[attr-defined]
             "caen.pathologist", "caen", ["pathologist"], password=PASSWORD
         )
         response = c.post("/api/login", json={"username": "caen.pathologist", "password": PASSWORD})
@@ -237,7 +237,7 @@ def test_production_refuses_default_secrets(tmp_path: Path) -> None:
         oidc_client_secret=SecretStr("k7Hq2-xP9vL4mN8rT3wZ"),
         **oidc,  # type: ignore[arg-type]
     )
-    assert create_app(settings).state.oidc is not None
+    assert create_app(settings).state.hub.oidc is not None
     # Development accepts the defaults.
     create_app(Settings(home=home, oidc_client_secret=SecretStr(""), **oidc))  # type: ignore[arg-type]
 
@@ -321,5 +321,5 @@ def test_demo_accounts_are_never_made_in_production(tmp_path: Path) -> None:
 
 
 def users_of(client: TestClient) -> list[User]:
-    with client.app.state.catalogue.session() as session:  # type: ignore[attr-defined]
+    with client.app.state.hub.catalogue.session() as session:  # type: ignore[attr-defined]
         return list(session.scalars(select(User)))

@@ -127,7 +127,7 @@ def test_an_empty_database_gets_the_newest_schema_and_the_centres(url: str) -> N
     # A plain postgresql:// URL (as hospital IT writes it) goes through psycopg 3 too.
     catalogue = Catalogue.open(url.replace("postgresql+psycopg://", "postgresql://"))
     assert revision_of(url) == db.head_revision()
-    assert [c.code for c in catalogue.centres()] == ["caen", "lille", "rouen"]
+    assert [c.code for c in catalogue.db.centres()] == ["caen", "lille", "rouen"]
     assert diff_from_models(url) == []
     catalogue.engine.dispose()
 
@@ -210,7 +210,7 @@ def test_two_hubs_opening_one_new_database_at_once_both_start(url: str) -> None:
         thread.join()
     assert errors == []
     assert revision_of(url) == db.head_revision()
-    assert [c.code for c in opened[0].centres()] == ["caen", "lille", "rouen"]
+    assert [c.code for c in opened[0].db.centres()] == ["caen", "lille", "rouen"]
     for catalogue in opened:
         catalogue.engine.dispose()
 

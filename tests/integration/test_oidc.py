@@ -74,12 +74,12 @@ def authorize(hub: TestClient, sub: str, *, next_url: str = "/", nonce: str | No
 
 
 def users(hub: TestClient) -> list[User]:
-    with hub.app.state.catalogue.session() as session:  # type: ignore[attr-defined]
+    with hub.app.state.hub.catalogue.session() as session:  # type: ignore[attr-defined]
         return list(session.scalars(select(User)))
 
 
 def failures(hub: TestClient) -> list[AuditEvent]:
-    with hub.app.state.catalogue.session() as session:  # type: ignore[attr-defined]
+    with hub.app.state.hub.catalogue.session() as session:  # type: ignore[attr-defined]
         return list(session.scalars(select(AuditEvent).where(AuditEvent.action == "login_failed")))
 
 
@@ -165,7 +165,7 @@ def test_no_role_is_refused(provider: str, hub: TestClient) -> None:
 
 
 def test_an_id_token_signed_by_another_key_is_refused(provider: str, hub: TestClient) -> None:
-    oidc: OidcClient = hub.app.state.oidc  # type: ignore[attr-defined]
+    oidc: OidcClient = hub.app.state.hub.oidc  # type: ignore[attr-defined]
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = int(time.time())
     forged = jwt.encode(
@@ -248,7 +248,7 @@ def test_a_disabled_account_cannot_log_in_through_the_provider(
     set_claims(provider, "psc-11", centre="lille", roles=["anapath"], preferred_username="a.b")
     assert hub.get(authorize(hub, "psc-11"), follow_redirects=False).status_code == 303
     [user] = users(hub)
-    with hub.app.state.catalogue.session() as session, session.begin():  # type: ignore[attr-defined]
+    with hub.app.state.hub.catalogue.session() as session, session.begin():  # type: ignore[attr-defined]
         session.get(User, user.id).active = False  # what `iain users disable` sets
     hub.cookies.clear()
     answer = hub.get(authorize(hub, "psc-11"), headers=BROWSER, follow_redirects=False)

@@ -120,7 +120,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
     }
     admin = tokens[(OWNER, "pathologist")]
     with TestClient(create_app(settings)) as client:
-        catalogue: Catalogue = client.app.state.catalogue  # type: ignore[attr-defined]
+        catalogue: Catalogue = client.app.state.hub.catalogue  # type: ignore[attr-defined]
         _grant(client, admin, slide_ids["granted"])
         revoked = _grant(client, admin, slide_ids["revoked"])
         assert client.delete(f"/api/grants/{revoked}", headers=admin).status_code == 204

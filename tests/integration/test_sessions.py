@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from exchange.core.models import AuditEvent, LoginFailure, LoginSession
 from exchange.identity.accounts import REVOCATION_POLL_S, Identities
-from exchange.web.login import throttle_address
+from exchange.identity.login import throttle_address
 from iain.app import create_app
 from iain.cli import cli
 from iain.settings import Settings
@@ -43,7 +43,7 @@ def hub_process(settings: Settings, client: tuple[str, int] = ("192.0.2.10", 500
 @pytest.fixture
 def hub(settings: Settings) -> Iterator[TestClient]:
     with hub_process(settings) as c:
-        identities: Identities = c.app.state.identities  # type: ignore[attr-defined]
+        identities: Identities = c.app.state.hub.identities  # type: ignore[attr-defined]
         identities.add_user("lille.pathologist", "lille", ["pathologist"], password=PASSWORD)
         identities.add_user("rouen.pathologist", "rouen", ["pathologist"], password=PASSWORD)
         yield c
@@ -58,7 +58,7 @@ def runner(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
 
 
 def audit_rows(client: TestClient, action: str) -> list[AuditEvent]:
-    with client.app.state.catalogue.session() as session:  # type: ignore[attr-defined]
+    with client.app.state.hub.catalogue.session() as session:  # type: ignore[attr-defined]
         query = select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)
         return list(session.scalars(query))
 
@@ -97,7 +97,7 @@ def test_the_throttle_holds_across_hub_processes_and_a_restart(
 def test_failures_are_stored_under_keyed_hashes_only(hub: TestClient) -> None:
     typed = "my-secret-passw0rd"  # a password typed into the username field
     assert hub.post("/api/login", json={"username": typed, "password": "x" * 12}).status_code == 401
-    with hub.app.state.catalogue.session() as session:  # type: ignore[attr-defined]
+    with hub.app.state.hub.catalogue.session() as session:  # type: ignore[attr-defined]
         keys = list(session.scalars(select(LoginFailure.key)))
     assert len(keys) == 2  # the username and the address
     assert not any(typed in key or "192.0.2.10" in key for key in keys)
@@ -107,7 +107,7 @@ def test_the_window_passing_lets_logins_in_again(settings: Settings) -> None:
     settings.login_max_failures = 2
     settings.login_window_s = 1.0
     with hub_process(settings) as c:
-        c.app.state.identities.add_user(  # type: ignore[attr-defined]
+        c.app.state.hub.identities.add_user(  # type: ignore[attr-defined]
             "lille.pathologist", "lille", ["pathologist"], password=PASSWORD
         )
         for _ in range(2):
@@ -116,7 +116,7 @@ def test_the_window_passing_lets_logins_in_again(settings: Settings) -> None:
         time.sleep(1.1)
         login(c)
         # The old failures were deleted on the way: the table does not grow without end.
-        with c.app.state.catalogue.session() as session:  # type: ignore[attr-defined]
+        with c.app.state.hub.catalogue.session() as session:  # type: ignore[attr-defined]
             assert session.scalar(select(func.count()).select_from(LoginFailure)) == 0
 
 
@@ -131,7 +131,7 @@ def test_behind_a_trusted_proxy_each_client_address_is_throttled_on_its_own(
     settings: Settings,
 ) -> None:
     with proxied(settings) as c:
-        c.app.state.identities.add_user(  # type: ignore[attr-defined]
+        c.app.state.hub.identities.add_user(  # type: ignore[attr-defined]
             "caen.pathologist", "caen", ["pathologist"], password=PASSWORD
         )
         attacker = {"X-Forwarded-For": "203.0.113.7"}
@@ -161,7 +161,7 @@ def test_an_ipv6_client_is_throttled_by_its_slash_64_an_ipv4_one_by_its_address(
     settings.login_max_failures = 3
     good = {"username": "caen.pathologist", "password": PASSWORD}
     with hub_process(settings, client=("2001:db8:7:1::10", 41000)) as c:
-        c.app.state.identities.add_user(  # type: ignore[attr-defined]
+        c.app.state.hub.identities.add_user(  # type: ignore[attr-defined]
             "caen.pathologist", "caen", ["pathologist"], password=PASSWORD
         )
 
@@ -194,7 +194,7 @@ def test_a_forged_forwarded_for_from_an_untrusted_peer_changes_nothing(
     settings.trusted_proxies = Settings(trusted_proxies=trusted).trusted_proxies  # type: ignore[arg-type]
     # The peer is not the proxy: its X-Forwarded-For is the client's own word.
     with hub_process(settings, client=("203.0.113.7", 41000)) as c:
-        c.app.state.identities.add_user(  # type: ignore[attr-defined]
+        c.app.state.hub.identities.add_user(  # type: ignore[attr-defined]
             "caen.pathologist", "caen", ["pathologist"], password=PASSWORD
         )
         for n, name in enumerate(("someone", "someone.else", "nobody")):
@@ -276,14 +276,14 @@ def test_iain_serve_believes_forwarded_for_only_from_trusted_proxies(
 
 
 def session_ids(client: TestClient) -> set[str]:
-    with client.app.state.catalogue.session() as session:  # type: ignore[attr-defined]
+    with client.app.state.hub.catalogue.session() as session:  # type: ignore[attr-defined]
         return set(session.scalars(select(LoginSession.id)))
 
 
 def test_expired_sessions_are_pruned_by_the_hub_at_login(settings: Settings) -> None:
     settings.session_hours = 1 / 3600  # one second
     with hub_process(settings) as c:
-        c.app.state.identities.add_user(  # type: ignore[attr-defined]
+        c.app.state.hub.identities.add_user(  # type: ignore[attr-defined]
             "lille.pathologist", "lille", ["pathologist"], password=PASSWORD
         )
         login(c)
@@ -300,7 +300,7 @@ def test_sessions_prune_command(hub: TestClient, runner: CliRunner) -> None:
     login(hub)
     login(hub, "rouen.pathologist")
     ids = sorted(session_ids(hub))
-    catalogue = hub.app.state.catalogue  # type: ignore[attr-defined]
+    catalogue = hub.app.state.hub.catalogue  # type: ignore[attr-defined]
     now = datetime.now(UTC)
     with catalogue.session() as session, session.begin():
         expired, ended_long_ago = (session.get(LoginSession, i) for i in ids)
@@ -368,7 +368,7 @@ def test_ending_a_users_sessions_logs_the_browser_out_at_its_next_request(
 def test_disabling_a_user_ends_sessions_revokes_tokens_and_refuses_logins(
     hub: TestClient, runner: CliRunner
 ) -> None:
-    identities: Identities = hub.app.state.identities  # type: ignore[attr-defined]
+    identities: Identities = hub.app.state.hub.identities  # type: ignore[attr-defined]
     _, token = identities.create_token("lille.pathologist", name="script")
     bearer = {"Authorization": f"Bearer {token}"}
     login(hub)
@@ -442,10 +442,10 @@ def test_a_logout_committed_while_a_request_reads_the_session_is_not_undone_by_i
         assert other.get("/api/me").status_code == 200
         [lille] = [
             s.id
-            for s in other.app.state.sessions.listing("lille.pathologist")  # type: ignore[attr-defined]
+            for s in other.app.state.hub.sessions.listing("lille.pathologist")  # type: ignore[attr-defined]
         ]
-        sessions = other.app.state.sessions  # type: ignore[attr-defined]
-        engine = other.app.state.catalogue.engine  # type: ignore[attr-defined]
+        sessions = other.app.state.hub.sessions  # type: ignore[attr-defined]
+        engine = other.app.state.hub.catalogue.engine  # type: ignore[attr-defined]
         browser = TestClient(other.app, cookies={"iain_session": cookie})
         with ended_while_read(engine, "login_sessions", lambda: sessions.end(lille)):
             assert browser.get("/api/me").status_code == 200
@@ -456,13 +456,13 @@ def test_a_logout_committed_while_a_request_reads_the_session_is_not_undone_by_i
 def test_a_token_revoked_while_a_request_reads_it_is_not_undone_by_its_cache(
     hub: TestClient,
 ) -> None:
-    identities: Identities = hub.app.state.identities  # type: ignore[attr-defined]
+    identities: Identities = hub.app.state.hub.identities  # type: ignore[attr-defined]
     _, first = identities.create_token("rouen.pathologist", name="warm")
     token, secret = identities.create_token("lille.pathologist", name="script")
     with hub_process(hub.app.state.settings) as other:  # type: ignore[attr-defined]
         assert other.get("/api/me", headers={"Authorization": f"Bearer {first}"}).status_code == 200
-        mine: Identities = other.app.state.identities  # type: ignore[attr-defined]
-        engine = other.app.state.catalogue.engine  # type: ignore[attr-defined]
+        mine: Identities = other.app.state.hub.identities  # type: ignore[attr-defined]
+        engine = other.app.state.hub.catalogue.engine  # type: ignore[attr-defined]
         bearer = {"Authorization": f"Bearer {secret}"}
         with ended_while_read(engine, "api_tokens", lambda: mine.revoke_token(token.id)):
             assert other.get("/api/me", headers=bearer).status_code == 200
@@ -512,7 +512,7 @@ def test_no_request_racing_the_revocation_poll_answers_with_an_ended_credential(
     that finds another one polling for revocations waits for that poll's answer instead of
     answering from its cache (it used to, and the page stayed on the worklist with only
     /api/me refused)."""
-    identities: Identities = hub.app.state.identities  # type: ignore[attr-defined]
+    identities: Identities = hub.app.state.hub.identities  # type: ignore[attr-defined]
     token, secret = identities.create_token("lille.pathologist", name="script")
     login(hub)
     with hub_process(hub.app.state.settings) as other:  # type: ignore[attr-defined]
@@ -532,7 +532,7 @@ def test_no_request_racing_the_revocation_poll_answers_with_an_ended_credential(
         def rival() -> None:
             statuses["rival"] = browser.get("/api/centres").status_code
 
-        engine = other.app.state.catalogue.engine  # type: ignore[attr-defined]
+        engine = other.app.state.hub.catalogue.engine  # type: ignore[attr-defined]
         with poll_held_while(engine, rival):
             statuses["first"] = browser.get("/api/me").status_code
         assert statuses == {"first": 401, "rival": 401}

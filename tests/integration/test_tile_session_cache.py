@@ -43,11 +43,11 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
     folder.mkdir()
     slide_id = ingest(settings, write_seeded_svs(folder), "caen")
     app = create_app(settings)
-    identities: Identities = app.state.identities
+    identities: Identities = app.state.hub.identities
     identities.add_user("caen.pathologist", "caen", ["pathologist"], password=PASSWORD)
     identities.add_user("lille.pathologist", "lille", ["pathologist"], password=PASSWORD)
     identities.add_user("caen.teacher", "caen", ["teacher"], password=PASSWORD)
-    slide = app.state.catalogue.get(slide_id)
+    slide = app.state.hub.catalogue.get(slide_id)
     assert slide is not None and slide.public_id is not None
     yield Hub(app, settings, slide_id, slide.public_id)
 
@@ -106,7 +106,7 @@ def test_a_user_disabled_by_another_process_loses_cached_tiles_within_a_poll(
     sessions and revokes their tokens: the fast path, which remembers a caller, stops
     answering both once this hub has polled for revocations."""
     browser, _ = logged_in(hub, "caen.pathologist")
-    identities: Identities = hub.app.state.identities  # type: ignore[attr-defined]
+    identities: Identities = hub.app.state.hub.identities  # type: ignore[attr-defined]
     _, token = identities.create_token("caen.pathologist", name="script")
     script = TestClient(hub.app, headers={"Authorization": f"Bearer {token}"})  # type: ignore[arg-type]
     url = f"/slides/{hub.slide_id}_files/{TILE}"
@@ -185,7 +185,7 @@ def test_the_fast_paths_memory_of_callers_stays_bounded(hub: Hub) -> None:
     """One valid session with ever-changing junk cookies beside it (each request a new
     Cookie header): served every time, never more than a bounded memory."""
     session = session_cookie(hub, "caen.pathologist")
-    memory: CallerMemory = hub.app.state.callers  # type: ignore[attr-defined]
+    memory: CallerMemory = hub.app.state.hub.callers  # type: ignore[attr-defined]
     scope_locator = hub.app.state.scope_locator  # type: ignore[attr-defined]
     for n in range(2 * MAX_REMEMBERED + 10):
         scope = request_scope(hub, f"junk={n}; iain_session={session}".encode())
@@ -212,12 +212,12 @@ def test_the_fast_paths_memory_adds_no_delay_to_the_revocation_poll(hub: Hub) ->
     browser, _ = logged_in(hub, "caen.pathologist")
     url = f"/slides/{hub.slide_id}_files/{TILE}"
     assert browser.get(url).status_code == 200
-    [row] = hub.app.state.sessions.listing("caen.pathologist")  # type: ignore[attr-defined]
+    [row] = hub.app.state.hub.sessions.listing("caen.pathologist")  # type: ignore[attr-defined]
     elsewhere = create_app(hub.settings)  # another hub process on the same database
     time.sleep(max(FAST_AUTH_S, REVOCATION_POLL_S) + 0.1)  # the memory is stale, a poll due
     polled = time.monotonic()
     assert browser.get("/api/me").status_code == 200  # this request polls
-    assert elsewhere.state.sessions.end(row.id)
+    assert elsewhere.state.hub.sessions.end(row.id)
     ended = time.monotonic()
     time.sleep(max(0.0, polled + 0.6 * REVOCATION_POLL_S - time.monotonic()))
     # Before the next poll: the fast path authenticates the cookie again, from the cache.

@@ -542,7 +542,7 @@ def test_tiff_upload_completes_without_a_local_copy_and_reads_it_about_once(
     with hub_client(settings) as client:
         upload = start(client, [("big-slide.tiff", data)])
         send_parts(client, upload, [data])
-        store = client.app.state.store  # type: ignore[attr-defined]
+        store = client.app.state.hub.store  # type: ignore[attr-defined]
         read_before = store.bytes_read if backend == "s3" else 0
         with DiskWatch(work_dir(settings)) as watch:
             done = client.post(f"/api/uploads/{upload['id']}/complete")
@@ -698,7 +698,7 @@ def test_bytes_replaced_in_storage_after_the_checksum_are_never_recorded(
     data = original.read_bytes()
     dicom = sample("dicom/google-wsi2dcm-jpeg/jpeg.dicom").read_bytes()
     with hub_client(local_settings) as client:
-        uploads = client.app.state.uploads  # type: ignore[attr-defined]
+        uploads = client.app.state.hub.uploads  # type: ignore[attr-defined]
         store = ReplacedAfterFirstRead(uploads.store.root, original.name, dicom)
         uploads.store = store
         upload = start(client, [(original.name, data)])

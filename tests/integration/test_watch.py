@@ -19,10 +19,10 @@ import pytest
 
 from exchange.slides.catalogue import Catalogue
 from exchange.slides.ingest import ingest_path
+from exchange.slides.watch import FAILED, INGESTED, REASON_SUFFIX, STATE_DIR, Watcher
 from iain.app import build_store
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
-from iain.watch import FAILED, INGESTED, REASON_SUFFIX, STATE_DIR, Watcher
 from tests.s3server import SeaweedS3
 from tests.testdata import sample
 

@@ -75,8 +75,7 @@ def test_every_tile_asked_as_iiif_is_found_as_the_same_deepzoom_tile(tmp_path, s
             for row in range(count.height):
                 dz_etag = service.deepzoom_etag(loc, z, col, row)
                 for region, out in iiif_forms(dz, z, col, row):
-                    x, y, w, h = (int(v) for v in region.split(","))
-                    found = service.iiif_grid_tile(loc, x, y, w, h, out)
+                    found = service.iiif_grid_tile(loc, region, out)
                     # The fast path and the route agree: same tile, same ETag, same bytes.
                     _req, etag = service.iiif_parse(loc, region, out, "0", "default.jpg")
                     assert (etag == dz_etag) == (found is not None), (z, col, row, region, out)
@@ -104,16 +103,18 @@ def test_every_tile_asked_as_iiif_is_found_as_the_same_deepzoom_tile(tmp_path, s
 def test_requests_that_are_not_a_grid_tile_are_left_to_the_route(tmp_path, region, out):
     service = service_for(tmp_path, {})
     loc = location("grid", (Size(2220, 2967),))
-    x, y, w, h = (int(v) for v in region.split(","))
-    assert service.iiif_grid_tile(loc, x, y, w, h, out) is None
+    assert service.iiif_grid_tile(loc, region, out) is None
 
 
 def test_a_region_past_the_edge_is_cropped_as_the_route_crops_it(tmp_path):
     service = service_for(tmp_path, {})
     loc = location("grid", (Size(2220, 2967),))
     # The last column asked with the full tile span: the spec crops it to the image.
-    assert service.iiif_grid_tile(loc, 2048, 0, 256, 256, "172,256") == (12, 8, 0)
-    assert service.iiif_grid_tile(loc, 2048, 0, 256, 256, "172,") == (12, 8, 0)
+    assert service.iiif_grid_tile(loc, "2048,0,256,256", "172,256") == (12, 8, 0)
+    assert service.iiif_grid_tile(loc, "2048,0,256,256", "172,") == (12, 8, 0)
+    # "full" is the whole slide: a tile only at the level where the slide fits in one.
+    assert service.iiif_grid_tile(loc, "full", "139,186") == (8, 0, 0)
+    assert service.iiif_grid_tile(loc, "full", "max") is None
 
 
 def blocks(width: int, height: int, block: int = 64) -> np.ndarray:

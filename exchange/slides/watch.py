@@ -1,4 +1,4 @@
-"""`iain watch DIR`: ingests what scanners write into a drop folder, once each.
+"""The drop folder (`iain watch DIR`): ingests what scanners write into it, once each.
 
 Each top-level entry of the folder is one slide: a file, an MRXS file with its data folder,
 or a folder (a DICOM series). An entry is ingested once its files' sizes and modification
@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exchange.core.errors import ExchangeError
-from exchange.slides.catalogue import Catalogue, new_slide_id
+from exchange.core.ids import new_id
+from exchange.slides.catalogue import Catalogue
 from exchange.slides.ingest import ingest_path
 from storage import ObjectStore, StorageError
 from tiles.errors import TilesError
@@ -120,7 +121,7 @@ class Watcher:
         settle_s: float = 5.0,
         log: Callable[[str], None] = print,
     ) -> None:
-        catalogue.check_centre(centre)  # a wrong centre is the watcher's error, not a file's
+        catalogue.db.check_centre(centre)  # a wrong centre is the watcher's error, not a file's
         self.store, self.catalogue = store, catalogue
         self.folder, self.centre = folder, centre
         self.settle_s, self.log = settle_s, log
@@ -188,7 +189,7 @@ class Watcher:
 
     def ingest(self, entry: Entry) -> Outcome | None:
         """Ingests one entry and moves it aside; None when storage failed (tried again later)."""
-        slide_id = new_slide_id()
+        slide_id = new_id()
         self._write_pending(entry.name, slide_id)
         try:
             slide = ingest_path(
