@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 
 from exchange.audit.actions import AuditAction
 from exchange.core.db import Database
-from exchange.core.models import AuditEvent, AuditHead, AuditView
+from exchange.core.models import AuditEvent, AuditHead, AuditView, as_utc
 from exchange.core.principal import Principal
 
 GENESIS = "0" * 64
@@ -77,7 +77,7 @@ def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
 def hashed_fields(event: AuditEvent) -> dict[str, Any]:
     return {
         "seq": event.seq,
-        "at": event.at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "at": as_utc(event.at).isoformat(timespec="microseconds"),
         "actor_id": event.actor_id,
         "actor_centre": event.actor_centre,
         "action": event.action,
@@ -230,7 +230,7 @@ def events_between(
         query = query.where(AuditEvent.at < until)
     for event in session.scalars(query.execution_options(yield_per=1000)):
         row = {column: getattr(event, column) for column in EXPORT_COLUMNS}
-        row["at"] = event.at.astimezone(UTC).isoformat(timespec="microseconds")
+        row["at"] = as_utc(event.at).isoformat(timespec="microseconds")
         yield row
 
 
@@ -305,7 +305,7 @@ def _utc_day(now: datetime | None) -> str:
     """Today's UTC date as text; recomputed once a day, not on every tile."""
     global _day_cache
     if now is not None:
-        return now.date().isoformat()
+        return as_utc(now).date().isoformat()
     start, end, day = _day_cache
     clock = time.time()
     if not start <= clock < end:

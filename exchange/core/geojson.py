@@ -51,9 +51,10 @@ def check_geometry(value: Any, rules: GeometryRules) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidGeometry("a feature needs a geometry")
     kind = value.get("type")
-    if kind not in rules.types or kind not in DEPTH:
+    if not isinstance(kind, str) or kind not in rules.types or kind not in DEPTH:
         known = ", ".join(t for t in DEPTH if t in rules.types)
-        raise InvalidGeometry(f"geometry type must be one of {known}, not {kind!r}")
+        given = repr(kind) if len(repr(kind)) <= 40 else repr(kind)[:37] + "..."
+        raise InvalidGeometry(f"geometry type must be one of {known}, not {given}")
     counter = [0]
     coords = _coords(value.get("coordinates"), DEPTH[kind], rules, counter)
     if kind == "Polygon":
@@ -87,7 +88,7 @@ def _coords(value: Any, depth: int, rules: GeometryRules, counter: list[int]) ->
     if depth == 0:
         return _position(value, rules, counter)
     if not value:
-        raise InvalidGeometry("empty coordinates")
+        raise InvalidGeometry("coordinates must not be empty")
     return [_coords(v, depth - 1, rules, counter) for v in value]
 
 
@@ -96,7 +97,7 @@ def _position(value: list[Any], rules: GeometryRules, counter: list[int]) -> lis
         raise InvalidGeometry("a position is [x, y]")
     x, y = value[0], value[1]
     for v in (x, y):
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not _finite(v):
             raise InvalidGeometry("positions must be finite numbers")
     mx, my = rules.margin(rules.width), rules.margin(rules.height)
     if not (-mx <= x <= rules.width + mx and -my <= y <= rules.height + my):
@@ -110,6 +111,13 @@ def _position(value: list[Any], rules: GeometryRules, counter: list[int]) -> lis
     if rules.decimals is not None:
         return [round(float(x), rules.decimals), round(float(y), rules.decimals)]
     return [float(x), float(y)]
+
+
+def _finite(v: int | float) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer of hundreds of digits (JSON allows it)
+        return False
 
 
 def _rings(polygon: list[list[list[float]]]) -> None:

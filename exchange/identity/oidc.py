@@ -15,6 +15,7 @@ import hmac
 import json
 import logging
 import re
+import unicodedata
 import secrets
 import threading
 import time
@@ -361,6 +362,9 @@ def _strings(value: Any) -> list[str]:
 
 
 def _username(wanted: str) -> str:
-    name = re.sub(r"[^a-z0-9._@-]+", "-", wanted.strip().lower()).strip("-._@")
+    # Accents dropped, not the letters: "Hélène Lefèvre" is helene-lefevre (an account is
+    # found again by its OIDC subject, so this only names new accounts).
+    plain = unicodedata.normalize("NFKD", wanted).encode("ascii", "ignore").decode()
+    name = re.sub(r"[^a-z0-9._@-]+", "-", plain.strip().lower()).strip("-._@")
     name = name[:150] or "user"
     return name if len(name) >= 2 else f"{name}-user"

@@ -3,9 +3,10 @@
 Two kinds: a heatmap (a 2-D array of probabilities at any resolution covering the whole
 slide, stored as a tiled pyramid and served as DeepZoom tiles at the slide's size), and a
 feature set (GeoJSON features in level-0 pixels: detections, segmentations). This module
-is the Python API the inference worker calls (`add_heatmap`, `add_features`); the HTTP
-routes are in exchange.web.overlays. Overlays are immutable: a new result is a new
-overlay, so everything served about one can be cached for good."""
+is the hub's side: `add_heatmap` and `add_features` are called by the hub's own routes
+(exchange.web.overlays) and the demo, never by an inference worker, which runs apart and
+sends its results over HTTP like any client (DESIGN.md). Overlays are immutable: a new
+result is a new overlay, so everything served about one can be cached for good."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def overlay_prefix(slide_id: str, overlay_id: str) -> str:
     return f"{slide_prefix(slide_id)}overlays/{overlay_id}/"
 
 
-# -- writing (the inference worker's API) --------------------------------------------------
+# -- writing (what the routes and the demo call) ----------------------------------------------
 
 
 def _slide(catalogue: Catalogue, slide_id: str) -> Slide:
