@@ -35,7 +35,7 @@ _TILE_PATH = re.compile(
     r"/slides/([a-z0-9]{1,64})_files/(\d{1,3})/(\d{1,9})_(\d{1,9})\.(?:jpeg|jpg)"
 )
 _IIIF_PATH = re.compile(
-    r"/iiif/3/([a-z0-9]{1,64})/(?:full|(\d{1,9}),(\d{1,9}),(\d{1,9}),(\d{1,9}))"
+    r"/iiif/3/([a-z0-9]{1,64})/(full|\d{1,9},\d{1,9},\d{1,9},\d{1,9})"
     r"/(max|\d{1,9},\d{0,9})/0/default\.jpg"
 )
 _IMMUTABLE = PRIVATE_IMMUTABLE.encode()
@@ -79,11 +79,8 @@ class CachedTiles:
         if dz_match is not None:
             z, col, row = int(match.group(2)), int(match.group(3)), int(match.group(4))
         else:
-            if match.group(2) is None:  # "full", as viewers ask a level of one tile
-                x, y, w, h = 0, 0, loc.l0_size.width, loc.l0_size.height
-            else:
-                x, y, w, h = (int(match.group(i)) for i in range(2, 6))
-            tile = service.iiif_grid_tile(loc, x, y, w, h, match.group(6))
+            # "full" too: viewers ask so for a level of one tile.
+            tile = service.iiif_grid_tile(loc, match.group(2), match.group(3))
             if tile is None:
                 await self.app(scope, receive, send)
                 return

@@ -70,7 +70,8 @@ Location = Annotated[SlideLocation, Depends(get_location)]
 router = APIRouter()
 
 
-def _not_modified(request: Request, etag: str) -> bool:
+def not_modified(request: Request, etag: str) -> bool:
+    """Whether the request's If-None-Match names `etag` (or "*"): the answer is then 304."""
     header = request.headers.get("if-none-match")
     if not header:
         return False
@@ -111,7 +112,7 @@ async def deepzoom_tile(
     z, col, row = int(level), int(match.group(1)), int(match.group(2))
     service.deepzoom(loc).z_tile(z, col, row)  # range check before anything else
     etag = service.deepzoom_etag(loc, z, col, row)
-    if _not_modified(request, etag):
+    if not_modified(request, etag):
         return _unchanged(etag)
     # Cache hits were answered by tiles.fastpath; deepzoom_tile checks the cache once more.
     return _image(await run_in_threadpool(service.deepzoom_tile, loc, z, col, row))
@@ -145,7 +146,7 @@ async def iiif_image(
     quality_format: str,
 ) -> Response:
     req, etag = service.iiif_parse(loc, region, size, rotation, quality_format)
-    if _not_modified(request, etag):
+    if not_modified(request, etag):
         return _unchanged(etag)
     rendered = await run_in_threadpool(service.iiif_image, loc, req, etag)
     response = _image(rendered)
@@ -161,7 +162,7 @@ async def thumbnail(
     max_size: Annotated[int, Query(alias="size", ge=1, le=2048)] = 512,
 ) -> Response:
     etag = service.thumbnail_etag(loc, max_size)
-    if _not_modified(request, etag):
+    if not_modified(request, etag):
         return _unchanged(etag)
     return _image(await run_in_threadpool(service.thumbnail, loc, max_size))
 
@@ -175,7 +176,7 @@ async def associated_image(
     on_associated: Callable[[Request, SlideLocation, str], Awaitable[None]] | None = getattr(
         request.app.state, "on_associated_view", None
     )
-    if _not_modified(request, etag):
+    if not_modified(request, etag):
         if on_associated is not None:
             await on_associated(request, loc, name)
         return _unchanged(etag)

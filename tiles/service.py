@@ -6,6 +6,7 @@ revalidation (If-None-Match) and a cache lookup cost no slide access at all."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
@@ -24,6 +25,38 @@ from tiles.location import SlideLocation
 from tiles.pool import ReaderPool
 from tiles.readers.base import SlideProperties, SlideReader
 from tiles.render import MEDIA_TYPES, encode, render_region
+
+
+@functools.lru_cache(maxsize=16384)
+def _grid_tile(
+    width: int, height: int, tile_size: int, limits: Limits, region: str, size: str
+) -> tuple[int, int, int] | None:
+    if region == "full":
+        x, y, w, h = 0, 0, width, height
+    else:
+        x, y, w, h = (int(v) for v in region.split(","))
+    if w <= 0 or h <= 0 or x >= width or y >= height:
+        return None
+    l0_region = Region(x, y, min(w, width - x), min(h, height - y))
+    if size == "max":
+        out = Size(l0_region.width, l0_region.height)
+        if (
+            out.width > limits.max_width
+            or out.height > limits.max_height
+            or out.width * out.height > limits.max_area
+        ):
+            return None
+    else:
+        out_width, _, out_height = size.partition(",")
+        out_w = int(out_width)
+        out_h = (
+            int(out_height)
+            if out_height
+            else max(1, round(l0_region.height * out_w / l0_region.width))
+        )
+        out = Size(out_w, out_h)
+    return DeepZoom(Size(width, height), tile_size).tile_of(l0_region, out)
+
 
 # Bump when rendering changes, so clients and caches drop old tiles.
 RENDER_VERSION = "2"  # 2: text segments stripped from stored tiles
@@ -242,30 +275,14 @@ class TileService:
         return self.deepzoom(loc).tile_of(req.l0_region, req.size)
 
     def iiif_grid_tile(
-        self, loc: SlideLocation, x: int, y: int, w: int, h: int, size: str
+        self, loc: SlideLocation, region: str, size: str
     ) -> tuple[int, int, int] | None:
-        """The DeepZoom tile that IIIF region `x,y,w,h` at `size` ("w,h", "w," or "max"),
-        rotation 0, default.jpg shows, if it is one: what iiif_parse would find, without
-        parsing (the fast path's question). None for anything else: the route decides."""
+        """The DeepZoom tile that IIIF `region` ("x,y,w,h" or "full") at `size` ("w,h",
+        "w," or "max"), rotation 0, default.jpg shows, if it is one: what iiif_parse would
+        find, without parsing (the fast path's question). None for anything else: the route
+        decides. Remembered per slide geometry: a viewer asks the same tiles again."""
         image = loc.l0_size
-        if w <= 0 or h <= 0 or x >= image.width or y >= image.height:
-            return None
-        region = Region(x, y, min(w, image.width - x), min(h, image.height - y))
-        if size == "max":
-            out = Size(region.width, region.height)
-            limits = self.limits
-            if (
-                out.width > limits.max_width
-                or out.height > limits.max_height
-                or out.width * out.height > limits.max_area
-            ):
-                return None
-        else:
-            width, _, height = size.partition(",")
-            out_w = int(width)
-            out_h = int(height) if height else max(1, round(region.height * out_w / region.width))
-            out = Size(out_w, out_h)
-        return self.deepzoom(loc).tile_of(region, out)
+        return _grid_tile(image.width, image.height, self.tile_size, self.limits, region, size)
 
     # -- thumbnails and associated images ---------------------------------------------------
 

@@ -15,10 +15,10 @@ import hmac
 import json
 import logging
 import re
-import unicodedata
 import secrets
 import threading
 import time
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
