@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --quiet torch==2.13.0
 	touch $@
 
-viewer/dist/index.html: viewer/package.json viewer/package-lock.json viewer/index.html viewer/vite.config.ts $(wildcard viewer/src/*) $(wildcard viewer/public/*)
+viewer/dist/index.html: viewer/package.json viewer/package-lock.json viewer/index.html viewer/vite.config.ts $(shell find viewer/src -type f) $(wildcard viewer/public/*)
 	cd viewer && npm ci --no-audit --no-fund && npm run build
 
 viewer: viewer/dist/index.html

@@ -47,7 +47,7 @@ class OidcError(ExchangeError):
     """A login answer that cannot be trusted (state, nonce, token): 400.
 
     `reason` is a short code the login page turns into a message for the user (FR/EN in
-    viewer/src/strings.ts); the message itself may name internals and stays in the JSON
+    viewer/src/lib/strings.ts); the message itself may name internals and stays in the JSON
     answer and the audit trail."""
 
     http_status = 400

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.browser
 playwright = test_viewer.playwright
 browser = test_viewer.browser
 
-# The worklist's STATUS_POLL_MS (viewer/src/worklist.ts) is 3 s.
+# The worklist's STATUS_POLL_MS (viewer/src/pages/worklist.ts) is 3 s.
 POLL_S = 3.0
 OUT_OF_MEMORY = "the conversion needs more memory than allowed"
 NBSP = "\N{NO-BREAK SPACE}"

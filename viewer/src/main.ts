@@ -1,11 +1,11 @@
 /** Entry point: picks the page from the URL. */
 
-import { showCompare } from "./compare";
-import { showLogin } from "./login";
-import { parseRoute } from "./routes";
-import { language } from "./strings";
-import { showViewer } from "./viewer";
-import { showWorklist } from "./worklist";
+import { parseRoute } from "./lib/routes";
+import { language } from "./lib/strings";
+import { showCompare } from "./pages/compare";
+import { showLogin } from "./pages/login";
+import { showViewer } from "./pages/viewer";
+import { showWorklist } from "./pages/worklist";
 import "./style.css";
 
 const root = document.getElementById("app");

@@ -6,6 +6,11 @@ export function formatVendor(vendor: string): string {
   return t.vendors[vendor] ?? vendor;
 }
 
+/** A grant's purpose as the language names it ("Second opinion"); unknown ones as they are. */
+export function formatPurpose(purpose: string): string {
+  return t.share.purposes[purpose] ?? purpose;
+}
+
 /** µm per pixel at which a slide is said to be seen at 10× (so 40× ≈ 0.25 µm/px). */
 export const MPP_AT_10X = 1.0;
 
@@ -74,7 +79,7 @@ export function formatMpp(mpp: number): string {
   return `${formatDecimal(Number(mpp.toPrecision(3)))} ${t.units.perPixel}`;
 }
 
-/** A length in µm as "500 µm", "0.5 µm" or "2 mm". */
+/** A round length in µm (a scale bar's) as "500 µm", "0.5 µm" or "2 mm". */
 export function formatLength(um: number): string {
   if (um >= 1000) return `${formatDecimal(Number((um / 1000).toPrecision(3)))} ${t.units.millimetre}`;
   return `${formatDecimal(Number(um.toPrecision(3)))} ${t.units.micrometre}`;
@@ -114,6 +119,23 @@ export function scaleBar(umPerScreenPixel: number, maxWidthPx: number): ScaleBar
   // Rounding: 10 ** -1 * 5 is 0.5000000000000001.
   const lengthUm = Number((step * power).toPrecision(1));
   return { lengthUm, widthPx: lengthUm / umPerScreenPixel, label: formatLength(lengthUm) };
+}
+
+// ---- measurements, as a pathologist reads them ---------------------------------------------
+
+const threeDigits = new Intl.NumberFormat(t.locale, { maximumSignificantDigits: 3 });
+const oneDecimal = new Intl.NumberFormat(t.locale, { maximumFractionDigits: 1, minimumFractionDigits: 1 });
+
+/** A measured length (an annotation's): µm up to a millimetre ("412.5 µm"), then mm ("1.23 mm"). */
+export function formatMeasuredLength(um: number): string {
+  return um < 1000
+    ? `${oneDecimal.format(um)} ${t.units.micrometre}`
+    : `${threeDigits.format(um / 1000)} ${t.units.millimetre}`;
+}
+
+/** Always mm², the unit of tumour areas in reports ("0.0123 mm²"). */
+export function formatArea(mm2: number): string {
+  return `${threeDigits.format(mm2)} ${t.units.millimetre}²`;
 }
 
 /** Folds case and accents, so "francois" finds "François". */

@@ -1,9 +1,10 @@
 /** An OpenSeadragon control showing the magnification on screen and a scale bar in µm/mm. */
 
 import OpenSeadragon from "openseadragon";
-import { h } from "./dom";
-import { formatMagnification, magnification, scaleBar } from "./format";
-import { t } from "./strings";
+import { h } from "../lib/dom";
+import { formatMagnification, magnification, scaleBar } from "../lib/format";
+import { t } from "../lib/strings";
+import { imageZoom } from "../lib/transform";
 
 /** The longest the bar may be, in CSS pixels. */
 const MAX_BAR_PX = 160;
@@ -40,9 +41,8 @@ export class ScaleControl {
 
   /** µm covered by one CSS pixel of the screen now, or null before the image is open. */
   umPerScreenPixel(): number | null {
-    const item = this.viewer.world.getItemAt(0);
-    if (this.mpp === null || !item) return null;
-    const screenPerImagePixel = item.viewportToImageZoom(this.viewer.viewport.getZoom(true));
+    const screenPerImagePixel = imageZoom(this.viewer);
+    if (this.mpp === null || screenPerImagePixel === null) return null;
     return this.mpp / screenPerImagePixel;
   }
 

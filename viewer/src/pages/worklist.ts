@@ -1,28 +1,34 @@
 /** The home page: every slide the user may open, with a search box. */
 
 import {
-  ApiError,
   centreNames,
   getMe,
   getSlide,
   listGrants,
   listSlides,
+  PENDING_STATUSES,
   thumbnailUrl,
-  VIEWABLE_STATUSES,
   type ConversionInfo,
   type Grant,
   type SlideSummary,
-} from "./api";
-import { h, mount } from "./dom";
-import { formatDate, formatDimensions, formatVendor, scanResolution, searchKey } from "./format";
-import { appHeader } from "./header";
-import { COMPARE_MAX, COMPARE_MIN, compareUrl, viewerUrl, worklistUrl } from "./routes";
-import { t } from "./strings";
+} from "../lib/api";
+import { h, mount, setTitle } from "../lib/dom";
+import { errorText } from "../lib/errors";
+import {
+  formatDate,
+  formatDimensions,
+  formatPurpose,
+  formatVendor,
+  scanResolution,
+  searchKey,
+} from "../lib/format";
+import { COMPARE_MAX, COMPARE_MIN, compareUrl, viewerUrl, worklistUrl } from "../lib/routes";
+import { t } from "../lib/strings";
+import { appHeader } from "../panels/header";
 
 const THUMBNAIL_SIZE = 160;
 /** How often the statuses of slides being converted are asked again (only while some are). */
 export const STATUS_POLL_MS = 3000;
-const PENDING_STATUSES = ["queued", "converting"];
 
 interface Row {
   slide: SlideSummary;
@@ -36,7 +42,7 @@ export async function showWorklist(
   initialQuery: string,
   compareWith: string | null = null,
 ): Promise<void> {
-  document.title = `${t.worklist.title} · ${t.app.name}`;
+  setTitle(t.worklist.title);
   const status = h("p", { class: "notice", role: "status" }, t.worklist.loading);
   const search = h("input", {
     type: "search",
@@ -86,8 +92,7 @@ export async function showWorklist(
   try {
     [slides, centres, shared] = await Promise.all([listSlides(), centreNames(), sharedWithMe()]);
   } catch (error) {
-    const why = error instanceof ApiError ? error.detail : String(error);
-    status.textContent = t.worklist.loadFailed(why);
+    status.textContent = t.worklist.loadFailed(errorText(error));
     status.classList.add("error");
     return;
   }
@@ -215,7 +220,7 @@ async function sharedWithMe(): Promise<SharedWithMe> {
   for (const grant of grants) {
     if (grant.direction !== "received" || !grant.live || !grant.slide_id) continue;
     const entry = out.get(grant.slide_id) ?? { purposes: [] };
-    const purpose = t.share.purposes[grant.purpose] ?? grant.purpose;
+    const purpose = formatPurpose(grant.purpose);
     if (!entry.purposes.includes(purpose)) entry.purposes.push(purpose);
     out.set(grant.slide_id, entry);
   }
@@ -230,7 +235,7 @@ function sharing(slide: SlideSummary, shared: SharedWithMe): Shared | null {
 
 function slideRow(slide: SlideSummary, centreName: string, shared: Shared | null): HTMLTableRowElement {
   // Slides still being converted (or whose conversion failed) open from their original.
-  const viewable = VIEWABLE_STATUSES.includes(slide.status);
+  const viewable = slide.viewable;
   const href = viewerUrl(slide.id);
   const scan = scanResolution(slide);
   const row = h(

@@ -1,18 +1,29 @@
 /**
- * Annotation shapes as the hub stores them: GeoJSON in level-0 pixel coordinates. Pure maths,
- * no DOM and no OpenSeadragon, so the drawing code can stay about pointers and screens.
+ * Shapes as the hub stores them (annotations, overlay features): GeoJSON in level-0 pixel
+ * coordinates. Pure maths, no DOM and no OpenSeadragon, so the drawing code can stay about
+ * pointers and screens.
  */
 
+/** A position: x, y in level-0 pixels. */
 export type Pt = [number, number];
+
+/** Every GeoJSON geometry the hub sends (overlay features may be any of them). */
+export type GeoJsonGeometry =
+  | { type: "Point"; coordinates: Pt }
+  | { type: "MultiPoint"; coordinates: Pt[] }
+  | { type: "LineString"; coordinates: Pt[] }
+  | { type: "MultiLineString"; coordinates: Pt[][] }
+  | { type: "Polygon"; coordinates: Pt[][] }
+  | { type: "MultiPolygon"; coordinates: Pt[][][] };
 
 export type Kind = "point" | "line" | "rectangle" | "ellipse" | "polygon" | "freehand";
 export const KINDS: readonly Kind[] = ["point", "rectangle", "ellipse", "polygon", "freehand", "line"];
 
-export type Geometry =
-  | { type: "Point"; coordinates: Pt }
-  | { type: "LineString"; coordinates: Pt[] }
-  | { type: "Polygon"; coordinates: Pt[][] }
-  | { type: "MultiPolygon"; coordinates: Pt[][][] };
+/** The geometries of annotations. */
+export type Geometry = Extract<
+  GeoJsonGeometry,
+  { type: "Point" | "LineString" | "Polygon" | "MultiPolygon" }
+>;
 
 export interface Measurements {
   area_mm2?: number;
@@ -90,13 +101,16 @@ export function closedRing(points: readonly Pt[]): Pt[] {
   return ring;
 }
 
-/** Every ring (or the line / the point as a one-vertex list) of a geometry. */
-export function rings(geometry: Geometry): Pt[][] {
+/** Every ring, line or point (a one-vertex list) of a geometry. */
+export function rings(geometry: GeoJsonGeometry): Pt[][] {
   switch (geometry.type) {
     case "Point":
       return [[geometry.coordinates]];
+    case "MultiPoint":
+      return geometry.coordinates.map((p) => [p]);
     case "LineString":
       return [geometry.coordinates];
+    case "MultiLineString":
     case "Polygon":
       return geometry.coordinates;
     case "MultiPolygon":
@@ -104,11 +118,18 @@ export function rings(geometry: Geometry): Pt[][] {
   }
 }
 
-export function isClosed(geometry: Geometry): boolean {
+export function isClosed(geometry: GeoJsonGeometry): boolean {
   return geometry.type === "Polygon" || geometry.type === "MultiPolygon";
 }
 
-export function bounds(geometry: Geometry): { x: number; y: number; width: number; height: number } {
+export interface Box {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+export function bounds(geometry: GeoJsonGeometry): Box {
   let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
   for (const ring of rings(geometry)) {
     for (const [x, y] of ring) {

@@ -1,13 +1,14 @@
 /** The login page: username and password, and the OpenID Connect button when the hub has one. */
 
-import { ApiError, getLoginOptions, login, LoginThrottled } from "./api";
-import { h, mount } from "./dom";
-import { appHeader } from "./header";
-import { t } from "./strings";
+import { getLoginOptions, login } from "../lib/api";
+import { h, mount, setTitle } from "../lib/dom";
+import { ApiError, errorText, LoginThrottled } from "../lib/errors";
+import { t } from "../lib/strings";
+import { appHeader } from "../panels/header";
 
-/** `next`: the page to go back to once signed in (a path of this hub, see routes.ts). */
+/** `next`: the page to go back to once signed in (a path of this hub, see lib/routes.ts). */
 export async function showLogin(root: HTMLElement, next: string): Promise<void> {
-  document.title = `${t.login.title} · ${t.app.name}`;
+  setTitle(t.login.title);
   const username = h("input", {
     type: "text",
     name: "username",
@@ -87,9 +88,7 @@ export async function showLogin(root: HTMLElement, next: string): Promise<void> 
           ? t.login.throttled(error.retryAfter)
           : error instanceof ApiError && error.status === 401
             ? t.login.failed
-            : error instanceof ApiError
-              ? error.detail
-              : String(error);
+            : errorText(error);
       message.hidden = false;
       password.value = "";
       password.focus();

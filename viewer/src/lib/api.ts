@@ -1,15 +1,29 @@
 /** The hub's HTTP API, typed as the server sends it. The viewer talks to the hub only here. */
 
+import { ApiError, apiErrorOf, LoginThrottled } from "./errors";
+import type { GeoJsonGeometry } from "./geometry";
+import { LOGIN_PATH, loginUrl } from "./routes";
 import { t } from "./strings";
 
-/** "ready" is viewable; the hub may add others (e.g. "processing", "failed"). */
-export type SlideStatus = "ready" | "processing" | "failed" | (string & {});
+/** As exchange/core/statuses.py names them; the hub may add others. */
+export type SlideStatus = "ready" | "queued" | "converting" | "failed" | (string & {});
+
+/**
+ * Statuses that end by themselves (the slide's pyramid is waiting for a worker, or being
+ * built): the worklist polls the hub and updates their badges until none of its slides has
+ * one. The hub's SlideStatus.QUEUED and CONVERTING; the viewer keeps no other status list
+ * (whether a slide can be opened is the hub's `viewable`).
+ */
+export const PENDING_STATUSES: readonly SlideStatus[] = ["queued", "converting"];
 
 export interface SlideSummary {
   id: string;
   name: string;
   centre: string;
   status: SlideStatus;
+  /** Whether the viewer can open it: while its pyramid is built (or after that failed) the
+   * hub serves it from the original file. */
+  viewable: boolean;
   error: string | null;
   vendor: string;
   width: number;
@@ -29,10 +43,6 @@ export interface SlideSummary {
 }
 
 export type SlideView = "full" | "deidentified";
-
-/** Statuses whose slide the viewer can open: while its pyramid is built (or after that
- * failed) the hub serves it from the original file. */
-export const VIEWABLE_STATUSES: readonly string[] = ["ready", "queued", "converting", "failed"];
 
 /** The normalised pyramid's job (GET /api/slides/{id}); `error` is never sent on the
  * de-identified view. */
@@ -64,28 +74,6 @@ export interface Centre {
   city: string;
 }
 
-/** A refusal by the hub (`status` ≥ 400, `detail` its message) or, with status 0, no answer. */
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly detail: string,
-  ) {
-    super(detail);
-    this.name = "ApiError";
-  }
-
-  get notFound(): boolean {
-    return this.status === 404;
-  }
-}
-
-/** Too many failed logins from here or for this name: wait `retryAfter` seconds. */
-export class LoginThrottled extends ApiError {
-  constructor(readonly retryAfter: number) {
-    super(429, "too many failed logins");
-  }
-}
-
 /** The signed-in user as the hub describes them (GET /api/me, POST /api/login). */
 export interface Me {
   user: { id: string; username: string; display_name: string; centre: string; roles: string[] };
@@ -106,15 +94,10 @@ export interface LoginOptions {
 let csrfToken: string | null = null;
 let mePromise: Promise<Me> | null = null;
 
-/** The login page for coming back to `next` (default: where the user is now). */
-export function loginUrl(next: string = window.location.pathname + window.location.search): string {
-  return next && next !== "/" ? `/login?${new URLSearchParams({ next })}` : "/login";
-}
-
 /** An answer of 401 means the session ended (or never was): go and log in, then come back.
  * Every call to the hub goes through here, /api/me included: one refused call is enough. */
 function checkLoggedIn(response: Response): void {
-  if (response.status === 401 && window.location.pathname !== "/login") {
+  if (response.status === 401 && window.location.pathname !== LOGIN_PATH) {
     window.location.assign(loginUrl());
   }
 }
@@ -123,7 +106,7 @@ function checkLoggedIn(response: Response): void {
  * `fetch` for the hub's API: writes (POST, PUT, PATCH, DELETE) carry the CSRF token, fetched
  * from /api/me when this page does not have it yet; a 401 sends the user to the login page.
  */
-export async function apiFetch(url: string, init: RequestInit = {}): Promise<Response> {
+async function apiFetch(url: string, init: RequestInit = {}): Promise<Response> {
   const method = (init.method ?? "GET").toUpperCase();
   const headers = new Headers(init.headers);
   if (!["GET", "HEAD", "OPTIONS"].includes(method)) {
@@ -141,34 +124,40 @@ export async function apiFetch(url: string, init: RequestInit = {}): Promise<Res
   return response;
 }
 
-async function errorOf(response: Response): Promise<ApiError> {
-  let detail = t.errors.http(response.status);
+/**
+ * One call to the hub's API, JSON both ways: resolves to the answer (null for a 204), rejects
+ * with an ApiError: status 0 when the hub cannot be reached, else the hub's reason.
+ */
+export async function apiRequest<T>(method: string, url: string, body?: unknown): Promise<T> {
+  const response = await send(method, url, body);
+  return response.status === 204 ? (null as T) : ((await response.json()) as T);
+}
+
+/** `apiRequest` without reading the answer. */
+async function send(method: string, url: string, body?: unknown): Promise<Response> {
+  let response: Response;
   try {
-    const body: unknown = await response.json();
-    if (body && typeof body === "object" && "detail" in body && typeof body.detail === "string") {
-      detail = body.detail;
-    }
+    response = await apiFetch(url, {
+      method,
+      headers:
+        body === undefined
+          ? { Accept: "application/json" }
+          : { "Content-Type": "application/json", Accept: "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
   } catch {
-    // Not JSON: keep the status line.
+    throw new ApiError(0, t.errors.network);
   }
-  return new ApiError(response.status, detail);
+  if (!response.ok) throw await apiErrorOf(response);
+  return response;
 }
 
 /** Who is signed in (cached for the page's life); rejects with ApiError 401 if nobody. */
 export function getMe(): Promise<Me> {
-  mePromise ??= (async () => {
-    let response: Response;
-    try {
-      response = await fetch("/api/me", { headers: { Accept: "application/json" } });
-    } catch {
-      throw new ApiError(0, t.errors.network);
-    }
-    checkLoggedIn(response);
-    if (!response.ok) throw await errorOf(response);
-    const me = (await response.json()) as Me;
+  mePromise ??= apiRequest<Me>("GET", "/api/me").then((me) => {
     csrfToken = me.csrf_token;
     return me;
-  })();
+  });
   mePromise.catch(() => {
     mePromise = null;
   });
@@ -189,7 +178,7 @@ export function checkSession(): void {
 }
 
 export async function getLoginOptions(): Promise<LoginOptions> {
-  return getJson<LoginOptions>("/api/login/options");
+  return apiRequest<LoginOptions>("GET", "/api/login/options");
 }
 
 /** Password login; the session cookie is set by the hub (HttpOnly: no script reads it). */
@@ -207,7 +196,7 @@ export async function login(username: string, password: string): Promise<Me> {
   if (response.status === 429) {
     throw new LoginThrottled(Number(response.headers.get("Retry-After") ?? "60") || 60);
   }
-  if (!response.ok) throw await errorOf(response);
+  if (!response.ok) throw await apiErrorOf(response);
   const me = (await response.json()) as Me;
   csrfToken = me.csrf_token;
   mePromise = Promise.resolve(me);
@@ -218,42 +207,19 @@ export async function logout(): Promise<void> {
   const response = await apiFetch("/api/logout", { method: "POST" });
   csrfToken = null;
   mePromise = null;
-  if (!response.ok && response.status !== 401) throw await errorOf(response);
-}
-
-async function getJson<T>(url: string): Promise<T> {
-  let response: Response;
-  try {
-    response = await fetch(url, { headers: { Accept: "application/json" } });
-  } catch {
-    throw new ApiError(0, t.errors.network);
-  }
-  checkLoggedIn(response);
-  if (!response.ok) {
-    let detail = t.errors.http(response.status);
-    try {
-      const body: unknown = await response.json();
-      if (body && typeof body === "object" && "detail" in body && typeof body.detail === "string") {
-        detail = body.detail;
-      }
-    } catch {
-      // Not JSON: keep the status line.
-    }
-    throw new ApiError(response.status, detail);
-  }
-  return (await response.json()) as T;
+  if (!response.ok && response.status !== 401) throw await apiErrorOf(response);
 }
 
 export function listSlides(): Promise<SlideSummary[]> {
-  return getJson<SlideSummary[]>("/api/slides");
+  return apiRequest<SlideSummary[]>("GET", "/api/slides");
 }
 
 export function getSlide(id: string): Promise<SlideDetail> {
-  return getJson<SlideDetail>(`/api/slides/${encodeURIComponent(id)}`);
+  return apiRequest<SlideDetail>("GET", `/api/slides/${encodeURIComponent(id)}`);
 }
 
 export function listCentres(): Promise<Centre[]> {
-  return getJson<Centre[]>("/api/centres");
+  return apiRequest<Centre[]>("GET", "/api/centres");
 }
 
 /** Centre code → display name; codes the hub does not know stay as they are. */
@@ -298,30 +264,20 @@ export interface OverlayInfo {
   features_url: string | null;
 }
 
-export type Position = [number, number];
-
-/** GeoJSON as the hub stores overlay features: level-0 pixel coordinates. */
-export type OverlayGeometry =
-  | { type: "Point"; coordinates: Position }
-  | { type: "MultiPoint"; coordinates: Position[] }
-  | { type: "LineString"; coordinates: Position[] }
-  | { type: "MultiLineString"; coordinates: Position[][] }
-  | { type: "Polygon"; coordinates: Position[][] }
-  | { type: "MultiPolygon"; coordinates: Position[][][] };
-
+/** A feature of an overlay, as the hub stores them: GeoJSON in level-0 pixel coordinates. */
 export interface OverlayFeature {
   type: "Feature";
   id?: string | number;
-  geometry: OverlayGeometry;
+  geometry: GeoJsonGeometry;
   properties: { class?: string; score?: number; colour?: string; [key: string]: unknown };
 }
 
 export function listOverlays(slideId: string): Promise<OverlayInfo[]> {
-  return getJson<OverlayInfo[]>(`/api/slides/${encodeURIComponent(slideId)}/overlays`);
+  return apiRequest<OverlayInfo[]>("GET", `/api/slides/${encodeURIComponent(slideId)}/overlays`);
 }
 
 export async function getOverlayFeatures(url: string): Promise<OverlayFeature[]> {
-  return (await getJson<{ features: OverlayFeature[] }>(url)).features;
+  return (await apiRequest<{ features: OverlayFeature[] }>("GET", url)).features;
 }
 
 // ---- sharing (exchange/web/grants.py) ---------------------------------------------------
@@ -357,32 +313,14 @@ export interface GrantRequest {
 }
 
 export function listGrants(): Promise<Grant[]> {
-  return getJson<Grant[]>("/api/grants");
-}
-
-async function send(url: string, method: string, body?: unknown): Promise<Response> {
-  let response: Response;
-  try {
-    response = await apiFetch(url, {
-      method,
-      headers:
-        body === undefined
-          ? { Accept: "application/json" }
-          : { "Content-Type": "application/json", Accept: "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch {
-    throw new ApiError(0, t.errors.network);
-  }
-  if (!response.ok) throw await errorOf(response);
-  return response;
+  return apiRequest<Grant[]>("GET", "/api/grants");
 }
 
 /** Shares a slide of the user's centre; rejects with the hub's reason (403, 404, 400…). */
-export async function createGrant(request: GrantRequest): Promise<Grant> {
-  return (await (await send("/api/grants", "POST", request)).json()) as Grant;
+export async function createGrant(grant: GrantRequest): Promise<Grant> {
+  return apiRequest<Grant>("POST", "/api/grants", grant);
 }
 
 export async function revokeGrant(grantId: string): Promise<void> {
-  await send(`/api/grants/${encodeURIComponent(grantId)}`, "DELETE");
+  await send("DELETE", `/api/grants/${encodeURIComponent(grantId)}`);
 }

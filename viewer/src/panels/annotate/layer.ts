@@ -2,7 +2,7 @@
  * The annotations drawn over the slide: an SVG layer inside OpenSeadragon's canvas element.
  *
  * Shapes are kept in level-0 pixel coordinates under one SVG transform (image → screen) that is
- * recomputed every frame from OpenSeadragon's own conversions, so they follow zoom, pan,
+ * recomputed every frame (lib/transform.ts, flip included), so they follow zoom, pan,
  * rotation (any angle) and flip; strokes keep their width (non-scaling-stroke). Points, labels
  * and edit handles are placed in screen pixels, so they keep their size.
  *
@@ -11,8 +11,10 @@
  * the selected annotation's body and handles, which drag it.
  */
 
-import OpenSeadragon from "openseadragon";
-import type { SlideDetail } from "../api";
+import type OpenSeadragon from "openseadragon";
+import type { AnnotationStore } from "../../lib/annotations";
+import type { SlideDetail } from "../../lib/api";
+import { formatArea, formatMeasuredLength } from "../../lib/format";
 import {
   areaMm2,
   bounds,
@@ -29,11 +31,11 @@ import {
   type Draft,
   type Feature,
   type Geometry,
+  type Box,
   type Kind,
   type Pt,
-} from "./geometry";
-import { formatArea, formatLength } from "./measure";
-import type { AnnotationStore } from "./store";
+} from "../../lib/geometry";
+import * as transform from "../../lib/transform";
 
 export type Tool = "pan" | Kind;
 
@@ -54,8 +56,6 @@ const MIN_CAPTION_PX = 40;
 /** Screen elements this far off the view still follow it (a caption's width, roughly). */
 const OFF_VIEW_PX = 200;
 
-type Matrix = [number, number, number, number, number, number];
-
 interface Drawing {
   tool: Kind;
   points: Pt[];
@@ -64,8 +64,6 @@ interface Drawing {
   pointerId: number | null;
   lastDown: { time: number; screen: Pt } | null;
 }
-
-type Box = ReturnType<typeof bounds>;
 
 /** A screen-space element (point, caption, handle) at a level-0 point, plus an offset in px. */
 interface Anchored {
@@ -129,7 +127,7 @@ export class AnnotationLayer {
   /** Each drawn region or line, with its level-0 box: those off the view are not painted. */
   private shapes: { group: SVGGElement; box: Box; shown: boolean; selection: boolean }[] = [];
   private selectionElements: Element[] = [];
-  private matrix: Matrix = [1, 0, 0, 1, 0, 0];
+  private matrix: transform.Affine = [1, 0, 0, 1, 0, 0];
   private drawing: Drawing | null = null;
   private drag: Drag | null = null;
   private readonly mppX: number | null;
@@ -174,35 +172,18 @@ export class AnnotationLayer {
 
   // ---- coordinates -------------------------------------------------------------------------
 
-  private ready(): OpenSeadragon.TiledImage | null {
-    return this.viewer.world.getItemAt(0) ?? null;
-  }
-
   /** Screen position (px in the viewer element) of a level-0 point, as drawn now. */
   imageToScreen(p: Pt): Pt {
-    const item = this.ready();
-    if (!item) return [0, 0];
-    const viewport = this.viewer.viewport;
-    const pixel = viewport.pixelFromPoint(item.imageToViewportCoordinates(p[0], p[1], true), true);
-    // OpenSeadragon mirrors the drawn canvas about its middle; its conversions do not.
-    const x = viewport.getFlip() ? viewport.getContainerSize().x - pixel.x : pixel.x;
-    return [x, pixel.y];
+    return transform.imageToScreen(this.viewer, p) ?? [0, 0];
   }
 
   /** Level-0 point under a position in the viewer element. */
   screenToImage(s: Pt): Pt {
-    const item = this.ready();
-    if (!item) return [0, 0];
-    const viewport = this.viewer.viewport;
-    const x = viewport.getFlip() ? viewport.getContainerSize().x - s[0] : s[0];
-    const point = viewport.pointFromPixel(new OpenSeadragon.Point(x, s[1]), true);
-    const image = item.viewportToImageCoordinates(point, true);
-    return [image.x, image.y];
+    return transform.screenToImage(this.viewer, s) ?? [0, 0];
   }
 
   private clientToScreen(clientX: number, clientY: number): Pt {
-    const rect = this.viewer.canvas.getBoundingClientRect();
-    return [clientX - rect.left, clientY - rect.top];
+    return transform.clientToScreen(this.viewer, clientX, clientY);
   }
 
   private clientToImage(clientX: number, clientY: number): Pt {
@@ -211,7 +192,7 @@ export class AnnotationLayer {
 
   /** Screen pixels per level-0 pixel now. */
   private scale(): number {
-    return Math.hypot(this.matrix[0], this.matrix[1]) || 1;
+    return transform.matrixScale(this.matrix) || 1;
   }
 
   // ---- drawing the layer ------------------------------------------------------------------
@@ -308,7 +289,7 @@ export class AnnotationLayer {
       this.drag?.id === feature.id && this.mppX !== null && this.mppY !== null
         ? lengthUm(geometry.coordinates, this.mppX, this.mppY)
         : measurements?.length_um;
-    const length = um === undefined ? "" : formatLength(um);
+    const length = um === undefined ? "" : formatMeasuredLength(um);
     return [label, length].filter(Boolean).join(" · ");
   }
 
@@ -337,7 +318,7 @@ export class AnnotationLayer {
     if (this.mppX === null || this.mppY === null) return "";
     if (geometry.type === "LineString") {
       if (this.drawing?.tool === "polygon") return "";
-      return formatLength(lengthUm(geometry.coordinates, this.mppX, this.mppY));
+      return formatMeasuredLength(lengthUm(geometry.coordinates, this.mppX, this.mppY));
     }
     const area = areaMm2(geometry, this.mppX, this.mppY);
     return area === null ? "" : formatArea(area);
@@ -368,19 +349,9 @@ export class AnnotationLayer {
 
   /** Follows the view: called every frame OpenSeadragon draws. */
   private place(): void {
-    if (!this.ready()) return;
-    const o = this.imageToScreen([0, 0]);
-    const unit = 1024; // any length: the map is affine
-    const ex = this.imageToScreen([unit, 0]);
-    const ey = this.imageToScreen([0, unit]);
-    this.matrix = [
-      (ex[0] - o[0]) / unit,
-      (ex[1] - o[1]) / unit,
-      (ey[0] - o[0]) / unit,
-      (ey[1] - o[1]) / unit,
-      o[0],
-      o[1],
-    ];
+    const matrix = transform.imageToScreenMatrix(this.viewer);
+    if (!matrix) return;
+    this.matrix = matrix;
     this.world.setAttribute("transform", `matrix(${this.matrix.join(" ")})`);
     const [a, b, c, d, e, f] = this.matrix;
     const size = this.viewer.viewport.getContainerSize();
@@ -426,19 +397,14 @@ export class AnnotationLayer {
 
   /** The level-0 box the view (with a margin) covers, whatever its rotation. */
   private viewBox(width: number, height: number): Box {
-    const [a, b, c, d, e, f] = this.matrix;
-    const det = a * d - b * c || 1;
-    const corners: Pt[] = [
-      [-OFF_VIEW_PX, -OFF_VIEW_PX],
-      [width + OFF_VIEW_PX, -OFF_VIEW_PX],
-      [-OFF_VIEW_PX, height + OFF_VIEW_PX],
-      [width + OFF_VIEW_PX, height + OFF_VIEW_PX],
-    ];
-    const image = corners.map(([x, y]): Pt => [
-      (d * (x - e) - c * (y - f)) / det,
-      (a * (y - f) - b * (x - e)) / det,
-    ]);
-    return bounds({ type: "LineString", coordinates: image });
+    const [x0, y0, x1, y1] = transform.screenBoxToImage(
+      this.matrix,
+      -OFF_VIEW_PX,
+      -OFF_VIEW_PX,
+      width + OFF_VIEW_PX,
+      height + OFF_VIEW_PX,
+    );
+    return { x: x0, y: y0, width: x1 - x0, height: y1 - y0 };
   }
 
   // ---- tools and selection ------------------------------------------------------------------
@@ -474,17 +440,17 @@ export class AnnotationLayer {
   /** Fits the view to an annotation (with a margin; a point gets a ~300 µm-wide view). */
   zoomTo(id: string): void {
     const feature = this.store.get(id);
-    const item = this.ready();
-    if (!feature || !item) return;
+    if (!feature) return;
     const box = bounds(feature.geometry);
     const pad = Math.max(box.width, box.height) * 0.3 + 150;
-    const rect = item.imageToViewportRectangle(
+    const rect = transform.imageToViewportRect(
+      this.viewer,
       box.x - pad,
       box.y - pad,
       box.width + 2 * pad,
       box.height + 2 * pad,
     );
-    this.viewer.viewport.fitBounds(rect);
+    if (rect) this.viewer.viewport.fitBounds(rect);
   }
 
   cancel(): void {

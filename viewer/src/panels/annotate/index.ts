@@ -4,13 +4,22 @@
  */
 
 import OpenSeadragon from "openseadragon";
-import { ApiError, type SlideDetail } from "../api";
-import { h } from "../dom";
-import { t } from "../strings";
-import { DEFAULT_COLOUR, KINDS, type Draft, type Feature, type Geometry, type Pt } from "./geometry";
+import { AnnotationStore } from "../../lib/annotations";
+import type { SlideDetail } from "../../lib/api";
+import { h, isTyping } from "../../lib/dom";
+import { errorText } from "../../lib/errors";
+import { formatArea, formatMeasuredLength } from "../../lib/format";
+import {
+  DEFAULT_COLOUR,
+  KINDS,
+  type Draft,
+  type Feature,
+  type Geometry,
+  type Kind,
+  type Pt,
+} from "../../lib/geometry";
+import { t } from "../../lib/strings";
 import { AnnotationLayer, type Tool } from "./layer";
-import { formatArea, formatLength } from "./measure";
-import { AnnotationStore } from "./store";
 
 export interface Annotations {
   readonly store: AnnotationStore;
@@ -51,7 +60,7 @@ export function attachAnnotations(viewer: OpenSeadragon.Viewer, slide: SlideDeta
     status.classList.toggle("error", isError);
   };
   const failed = (error: unknown): void => {
-    say(t.annotations.failed(error instanceof ApiError ? error.detail : String(error)), true);
+    say(t.annotations.failed(errorText(error)), true);
   };
   /** Runs a save, counting it in flight and showing its failure. */
   const saving = async <T>(work: () => Promise<T>): Promise<T | undefined> => {
@@ -235,7 +244,7 @@ export function attachAnnotations(viewer: OpenSeadragon.Viewer, slide: SlideDeta
 
   const measurement = (feature: Feature): string => {
     const m = feature.properties.measurements;
-    if (m?.length_um !== undefined) return formatLength(m.length_um);
+    if (m?.length_um !== undefined) return formatMeasuredLength(m.length_um);
     if (m?.area_mm2 !== undefined) return formatArea(m.area_mm2);
     return "";
   };
@@ -245,7 +254,7 @@ export function attachAnnotations(viewer: OpenSeadragon.Viewer, slide: SlideDeta
     editor.hidden = !feature;
     if (!feature) return;
     const p = feature.properties;
-    kindOut.textContent = t.annotations.toolNames[p.kind] ?? p.kind;
+    kindOut.textContent = kindName(p.kind);
     const m = measurement(feature);
     const what = p.measurements?.length_um !== undefined ? t.annotations.length : t.annotations.area;
     measureOut.textContent = m
@@ -277,7 +286,7 @@ export function attachAnnotations(viewer: OpenSeadragon.Viewer, slide: SlideDeta
           { type: "button", class: "ann-item", "data-id": feature.id, title: t.annotations.zoomTo(name) },
           swatch,
           h("span", { class: p.label ? "ann-item-label" : "ann-item-label none" }, name),
-          h("span", { class: "ann-item-kind" }, t.annotations.toolNames[p.kind] ?? p.kind),
+          h("span", { class: "ann-item-kind" }, kindName(p.kind)),
           h("span", { class: "ann-item-measure" }, measurement(feature)),
         );
         item.addEventListener("click", () => {
@@ -361,7 +370,7 @@ export function attachAnnotations(viewer: OpenSeadragon.Viewer, slide: SlideDeta
     store,
     layer,
     loaded: store.load().catch((error: unknown) => {
-      say(t.annotations.loadFailed(error instanceof ApiError ? error.detail : String(error)), true);
+      say(t.annotations.loadFailed(errorText(error)), true);
     }),
     get pending() {
       return pending;
@@ -396,10 +405,7 @@ export function attachAnnotations(viewer: OpenSeadragon.Viewer, slide: SlideDeta
   return handle;
 }
 
-/** Keys in a text field are text, not shortcuts. */
-function isTyping(target: EventTarget | null): boolean {
-  return (
-    target instanceof HTMLElement &&
-    (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName))
-  );
+/** An annotation's kind as the language names it ("Rectangle"). */
+function kindName(kind: Kind): string {
+  return t.annotations.toolNames[kind] ?? kind;
 }

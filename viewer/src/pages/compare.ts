@@ -4,46 +4,33 @@
  * alone; locking again keeps that offset.
  */
 
-import OpenSeadragon from "openseadragon";
+import type OpenSeadragon from "openseadragon";
+import { getSlide, listSlides, type SlideDetail, type SlideSummary } from "../lib/api";
+import { h, mount, setTitle } from "../lib/dom";
+import { errorText } from "../lib/errors";
 import {
-  ApiError,
-  getSlide,
-  listSlides,
-  VIEWABLE_STATUSES,
-  type SlideDetail,
-  type SlideSummary,
-} from "./api";
-import { h, mount } from "./dom";
-import { appHeader } from "./header";
-import { applyView, currentView } from "./navigation";
-import {
+  addressBar,
   COMPARE_MAX,
   COMPARE_MIN,
   compareUrl,
-  normalizeDegrees,
   viewerUrl,
   worklistUrl,
   type CompareState,
   type ViewState,
-} from "./routes";
-import { t } from "./strings";
-import { createSlideViewer } from "./viewer";
-
-/** How often, at most, the address bar follows the views while they move. */
-const URL_UPDATE_MS = 250;
+} from "../lib/routes";
+import { t } from "../lib/strings";
+import { applyView, currentView, fullyLoaded } from "../lib/transform";
+import { appHeader, backLink } from "../panels/header";
+import { rotationSlider } from "../panels/rotation";
+import { createSlideViewer, slideViewerElements, type SlideViewerElements } from "../panels/slide-viewer";
 
 /**
- * A view in units every slide shares: x, y the centre; zoom in screen (CSS) pixels per unit;
- * rotation in degrees clockwise. The unit is a micrometre when every slide has a pixel size,
- * else each slide's own width (slides then line up as if they were the same size).
+ * A view in units every slide shares (a ViewState in those units rather than level-0 pixels):
+ * x, y the centre; zoom in screen (CSS) pixels per unit; rotation in degrees clockwise. The
+ * unit is a micrometre when every slide has a pixel size, else each slide's own width (slides
+ * then line up as if they were the same size).
  */
-export interface SharedView {
-  x: number;
-  y: number;
-  zoom: number;
-  rotation: number;
-  flip: boolean;
-}
+export type SharedView = ViewState;
 
 export type CompareUnit = "µm" | "width";
 
@@ -66,9 +53,9 @@ export interface CompareHandle {
 }
 
 export async function showCompare(root: HTMLElement, state: CompareState): Promise<void> {
-  document.title = `${t.compare.loading} · ${t.app.name}`;
+  setTitle(t.compare.loading);
   root.dataset.state = "loading";
-  const back = h("a", { class: "back", href: worklistUrl() }, `← ${t.viewer.back}`);
+  const back = backLink();
   const notice = h("p", { class: "notice", role: "status" }, t.compare.loading);
   const page = (...parts: (Node | null)[]): HTMLElement =>
     h("div", { class: "page viewer-page compare-page" }, ...parts);
@@ -82,8 +69,7 @@ export async function showCompare(root: HTMLElement, state: CompareState): Promi
   try {
     slides = await Promise.all(state.slideIds.map((id) => getSlide(id)));
   } catch (error) {
-    const why = error instanceof ApiError ? error.detail : String(error);
-    failed(root, notice, t.compare.failed(why));
+    failed(root, notice, t.compare.failed(errorText(error)));
     return;
   }
 
@@ -91,7 +77,7 @@ export async function showCompare(root: HTMLElement, state: CompareState): Promi
   // Units per level-0 pixel of each slide.
   const scale = slides.map((s) => (unit === "µm" ? (s.mpp ?? 1) : 1 / s.width));
 
-  document.title = `${t.compare.title(slides.length)} · ${t.app.name}`;
+  setTitle(t.compare.title(slides.length));
   const lock = h(
     "button",
     {
@@ -107,17 +93,10 @@ export async function showCompare(root: HTMLElement, state: CompareState): Promi
     { type: "button", class: "compare-align", title: t.compare.alignHint },
     t.compare.align,
   );
-  const rotation = h("input", {
-    type: "range",
-    class: "compare-rotation",
-    min: 0,
-    max: 359,
-    step: 1,
-    value: 0,
-    "aria-label": t.viewer.rotation,
-    title: t.compare.rotationHint,
-  });
-  const rotationText = h("output", { class: "rotation-value" }, "0°");
+  // The slider turns the active slide; while unlocked, that sets a rotation offset.
+  const rotation = rotationSlider("compare-rotation", t.compare.rotationHint, (degrees) =>
+    viewers[active]!.viewport.setRotation(degrees, true),
+  );
   const add = addSlideMenu(state.slideIds, (id) => location.assign(withSlide(id)));
   const grid = h("main", { class: `viewer-main compare-grid compare-${slides.length}` });
   mount(
@@ -126,7 +105,7 @@ export async function showCompare(root: HTMLElement, state: CompareState): Promi
       appHeader(
         back,
         h("h1", { class: "page-title" }, t.compare.title(slides.length)),
-        h("div", { class: "compare-actions" }, rotation, rotationText, lock, align, add),
+        h("div", { class: "compare-actions" }, rotation.slider, rotation.readout, lock, align, add),
       ),
       unit === "width" ? h("p", { class: "compare-warning", role: "note" }, t.compare.relative) : null,
       grid,
@@ -137,7 +116,7 @@ export async function showCompare(root: HTMLElement, state: CompareState): Promi
   grid.append(...cells.map((c) => c.element));
   const viewers = cells.map(
     (cell, index) =>
-      createSlideViewer(cell.osd, slides[index]!, "dzi", { showNavigator: slides.length === 2 }).viewer,
+      createSlideViewer(cell, slides[index]!, "dzi", { showNavigator: slides.length === 2 }).viewer,
   );
 
   const toShared = (i: number): SharedView | null => {
@@ -187,15 +166,7 @@ export async function showCompare(root: HTMLElement, state: CompareState): Promi
     following = false;
   };
 
-  // The slider turns the active slide; while unlocked, that sets a rotation offset.
-  const showRotation = (): void => {
-    const degrees = Math.round(normalizeDegrees(viewers[active]!.viewport.getRotation())) % 360;
-    rotation.value = String(degrees);
-    rotationText.textContent = `${degrees}°`;
-  };
-  rotation.addEventListener("input", () =>
-    viewers[active]!.viewport.setRotation(Number(rotation.value), true),
-  );
+  const showRotation = (): void => rotation.show(viewers[active]!.viewport.getRotation());
 
   const setActive = (index: number): void => {
     if (index === active || !viewers[index]) return;
@@ -235,23 +206,19 @@ export async function showCompare(root: HTMLElement, state: CompareState): Promi
   });
 
   // ---- the address bar --------------------------------------------------------------------
-  let timer: number | undefined;
-  const link = (): string => {
-    const views = viewers.map((viewer) => currentView(viewer));
+  /** The link to the slides at `indices`, with their views if every one is open. */
+  const link = (indices: number[]): string => {
+    const views = indices.map((i) => currentView(viewers[i]!));
     const complete = views.filter((v): v is ViewState => v !== null);
     return compareUrl({
-      slideIds: slides.map((s) => s.id),
-      views: complete.length === views.length ? complete : null,
+      slideIds: indices.map((i) => slides[i]!.id),
+      views: complete.length === indices.length ? complete : null,
       locked,
     });
   };
-  const updateUrl = (): void => {
-    window.clearTimeout(timer);
-    timer = undefined;
-    history.replaceState(null, "", link());
-  };
+  const address = addressBar(() => link(slides.map((_, i) => i)));
   function scheduleUrlUpdate(): void {
-    timer ??= window.setTimeout(updateUrl, URL_UPDATE_MS);
+    address.schedule();
   }
   const withSlide = (id: string): string => {
     const ids = [...slides.map((s) => s.id), id];
@@ -271,30 +238,17 @@ export async function showCompare(root: HTMLElement, state: CompareState): Promi
     });
     if (cells[index]!.remove) {
       cells[index]!.remove.addEventListener("click", () => {
-        const keep = slides.map((_, i) => i).filter((i) => i !== index);
-        const views = keep.map((i) => currentView(viewers[i]!));
-        const complete = views.filter((v): v is ViewState => v !== null);
-        location.assign(
-          compareUrl({
-            slideIds: keep.map((i) => slides[i]!.id),
-            views: complete.length === keep.length ? complete : null,
-            locked,
-          }),
-        );
+        location.assign(link(slides.map((_, i) => i).filter((i) => i !== index)));
       });
     }
   });
 
   // ---- opening ----------------------------------------------------------------------------
   const opened = viewers.map(
-    (viewer, index) =>
+    (viewer) =>
       new Promise<boolean>((resolve) => {
         viewer.addOnceHandler("open", () => resolve(true));
-        viewer.addOnceHandler("open-failed", (event) => {
-          cells[index]!.message.textContent = t.viewer.imageFailed(event.message);
-          cells[index]!.message.hidden = false;
-          resolve(false);
-        });
+        viewer.addOnceHandler("open-failed", () => resolve(false));
       }),
   );
   const results = await Promise.all(opened);
@@ -330,24 +284,20 @@ export async function showCompare(root: HTMLElement, state: CompareState): Promi
     setActive,
     align: alignAll,
     sharedViews: () => viewers.map((_, i) => toShared(i)),
-    fullyLoaded: () =>
-      viewers.every((v) => v.world.getItemCount() > 0 && v.world.getItemAt(0).getFullyLoaded()),
+    fullyLoaded: () => viewers.every(fullyLoaded),
   };
   // `window.iain` is typed as the slide page's handle; this page puts its own there.
   Object.assign(window, { iain: { compare: handle } });
 }
 
-interface Cell {
+interface Cell extends SlideViewerElements {
   element: HTMLElement;
-  osd: HTMLElement;
-  message: HTMLElement;
   openAlone: HTMLAnchorElement;
   remove: HTMLButtonElement | null;
 }
 
 function compareCell(slide: SlideDetail, index: number, count: number): Cell {
-  const osd = h("div", { class: "osd", id: `osd-${index}` });
-  const message = h("p", { class: "osd-message", role: "alert", hidden: true });
+  const { osd, message } = slideViewerElements(`osd-${index}`);
   const openAlone = h(
     "a",
     { class: "compare-open", href: viewerUrl(slide.id), title: t.compare.openAloneHint },
@@ -394,7 +344,7 @@ function addSlideMenu(shown: string[], onPick: (id: string) => void): HTMLElemen
     void listSlides()
       .then((slides: SlideSummary[]) => {
         for (const slide of slides) {
-          if (!VIEWABLE_STATUSES.includes(slide.status) || shown.includes(slide.id)) continue;
+          if (!slide.viewable || shown.includes(slide.id)) continue;
           select.append(h("option", { value: slide.id }, slide.name));
         }
       })
@@ -410,7 +360,7 @@ function addSlideMenu(shown: string[], onPick: (id: string) => void): HTMLElemen
 
 function failed(root: HTMLElement, notice: HTMLElement, text: string): void {
   root.dataset.state = "error";
-  document.title = `${text} · ${t.app.name}`;
+  setTitle(text);
   notice.textContent = text;
   notice.classList.add("error");
   notice.append(" ", h("a", { href: worklistUrl() }, t.viewer.backToWorklist));

@@ -1,9 +1,9 @@
 /** The top bar shared by every page: brand (a link to the worklist) and page-specific parts. */
 
-import { getMe, logout } from "./api";
-import { h } from "./dom";
-import { worklistUrl } from "./routes";
-import { setLanguage, t } from "./strings";
+import { getMe, logout } from "../lib/api";
+import { h } from "../lib/dom";
+import { LOGIN_PATH, loginUrl, worklistUrl } from "../lib/routes";
+import { setLanguage, t } from "../lib/strings";
 
 export function appHeader(...parts: Node[]): HTMLElement {
   return h(
@@ -21,17 +21,22 @@ export function appHeader(...parts: Node[]): HTMLElement {
   );
 }
 
+/** "← Worklist": the slide and compare pages' way back. */
+export function backLink(): HTMLElement {
+  return h("a", { class: "back", href: worklistUrl() }, `← ${t.viewer.back}`);
+}
+
 /** Who is signed in, and the sign-out button; filled in once /api/me answers. */
 function account(): HTMLElement {
   const element = h("div", { class: "account", hidden: true });
-  if (window.location.pathname === "/login") return element;
+  if (window.location.pathname === LOGIN_PATH) return element;
   void getMe().then(
     (me) => {
       const name = me.user.display_name || me.user.username;
       const button = h("button", { type: "button", class: "logout" }, t.account.logout);
       button.addEventListener("click", () => {
         button.disabled = true;
-        void logout().finally(() => window.location.assign("/login"));
+        void logout().finally(() => window.location.assign(loginUrl("/")));
       });
       element.replaceChildren(
         h(

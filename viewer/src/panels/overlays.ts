@@ -17,12 +17,20 @@ import {
   type ClassesLegend,
   type OverlayFeature,
   type OverlayInfo,
-  type Position,
   type RampLegend,
   type SlideDetail,
-} from "./api";
-import { h } from "./dom";
-import { t } from "./strings";
+} from "../lib/api";
+import { h } from "../lib/dom";
+import { errorText } from "../lib/errors";
+import { rings } from "../lib/geometry";
+import { t } from "../lib/strings";
+import {
+  imageToScreenMatrix,
+  matrixScale,
+  screenBoxToImage,
+  slideImage,
+  type Affine,
+} from "../lib/transform";
 
 /** Dispatched on `document` by the `o` key (navigation.ts). */
 export const TOGGLE_OVERLAYS_EVENT = "iain:toggle-overlays";
@@ -109,7 +117,7 @@ export function attachOverlays(
   viewer.addHandler("resize", draw);
 
   const addHeatmap = (layer: HeatmapLayer): void => {
-    const slideItem = viewer.world.getItemAt(0);
+    const slideItem = slideImage(viewer);
     if (!slideItem || !layer.info.dzi_url) return;
     const bounds = slideItem.getBounds();
     viewer.addTiledImage({
@@ -199,8 +207,7 @@ export function attachOverlays(
           layer.packed = pack(features, layer.info.legend as ClassesLegend);
           if (row) row.textContent = "";
         } catch (error) {
-          if (row)
-            row.textContent = t.overlays.failed(error instanceof Error ? error.message : String(error));
+          if (row) row.textContent = t.overlays.failed(errorText(error));
         }
       }),
     );
@@ -341,16 +348,7 @@ function pack(features: OverlayFeature[], legend: ClassesLegend): PackedFeatures
   const byColour = new Map<string, number[]>();
   features.forEach((feature, i) => {
     const g = feature.geometry;
-    const lines: Position[][] =
-      g.type === "Point"
-        ? [[g.coordinates]]
-        : g.type === "MultiPoint"
-          ? g.coordinates.map((p) => [p])
-          : g.type === "LineString"
-            ? [g.coordinates]
-            : g.type === "MultiPolygon"
-              ? g.coordinates.flat()
-              : g.coordinates;
+    const lines = rings(g);
     shapes[i] = g.type === "Point" || g.type === "MultiPoint" ? 2 : g.type.endsWith("LineString") ? 1 : 0;
     const featureParts = new Uint32Array(lines.length * 2);
     let x0 = Infinity;
@@ -380,58 +378,11 @@ function pack(features: OverlayFeature[], legend: ClassesLegend): PackedFeatures
   return { boxes, coords: Float64Array.from(flat), parts, shapes, buckets };
 }
 
-/** Level-0 px → canvas CSS px, as OpenSeadragon draws now: x' = a·x + c·y + e, y' = b·x + d·y + f. */
-type Affine = [number, number, number, number, number, number];
-
-function imageToScreen(viewer: OpenSeadragon.Viewer): Affine | null {
-  const item = viewer.world.getItemAt(0);
-  if (!item) return null;
-  const viewport = viewer.viewport;
-  const size = item.getContentSize();
-  const flip = viewport.getFlip();
-  const width = viewport.getContainerSize().x;
-  const at = (x: number, y: number): [number, number] => {
-    const pixel = viewport.pixelFromPoint(item.imageToViewportCoordinates(x, y, true), true);
-    // OpenSeadragon mirrors the drawn canvas about its middle; its conversions do not.
-    return [flip ? width - pixel.x : pixel.x, pixel.y];
-  };
-  const [ox, oy] = at(0, 0);
-  const [xx, xy] = at(size.x, 0);
-  const [yx, yy] = at(0, size.y);
-  return [(xx - ox) / size.x, (xy - oy) / size.x, (yx - ox) / size.y, (yy - oy) / size.y, ox, oy];
-}
-
-/** The level-0 rectangle holding everything on screen (the view may be rotated). */
-function visibleBox(m: Affine, width: number, height: number): [number, number, number, number] {
-  const [a, b, c, d, e, f] = m;
-  const det = a * d - b * c || 1;
-  let x0 = Infinity;
-  let y0 = Infinity;
-  let x1 = -Infinity;
-  let y1 = -Infinity;
-  for (const [sx, sy] of [
-    [0, 0],
-    [width, 0],
-    [0, height],
-    [width, height],
-  ] as const) {
-    const u = sx - e;
-    const v = sy - f;
-    const x = (d * u - c * v) / det;
-    const y = (a * v - b * u) / det;
-    x0 = Math.min(x0, x);
-    x1 = Math.max(x1, x);
-    y0 = Math.min(y0, y);
-    y1 = Math.max(y1, y);
-  }
-  return [x0, y0, x1, y1];
-}
-
 /** Draws a feature layer for the view now; returns how many features it drew. */
 function drawFeatures(viewer: OpenSeadragon.Viewer, layer: FeatureLayer): number {
   const canvas = layer.canvas;
   const p = layer.packed;
-  const m = imageToScreen(viewer);
+  const m = imageToScreenMatrix(viewer);
   const ctx = canvas.getContext("2d");
   if (!layer.visible || !p || !m || !ctx) {
     if (layer.drawnAt) ctx?.clearRect(0, 0, canvas.width, canvas.height);
@@ -471,10 +422,11 @@ function drawFeatures(viewer: OpenSeadragon.Viewer, layer: FeatureLayer): number
   const [a, b, c, d] = m;
   const e = m[4] + mx;
   const f = m[5] + my;
-  const scale = Math.hypot(a, b);
+  const scale = matrixScale(m);
   // A margin of a point's radius, so that points at the edge are not cut off.
   const margin = POINT_RADIUS / (scale || 1);
-  const [vx0, vy0, vx1, vy1] = visibleBox([a, b, c, d, e, f], cssWidth + 2 * mx, cssHeight + 2 * my);
+  // What the canvas covers: the view and its margins.
+  const [vx0, vy0, vx1, vy1] = screenBoxToImage(m, -mx, -my, cssWidth + mx, cssHeight + my);
   const bx0 = vx0 - margin;
   const by0 = vy0 - margin;
   const bx1 = vx1 + margin;

@@ -4,9 +4,10 @@
  * the opposite change through the API (so it too is checked against the stored version).
  */
 
-import { ApiError, apiFetch } from "../api";
-import { t } from "../strings";
+import { apiRequest } from "./api";
+import { ApiError } from "./errors";
 import type { Draft, Feature } from "./geometry";
+import { t } from "./strings";
 
 type Change =
   | { kind: "create"; id: string }
@@ -51,13 +52,13 @@ export class AnnotationStore {
   }
 
   async load(): Promise<void> {
-    const body = await request<{ features: Feature[] }>("GET", this.url);
+    const body = await apiRequest<{ features: Feature[] }>("GET", this.url);
     this.features = body.features;
     this.changed();
   }
 
   async create(draft: Draft, undoable = true): Promise<Feature> {
-    const created = await request<Feature>("POST", this.url, toFeature(draft));
+    const created = await apiRequest<Feature>("POST", this.url, toFeature(draft));
     this.features.push(created);
     if (undoable) this.remember({ kind: "create", id: created.id });
     this.changed();
@@ -71,7 +72,7 @@ export class AnnotationStore {
     const body = toFeature({ ...before, ...changes }, current.properties.version);
     let updated: Feature;
     try {
-      updated = await request<Feature>("PUT", `${this.url}/${encodeURIComponent(id)}`, body);
+      updated = await apiRequest<Feature>("PUT", `${this.url}/${encodeURIComponent(id)}`, body);
     } catch (error) {
       if (error instanceof ApiError && error.status === 409) await this.load(); // show theirs
       throw error;
@@ -86,7 +87,7 @@ export class AnnotationStore {
     const current = this.need(id);
     const query = `?version=${current.properties.version}`;
     try {
-      await request<null>("DELETE", `${this.url}/${encodeURIComponent(id)}${query}`);
+      await apiRequest<null>("DELETE", `${this.url}/${encodeURIComponent(id)}${query}`);
     } catch (error) {
       if (error instanceof ApiError && error.status === 409) await this.load();
       throw error;
@@ -104,7 +105,7 @@ export class AnnotationStore {
     } catch {
       throw new ApiError(400, t.annotations.notJson);
     }
-    const created = await request<{ features: Feature[] }>("POST", `${this.url}/import`, body);
+    const created = await apiRequest<{ features: Feature[] }>("POST", `${this.url}/import`, body);
     this.features.push(...created.features);
     this.changed();
     return created.features.length;
@@ -152,31 +153,4 @@ export class AnnotationStore {
 function toFeature(draft: Draft, version?: number): unknown {
   const { kind, label, colour, comment, geometry } = draft;
   return { type: "Feature", geometry, properties: { kind, label, colour, comment, version } };
-}
-
-async function request<T>(method: string, url: string, body?: unknown): Promise<T> {
-  let response: Response;
-  try {
-    // apiFetch: writes carry the session's CSRF token; a lapsed session goes to the login page.
-    response = await apiFetch(url, {
-      method,
-      headers: body === undefined ? { Accept: "application/json" } : { "Content-Type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch {
-    throw new ApiError(0, t.errors.network);
-  }
-  if (!response.ok) {
-    let detail = t.errors.http(response.status);
-    try {
-      const answer: unknown = await response.json();
-      if (answer && typeof answer === "object" && "detail" in answer && typeof answer.detail === "string") {
-        detail = answer.detail;
-      }
-    } catch {
-      // Not JSON: keep the status line.
-    }
-    throw new ApiError(response.status, detail);
-  }
-  return response.status === 204 ? (null as T) : ((await response.json()) as T);
 }

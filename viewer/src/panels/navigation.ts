@@ -4,43 +4,18 @@
  */
 
 import OpenSeadragon from "openseadragon";
-import { listSlides, VIEWABLE_STATUSES, type SlideDetail } from "./api";
-import { h } from "./dom";
-import { formatMagnification, imageZoomAt, OBJECTIVES } from "./format";
+import { listSlides, type SlideDetail } from "../lib/api";
+import { h, isTyping } from "../lib/dom";
+import { formatMagnification, imageZoomAt, OBJECTIVES } from "../lib/format";
+import { addressBar, viewerUrl, type Protocol } from "../lib/routes";
+import { t } from "../lib/strings";
+import { currentView, imageZoom, zoomImageTo } from "../lib/transform";
 import { TOGGLE_OVERLAYS_EVENT } from "./overlays";
-import { normalizeDegrees, viewerUrl, type Protocol, type ViewState } from "./routes";
-import { t } from "./strings";
+import { rotationSlider } from "./rotation";
 
-/** How often, at most, the address bar follows the view while it moves. */
-const URL_UPDATE_MS = 250;
 /** Zoom factor of one +/- key press; arrow keys pan by this fraction of the view. */
 const KEY_ZOOM = 1.4;
 const KEY_PAN = 0.2;
-
-/** The view now, in level-0 pixels; null before the image is open. */
-export function currentView(viewer: OpenSeadragon.Viewer): ViewState | null {
-  const item = viewer.world.getItemAt(0);
-  if (!item) return null;
-  const viewport = viewer.viewport;
-  const centre = item.viewportToImageCoordinates(viewport.getCenter(true));
-  return {
-    x: centre.x,
-    y: centre.y,
-    zoom: item.viewportToImageZoom(viewport.getZoom(true)),
-    rotation: normalizeDegrees(viewport.getRotation(true)),
-    flip: viewport.getFlip(),
-  };
-}
-
-export function applyView(viewer: OpenSeadragon.Viewer, view: ViewState, immediately: boolean): void {
-  const item = viewer.world.getItemAt(0);
-  if (!item) return;
-  const viewport = viewer.viewport;
-  viewport.setFlip(view.flip);
-  viewport.setRotation(view.rotation, immediately);
-  viewport.zoomTo(item.imageToViewportZoom(view.zoom), undefined, immediately);
-  viewport.panTo(item.imageToViewportCoordinates(view.x, view.y), immediately);
-}
 
 export interface Navigation {
   /** Writes the current view into the address bar now. */
@@ -62,39 +37,20 @@ export function setUpNavigation(
   const viewport = viewer.viewport;
 
   // ---- the address bar --------------------------------------------------------------------
-  let timer: number | undefined;
-  const updateUrl = (): void => {
-    window.clearTimeout(timer);
-    timer = undefined;
+  const address = addressBar(() => {
     const view = currentView(viewer);
-    if (view) history.replaceState(null, "", viewerUrl(slide.id, protocol(), view));
-  };
-  const scheduleUrlUpdate = (): void => {
-    timer ??= window.setTimeout(updateUrl, URL_UPDATE_MS);
-  };
+    return view && viewerUrl(slide.id, protocol(), view);
+  });
+  const updateUrl = address.now;
   for (const event of ["viewport-change", "rotate", "flip", "animation-finish"] as const) {
-    viewer.addHandler(event, scheduleUrlUpdate);
+    viewer.addHandler(event, address.schedule);
   }
 
   // ---- actions ----------------------------------------------------------------------------
-  const rotation = h("input", {
-    type: "range",
-    class: "rotation",
-    min: 0,
-    max: 359,
-    step: 1,
-    value: 0,
-    "aria-label": t.viewer.rotation,
-    title: t.viewer.rotation,
-  });
-  const rotationText = h("output", { class: "rotation-value" }, "0°");
-  const showRotation = (): void => {
-    const degrees = Math.round(normalizeDegrees(viewport.getRotation())) % 360;
-    rotation.value = String(degrees);
-    rotationText.textContent = `${degrees}°`;
-  };
-  viewer.addHandler("rotate", showRotation);
-  rotation.addEventListener("input", () => viewport.setRotation(Number(rotation.value), true));
+  const rotation = rotationSlider("rotation", t.viewer.rotation, (degrees) =>
+    viewport.setRotation(degrees, true),
+  );
+  viewer.addHandler("rotate", () => rotation.show(viewport.getRotation()));
 
   const flip = button(t.viewer.flip, "⇋", () => navigation.toggleFlip(), "f");
   const showFlip = (): void => flip.setAttribute("aria-pressed", String(viewport.getFlip()));
@@ -117,9 +73,7 @@ export function setUpNavigation(
   const navigation: Navigation = {
     updateUrl,
     zoomToMagnification(mag) {
-      const item = viewer.world.getItemAt(0);
-      if (slide.mpp === null || !item) return;
-      viewport.zoomTo(item.imageToViewportZoom(imageZoomAt(mag, slide.mpp)));
+      if (slide.mpp !== null) zoomImageTo(viewer, imageZoomAt(mag, slide.mpp));
     },
     rotateBy(degrees) {
       // From the target angle, unnormalised: a quick r r r animates the short way round.
@@ -133,9 +87,7 @@ export function setUpNavigation(
       if (show) help.querySelector("button")?.focus();
     },
     async goToSlide(step) {
-      worklist ??= listSlides().then((slides) =>
-        slides.filter((s) => VIEWABLE_STATUSES.includes(s.status)).map((s) => s.id),
-      );
+      worklist ??= listSlides().then((slides) => slides.filter((s) => s.viewable).map((s) => s.id));
       let ids: string[];
       try {
         ids = await worklist;
@@ -165,9 +117,8 @@ export function setUpNavigation(
         );
   // The button of the magnification on screen, if any, shows pressed.
   const showMagnification = (): void => {
-    const item = viewer.world.getItemAt(0);
-    if (!magnifications || slide.mpp === null || !item) return;
-    const zoom = item.viewportToImageZoom(viewport.getZoom());
+    const zoom = imageZoom(viewer, false); // where the zoom goes: pressed at once, not at the end
+    if (!magnifications || slide.mpp === null || zoom === null) return;
     for (const b of magnifications.querySelectorAll("button")) {
       const target = imageZoomAt(Number(b.dataset.magnification), slide.mpp);
       b.setAttribute("aria-pressed", String(Math.abs(zoom / target - 1) < 0.01));
@@ -183,8 +134,8 @@ export function setUpNavigation(
       "div",
       { class: "group" },
       button(t.viewer.rotateLeft, "⟲", () => navigation.rotateBy(-90), "R"),
-      rotation,
-      rotationText,
+      rotation.slider,
+      rotation.readout,
       button(t.viewer.rotateRight, "⟳", () => navigation.rotateBy(90), "r"),
       flip,
     ),
@@ -288,14 +239,6 @@ function handleKey(key: string, viewer: OpenSeadragon.Viewer, navigation: Naviga
     default:
       return false;
   }
-}
-
-/** Keys in a text field (or on the rotation slider, whose arrows turn it) are not shortcuts. */
-function isTyping(target: EventTarget | null): boolean {
-  return (
-    target instanceof HTMLElement &&
-    (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName))
-  );
 }
 
 function button(title: string, text: string, onClick: () => void, shortcut?: string): HTMLButtonElement {

@@ -1,5 +1,7 @@
 /** A few lines of DOM building, so pages read as structure rather than createElement calls. */
 
+import { t } from "./strings";
+
 type Attributes = Record<string, string | number | boolean | undefined>;
 type Child = Node | string | null | undefined | false;
 
@@ -24,4 +26,17 @@ export function h<K extends keyof HTMLElementTagNameMap>(
 /** Replaces everything in `root` with `children`. */
 export function mount(root: HTMLElement, ...children: Node[]): void {
   root.replaceChildren(...children);
+}
+
+/** The browser tab's title: `text` · IAIN. */
+export function setTitle(text: string): void {
+  document.title = `${text} · ${t.app.name}`;
+}
+
+/** Keys in a text field (or on a slider, whose arrows move it) are text, not shortcuts. */
+export function isTyping(target: EventTarget | null): boolean {
+  return (
+    target instanceof HTMLElement &&
+    (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName))
+  );
 }

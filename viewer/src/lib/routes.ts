@@ -59,14 +59,30 @@ export function parseRoute(location: Location | URL): Route {
 
 /** The view in `params`, or null unless x, y and a positive zoom are all there. */
 export function parseView(params: URLSearchParams): ViewState | null {
-  const number = (name: string): number | null => {
+  const number = (name: string): number => {
     const text = params.get(name);
-    const value = text === null || text.trim() === "" ? NaN : Number(text);
-    return Number.isFinite(value) ? value : null;
+    return text === null || text.trim() === "" ? NaN : Number(text);
   };
-  const [x, y, zoom] = [number("x"), number("y"), number("zoom")];
-  if (x === null || y === null || zoom === null || zoom <= 0) return null;
-  return { x, y, zoom, rotation: normalizeDegrees(number("rot") ?? 0), flip: params.get("flip") === "1" };
+  return viewOf(number("x"), number("y"), number("zoom"), number("rot"), params.get("flip") === "1");
+}
+
+/** A view, or null unless x, y and zoom are numbers and zoom > 0; a rotation that is not a
+ * number is 0. Links carry views as text: NaN stands for a missing or unreadable number. */
+function viewOf(x: number, y: number, zoom: number, rotation: number, flip: boolean): ViewState | null {
+  if (!Number.isFinite(x) || !Number.isFinite(y) || !Number.isFinite(zoom) || zoom <= 0) return null;
+  return { x, y, zoom, rotation: normalizeDegrees(Number.isFinite(rotation) ? rotation : 0), flip };
+}
+
+/** A view rounded to what a screen can show, as links carry it: whole pixels, 4 significant
+ * digits of zoom, 0.1°. */
+function roundView(view: ViewState): ViewState {
+  return {
+    x: Math.round(view.x),
+    y: Math.round(view.y),
+    zoom: Number(view.zoom.toPrecision(4)),
+    rotation: Number(normalizeDegrees(view.rotation).toFixed(1)) % 360,
+    flip: view.flip,
+  };
 }
 
 /** An angle in [0, 360). */
@@ -83,7 +99,7 @@ export function compareWithUrl(slideId: string): string {
   return `/?${new URLSearchParams({ compare: slideId })}`;
 }
 
-/** Rounded to what a screen can show: whole pixels, 4 significant digits of zoom, 0.1°. */
+/** The view rounded (see roundView). */
 export function viewerUrl(
   slideId: string,
   protocol: Protocol = "dzi",
@@ -91,12 +107,12 @@ export function viewerUrl(
 ): string {
   const params = new URLSearchParams();
   if (view) {
-    params.set("x", String(Math.round(view.x)));
-    params.set("y", String(Math.round(view.y)));
-    params.set("zoom", String(Number(view.zoom.toPrecision(4))));
-    const rotation = Number(normalizeDegrees(view.rotation).toFixed(1)) % 360;
+    const { x, y, zoom, rotation, flip } = roundView(view);
+    params.set("x", String(x));
+    params.set("y", String(y));
+    params.set("zoom", String(zoom));
     if (rotation !== 0) params.set("rot", String(rotation));
-    if (view.flip) params.set("flip", "1");
+    if (flip) params.set("flip", "1");
   }
   if (protocol !== "dzi") params.set("protocol", protocol);
   const query = params.toString();
@@ -125,30 +141,54 @@ function parseCompactView(text: string): ViewState | null {
   const [x = NaN, y = NaN, zoom = NaN, rotation = NaN] = parts
     .slice(0, 4)
     .map((part) => (part.trim() === "" ? NaN : Number(part)));
-  if (!Number.isFinite(x) || !Number.isFinite(y) || !Number.isFinite(zoom) || zoom <= 0) return null;
-  return {
-    x,
-    y,
-    zoom,
-    rotation: normalizeDegrees(Number.isFinite(rotation) ? rotation : 0),
-    flip: parts[4] === "f",
-  };
+  return viewOf(x, y, zoom, rotation, parts[4] === "f");
 }
 
-/** Rounded like viewerUrl's views. */
+/** The views rounded like viewerUrl's. */
 export function compareUrl(state: CompareState): string {
   const params = new URLSearchParams({ slides: state.slideIds.join(",") });
   for (const view of state.views ?? []) {
-    const rotation = Number(normalizeDegrees(view.rotation).toFixed(1)) % 360;
-    const parts = [Math.round(view.x), Math.round(view.y), Number(view.zoom.toPrecision(4)), rotation];
-    params.append("v", parts.join(",") + (view.flip ? ",f" : ""));
+    const { x, y, zoom, rotation, flip } = roundView(view);
+    params.append("v", [x, y, zoom, rotation].join(",") + (flip ? ",f" : ""));
   }
   if (!state.locked) params.set("lock", "0");
   return `/compare?${params.toString().replace(/%2C/g, ",")}`;
+}
+
+/** The login page's path: the one page that is open to anybody. */
+export const LOGIN_PATH = "/login";
+
+/** The login page for coming back to `next` (default: where the user is now). */
+export function loginUrl(next: string = window.location.pathname + window.location.search): string {
+  return next && next !== "/" ? `${LOGIN_PATH}?${new URLSearchParams({ next })}` : LOGIN_PATH;
 }
 
 /** Where to go after signing in: a path of this hub only (never another site). */
 export function safeNext(next: string | null): string {
   if (!next || !next.startsWith("/") || next.startsWith("//") || next.includes("\\")) return "/";
   return next.startsWith("/login") ? "/" : next;
+}
+
+/** How often, at most, the address bar follows a view while it moves. */
+const URL_UPDATE_MS = 250;
+
+/**
+ * Keeps the address bar on `link()` (the page's view, so that a reload or a copied address
+ * shows it): `schedule()` at every move writes it at most every URL_UPDATE_MS, `now()` at
+ * once. Null from `link()` leaves the address as it is.
+ */
+export function addressBar(link: () => string | null): { schedule(): void; now(): void } {
+  let timer: number | undefined;
+  const now = (): void => {
+    window.clearTimeout(timer);
+    timer = undefined;
+    const url = link();
+    if (url !== null) history.replaceState(null, "", url);
+  };
+  return {
+    now,
+    schedule() {
+      timer ??= window.setTimeout(now, URL_UPDATE_MS);
+    },
+  };
 }

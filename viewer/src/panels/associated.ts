@@ -4,9 +4,9 @@
  * shows no button and asks for nothing.
  */
 
-import type { SlideDetail } from "./api";
-import { h } from "./dom";
-import { t } from "./strings";
+import type { SlideDetail } from "../lib/api";
+import { h } from "../lib/dom";
+import { t } from "../lib/strings";
 
 /** Label and macro first: what a pathologist looks for; any other image after them. */
 const ORDER = ["label", "macro"];

@@ -7,7 +7,6 @@
  */
 
 import {
-  ApiError,
   createGrant,
   getMe,
   listCentres,
@@ -19,10 +18,11 @@ import {
   type GrantRequest,
   type Purpose,
   type SlideDetail,
-} from "./api";
-import { h } from "./dom";
-import { formatDate } from "./format";
-import { t } from "./strings";
+} from "../lib/api";
+import { h } from "../lib/dom";
+import { errorText } from "../lib/errors";
+import { formatDate, formatPurpose } from "../lib/format";
+import { t } from "../lib/strings";
 
 const GRANT_ROLES = ["pathologist", "centre_admin"];
 
@@ -50,10 +50,6 @@ export function shareButton(slide: SlideDetail, centreNames: Map<string, string>
     dialog.open();
   });
   return button;
-}
-
-function errorText(error: unknown): string {
-  return error instanceof ApiError ? error.detail : String(error);
 }
 
 /** A grant's state as the dialog names it. */
@@ -95,7 +91,7 @@ class ShareDialog {
     this.purpose = h(
       "select",
       { name: "purpose", class: "share-purpose" },
-      ...PURPOSES.map((p) => h("option", { value: p }, t.share.purposes[p] ?? p)),
+      ...PURPOSES.map((p) => h("option", { value: p }, formatPurpose(p))),
     );
     this.expires = h("input", { type: "date", name: "expires", class: "share-expires" });
     this.legalBasis = h("input", {
@@ -246,7 +242,7 @@ class ShareDialog {
     const state = grantState(grant);
     const who =
       grant.grantee_user ?? this.centreNames.get(grant.grantee_centre ?? "") ?? grant.grantee_centre ?? "";
-    const facts = [t.share.purposes[grant.purpose] ?? grant.purpose];
+    const facts = [formatPurpose(grant.purpose)];
     if (grant.expires_at && state === "live") facts.push(t.share.until(formatDate(grant.expires_at)));
     if (grant.legal_basis) facts.push(grant.legal_basis);
     const revoke = h("button", { type: "button", class: "share-revoke" }, t.share.revoke);
