@@ -20,7 +20,15 @@ from tiles.cache import TileCache
 from tiles.deid import check_associated, strip_jpeg_text
 from tiles.errors import ImageNotFound, InvalidRequest
 from tiles.geometry import DeepZoom, Region, Size
-from tiles.iiif import FEATURES, FORMATS, ImageRequest, Limits, parse_request
+from tiles.iiif import (
+    FEATURES,
+    FORMATS,
+    ImageRequest,
+    Limits,
+    parse_region,
+    parse_request,
+    parse_size,
+)
 from tiles.location import SlideLocation
 from tiles.pool import ReaderPool
 from tiles.readers.base import SlideProperties, SlideReader
@@ -31,31 +39,15 @@ from tiles.render import MEDIA_TYPES, encode, render_region
 def _grid_tile(
     width: int, height: int, tile_size: int, limits: Limits, region: str, size: str
 ) -> tuple[int, int, int] | None:
-    if region == "full":
-        x, y, w, h = 0, 0, width, height
-    else:
-        x, y, w, h = (int(v) for v in region.split(","))
-    if w <= 0 or h <= 0 or x >= width or y >= height:
-        return None
-    l0_region = Region(x, y, min(w, width - x), min(h, height - y))
-    if size == "max":
-        out = Size(l0_region.width, l0_region.height)
-        if (
-            out.width > limits.max_width
-            or out.height > limits.max_height
-            or out.width * out.height > limits.max_area
-        ):
-            return None
-    else:
-        out_width, _, out_height = size.partition(",")
-        out_w = int(out_width)
-        out_h = (
-            int(out_height)
-            if out_height
-            else max(1, round(l0_region.height * out_w / l0_region.width))
-        )
-        out = Size(out_w, out_h)
-    return DeepZoom(Size(width, height), tile_size).tile_of(l0_region, out)
+    """Parsed as the route parses it (tiles.iiif), so both find the same tile; memoised,
+    so the parse costs the fast path nothing on the tiles a viewer asks again."""
+    image = Size(width, height)
+    try:
+        l0_region = parse_region(image, region)
+        out = parse_size(l0_region, size, limits)
+    except InvalidRequest:
+        return None  # the route answers it with the error
+    return DeepZoom(image, tile_size).tile_of(l0_region, out)
 
 
 # Bump when rendering changes, so clients and caches drop old tiles.
