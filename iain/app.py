@@ -18,10 +18,12 @@ from exchange.identity.oidc import OidcClient, OidcConfig
 from exchange.identity.sessions import LoginThrottle, Sessions
 from exchange.slides.catalogue import Catalogue
 from exchange.slides.conversion import ConversionConfig, ConversionWorker
+from exchange.slides.listing import Cursors
 from exchange.slides.uploads import (
     Uploads,
 )
 from exchange.web import annotations as annotation_routes
+from exchange.web import cases as case_routes
 from exchange.web import grants as grant_routes
 from exchange.web import login as auth_routes
 from exchange.web import ops as ops_routes
@@ -163,6 +165,7 @@ def build_hub(settings: Settings, store: ObjectStore, tiles: TileService) -> tup
         # shared slide's first view in a viewing session to the route, which audits it.
         callers=CallerMemory(policy, revocations, view_seen=audit_hooks.shared_views.seen),
         tiles=tiles,
+        cursors=Cursors(settings.secret_key.get_secret_value()),
     )
     return hub, audit_hooks
 
@@ -212,6 +215,7 @@ def create_app(settings: Settings) -> FastAPI:
         annotation_routes.router,
         overlay_routes.router,
         grant_routes.router,
+        case_routes.router,
         tile_routes.router,
     ):
         app.include_router(router, dependencies=logged_in)

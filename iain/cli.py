@@ -25,6 +25,7 @@ from exchange.slides.conversion import convert_now, requeue
 from exchange.slides.ingest import ingest_path
 from iain.app import build_store, conversion_config, create_app
 from iain.audit_cli import audit_cli
+from iain.cases_cli import cases_cli
 from iain.cli_settings import settings_or_exit
 from iain.sessions_cli import sessions_cli
 from iain.settings import Settings
@@ -306,6 +307,7 @@ def prune_uploads(
 
 
 cli.add_typer(audit_cli, name="audit")
+cli.add_typer(cases_cli, name="cases")
 cli.add_typer(users_cli, name="users")
 cli.add_typer(tokens_cli, name="tokens")
 cli.add_typer(sessions_cli, name="sessions")

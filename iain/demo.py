@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 from rich.console import Console
 
+from exchange.core.models import Centre
+from exchange.core.statuses import CaseStatus
 from exchange.identity.accounts import Identities
 from exchange.overlays.service import add_features, add_heatmap, list_overlays
+from exchange.slides import lis
+from exchange.slides.cases import CaseFields
 from exchange.slides.catalogue import Catalogue
 from exchange.slides.ingest import ingest_path
 from iain.app import build_store
 from iain.sample_overlays import CLASS_COLOURS, blob_heatmap, cell_features
 from iain.settings import Settings
-from iain.synthetic import write_synthetic_slide
+from iain.synthetic import write_labelled_svs, write_synthetic_slide
 from storage import ObjectStore
 from tiles.errors import TilesError
 
@@ -34,6 +39,43 @@ DEMO_USERS = (
 )
 
 
+# Each centre's demo cases, with its own reference style and label barcode: (centre,
+# barcode format, [(reference, organ, specimen type, received, status, IHC marker)]).
+# Every case has an H&E slide and an IHC one, whose labels carry "REFERENCE|BLOCK|STAIN".
+DEMO_CASES: tuple[tuple[str, str, tuple[tuple[str, str, str, str, CaseStatus, str], ...]], ...] = (
+    (
+        "caen",
+        "DataMatrix",
+        (
+            ("B26-004211", "sein", "biopsie", "2026-11-30", CaseStatus.RECEIVED, "HER2"),
+            ("B26-004187", "sein", "tumorectomie", "2026-11-27", CaseStatus.IN_PROGRESS, "ER"),
+            ("B26-004102", "côlon", "biopsie", "2026-11-24", CaseStatus.SIGNED_OUT, "CK20"),
+        ),
+    ),
+    (
+        "lille",
+        "QRCode",
+        (
+            ("L2026.018841", "prostate", "biopsie", "2026-12-01", CaseStatus.RECEIVED, "p63"),
+            ("L2026.018790", "poumon", "biopsie", "2026-11-28", CaseStatus.IN_PROGRESS, "TTF-1"),
+            ("L2026.018652", "peau", "exérèse", "2026-11-23", CaseStatus.SIGNED_OUT, "Melan-A"),
+        ),
+    ),
+    (
+        "rouen",
+        "Code128",
+        (
+            ("R26H009934", "estomac", "biopsie", "2026-11-29", CaseStatus.RECEIVED, "HER2"),
+            ("R26H009871", "ganglion", "exérèse", "2026-11-26", CaseStatus.IN_PROGRESS, "CD20"),
+            ("R26H009755", "rein", "néphrectomie", "2026-11-20", CaseStatus.SIGNED_OUT, "PAX8"),
+        ),
+    ),
+)
+# How the demo centres read their labels: "REFERENCE|BLOCK|STAIN" (exchange.slides.linking).
+DEMO_BARCODE_RULE = r"^(?P<case>[^|]+)\|(?P<block>(?P<part>[A-Z])\d+)\|(?P<stain>[^|]+)$"
+DEMO_SLIDE_SIZE = (3072, 2304)
+
+
 def prepare_demo(
     settings: Settings, console: Console, synthetic_size: tuple[int, int] = (16384, 12288)
 ) -> None:
@@ -51,6 +93,7 @@ def prepare_demo(
             write_synthetic_slide(synthetic, width, height, seed=7)
         _ingest(store, catalogue, synthetic, "caen", console)
     _seed_overlays(store, catalogue, console)
+    _seed_cases(settings, store, catalogue, have, console)
     _seed_users(settings, catalogue, console)
     if not settings.testdata.is_dir():
         console.print(f"(no sample slides at {settings.testdata}; the synthetic slide only)")
@@ -79,6 +122,54 @@ def _seed_users(settings: Settings, catalogue: Catalogue, console: Console) -> N
     console.print("  scripts: TOKEN=$(iain tokens create lille.pathologist), then")
     console.print(f'  curl -H "Authorization: Bearer $TOKEN" {url}/api/slides', highlight=False)
     console.print("  audit trail (who saw or changed what): iain audit show", highlight=False)
+
+
+def _seed_cases(
+    settings: Settings, store: ObjectStore, catalogue: Catalogue, have: set[str], console: Console
+) -> None:
+    """Each centre's cases as its lab system announces them, then their H&E and IHC slides
+    scanned: the slides find their case by their label's barcode, read at ingest."""
+    with catalogue.session() as session, session.begin():
+        for centre, _format, cases in DEMO_CASES:
+            row = session.get(Centre, centre)
+            if row is not None and row.barcode_rule is None:
+                row.barcode_rule = DEMO_BARCODE_RULE
+            records = [
+                lis.CaseRecord(
+                    reference,
+                    CaseFields(
+                        organ=organ,
+                        specimen_type=specimen,
+                        received_on=date.fromisoformat(received),
+                        status=status,
+                    ),
+                )
+                for reference, organ, specimen, received, status, _marker in cases
+            ]
+            lis.import_records(session, centre, records)
+    folder = settings.home / "samples" / "cases"
+    folder.mkdir(parents=True, exist_ok=True)
+    width, height = DEMO_SLIDE_SIZE
+    seed = 11
+    for centre, barcode_format, cases in DEMO_CASES:
+        for reference, _organ, _specimen, _received, _status, marker in cases:
+            for block, stain, look in (("A1", "H&E", "he"), ("A1", marker, "ihc")):
+                seed += 1
+                name = f"scan-{reference.replace('.', '-')}-{stain.replace('&', '')}.svs"
+                if name in have:
+                    continue
+                path = folder / name
+                if not path.exists():
+                    write_labelled_svs(
+                        path,
+                        width,
+                        height,
+                        barcode_text=f"{reference}|{block}|{stain}",
+                        barcode_format=barcode_format,
+                        stain=look,  # type: ignore[arg-type]
+                        seed=seed,
+                    )
+                _ingest(store, catalogue, path, centre, console)
 
 
 def _seed_overlays(store: ObjectStore, catalogue: Catalogue, console: Console) -> None:

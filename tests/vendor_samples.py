@@ -8,7 +8,9 @@ H&E-like pixels of iain/synthetic.py:
 - a MIRAX slide (`write_mrxs`): `NAME.mrxs` beside a `NAME/` folder holding Slidedat.ini,
   Index.dat and Data0000.dat with JPEG images cut from overlapping camera photos placed by
   a slide position map, after OpenSlide's public description of the format
-  (openslide.org/formats/mirax/), with label, macro and thumbnail images.
+  (openslide.org/formats/mirax/), with label, macro and thumbnail images;
+- a JPEG Aperio SVS whose label carries a barcode (`write_barcode_svs`), readable or with
+  the code scratched over (`damaged=True`), written by iain.synthetic.write_aperio_svs.
 
 Usage: `python -m tests.vendor_samples OUTDIR [--width W --height H]`. Tests write them
 into a pytest temporary folder; nothing here is ever committed as data."""
@@ -25,8 +27,9 @@ from typing import Any
 import imagecodecs
 import numpy as np
 import tifffile
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
+from iain import synthetic
 from iain.synthetic import BACKGROUND, build
 
 APERIO_TILE = 240  # Aperio's usual tile size
@@ -65,25 +68,13 @@ def shrink(pixels: np.ndarray, factor: int) -> np.ndarray:
 
 
 def label_image(width: int = 400, height: int = 300) -> np.ndarray:
-    """A glass label as scanners photograph it: printed text on white."""
-    image = Image.new("RGB", (width, height), (250, 250, 245))
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=32)
-    draw.text((20, 40), LABEL_TEXT, fill=(10, 10, 10), font=font)
-    draw.rectangle((20, 140, width - 20, height - 40), outline=(0, 0, 0), width=4)
-    return np.asarray(image)
+    """A glass label as scanners photograph it: printed text on white, no barcode."""
+    return synthetic.label_image([LABEL_TEXT], size=(width, height))
 
 
 def macro_image(label: np.ndarray, width: int = 1000, height: int = 340) -> np.ndarray:
     """The whole glass: the label at one end, a small view of the tissue in the middle."""
-    macro = np.full((height, width, 3), 232, np.uint8)
-    lh, lw = min(label.shape[0], height - 20), min(label.shape[1], width // 3)
-    macro[10 : 10 + lh, 10 : 10 + lw] = label[:lh, :lw]
-    section = tissue(width // 2, height - 60, seed=11)
-    macro[30 : 30 + section.shape[0], width // 2 - 40 : width // 2 - 40 + section.shape[1]] = (
-        section
-    )
-    return macro
+    return synthetic.macro_image(label, tissue(width // 2, height - 60, seed=11), (width, height))
 
 
 def _jpeg(pixels: np.ndarray, quality: int = 85) -> bytes:
@@ -234,6 +225,50 @@ def write_jp2k_svs(
             **common,
         )
     return path
+
+
+# -- A barcode on the label ------------------------------------------------------------------
+
+
+def barcode_label(
+    barcode_format: str, text: str, printed: tuple[str, ...] = (), *, damaged: bool = False
+) -> np.ndarray:
+    """A label printed with `printed` lines and `text` as a barcode (a zxing-cpp format
+    name); damaged, deep scratches cross the code from edge to edge, through every row of
+    bars and the 2D codes' finder patterns, so no reader decodes it, though the printed
+    text remains."""
+    pixels, box = synthetic.draw_label(
+        printed or (text,), barcode_text=text, barcode_format=barcode_format
+    )
+    if not damaged:
+        return pixels
+    assert box is not None
+    left, top, right, bottom = box
+    image = Image.fromarray(pixels)
+    draw = ImageDraw.Draw(image)
+    step, slant = (right - left) // 6, (right - left) // 8
+    for x in range(left, right, step):
+        draw.line((x, top, x + slant, bottom), fill=synthetic.LABEL_PAPER, width=max(6, step // 3))
+    return np.asarray(image)
+
+
+def write_barcode_svs(
+    path: Path,
+    barcode_format: str,
+    text: str,
+    *,
+    printed: tuple[str, ...] = (),
+    damaged: bool = False,
+    width: int = 1200,
+    height: int = 900,
+    seed: int = 7,
+) -> Path:
+    """Writes a JPEG Aperio SVS whose label is barcode_label(...); its macro shows the label
+    too (so the code is also on the macro image)."""
+    label = barcode_label(barcode_format, text, printed, damaged=damaged)
+    pixels = tissue(width, height, seed)
+    macro = synthetic.macro_image(label, shrink(pixels, 4))
+    return synthetic.write_aperio_svs(path, pixels, label=label, macro=macro)
 
 
 # -- MIRAX ------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from storage.rangefile import RangeFile, pack_spans
 from tiles.errors import CorruptSlide, TilesError, UnsupportedSlide
 from tiles.formats import TIFF_MAGICS, ReaderKind, SlideFiles, collect
 from tiles.geometry import Region
+from tiles.labels import MAX_INPUT_PIXELS, Barcode, read_barcodes
 from tiles.location import SlideLocation, index_key, original_key
 from tiles.readers.base import SlideProperties, SlideReader
 from tiles.readers.openslide import OpenSlideReader
@@ -39,6 +40,8 @@ class Inspection:
     index: bytes | None
     # Set when the files were inspected in storage (their paths are then no local files).
     size_bytes: int | None = None
+    # Codes printed on the glass label (tiles.labels), read from the label image.
+    barcodes: tuple[Barcode, ...] = ()
 
     @property
     def total_bytes(self) -> int:
@@ -132,7 +135,13 @@ def inspect_stored(
     except TilesError as exc:
         raise type(exc)(f"{main.name}: {exc.message}") from exc
     inspection = _check(main, files, reader, index)
-    return Inspection(files=files, properties=inspection.properties, index=index, size_bytes=size)
+    return Inspection(
+        files=files,
+        properties=inspection.properties,
+        index=index,
+        size_bytes=size,
+        barcodes=inspection.barcodes,
+    )
 
 
 def _check(path: Path, files: SlideFiles, reader: SlideReader, index: bytes | None) -> Inspection:
@@ -145,9 +154,35 @@ def _check(path: Path, files: SlideFiles, reader: SlideReader, index: bytes | No
             probe(reader)
         except TilesError as exc:
             raise CorruptSlide(f"{path.name}: pixel data cannot be decoded: {exc.message}") from exc
-        return Inspection(files=files, properties=props, index=index)
+        return Inspection(
+            files=files, properties=props, index=index, barcodes=label_barcodes(reader)
+        )
     finally:
         reader.close()
+
+
+# Where the glass label is: its own image, else the photograph of the whole glass.
+LABEL_IMAGES = ("label", "macro")
+
+
+def label_barcodes(reader: SlideReader) -> tuple[Barcode, ...]:
+    """The codes on the slide's label image (its macro image when it has no label); ()
+    when it has neither, or they cannot be decoded: a label never fails an ingest."""
+    name = next((n for n in LABEL_IMAGES if n in reader.properties.associated), None)
+    if name is None:
+        return ()
+    try:
+        # OpenSlide declares the size: an absurd one is not even decoded.
+        meta = reader.properties.vendor_metadata
+        width, height = (
+            meta.get(f"openslide.associated.{name}.{side}") for side in ("width", "height")
+        )
+        if width and height and int(width) * int(height) > MAX_INPUT_PIXELS:
+            return ()
+        image = reader.associated_image(name)
+    except Exception:  # a damaged label image: the slide itself is fine
+        return ()
+    return read_barcodes(image)
 
 
 class _HashingReader:

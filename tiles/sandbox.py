@@ -46,6 +46,7 @@ from tiles.frames import send_all as _send_all
 from tiles.geometry import Size
 from tiles.ingest import MAX_SIDE, Inspection, inspect_slide, inspect_stored
 from tiles.isolation import confine_parser
+from tiles.labels import MAX_CODES, MAX_TEXT, Barcode
 from tiles.readers.base import SlideProperties
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -71,7 +72,8 @@ _CONTEXT.set_forkserver_preload(["tiles.ingest"])
 #                      "mpp_x": float | null, "mpp_y": float | null,
 #                      "objective_power": float | null, "associated": [str, ...],
 #                      "metadata": {str: str}},
-#       "index_bytes": int | null, "size_bytes": int | null}}
+#       "index_bytes": int | null, "size_bytes": int | null,
+#       "barcodes": [{"format": str, "text": str}, ...]}}          (tiles.labels' bounds)
 # Parent -> child (in place): each read answered by raw chunks, an empty one ending it.
 
 MAX_MESSAGE_BYTES = 16 * 1024**2  # a JSON frame: vendor metadata is the bulk of it
@@ -80,6 +82,7 @@ MAX_LEVELS = 256
 MAX_FILES = 100_000
 MAX_NAME_CHARS = 1024  # vendors, associated image names, path parts
 MAX_ERROR_CHARS = 4096
+MAX_FORMAT_CHARS = 64  # a barcode format's name ("DataMatrix")
 
 ERROR_TYPES: dict[str, type[TilesError]] = {
     cls.__name__: cls
@@ -132,6 +135,7 @@ def encode_answer(result: Inspection | TilesError | None) -> bytes:
         },
         "index_bytes": None if result.index is None else len(result.index),
         "size_bytes": result.size_bytes,
+        "barcodes": [{"format": b.format, "text": b.text} for b in result.barcodes],
     }
     try:
         answer = _encode({"op": "done", "outcome": "inspected", "inspection": inspection})
@@ -267,7 +271,17 @@ def _decode_inspection(value: object, expected: _Expected) -> tuple[Inspection, 
     body = _obj(
         value,
         "inspection",
-        {"root", "main", "files", "kind", "vendor", "properties", "index_bytes", "size_bytes"},
+        {
+            "root",
+            "main",
+            "files",
+            "kind",
+            "vendor",
+            "properties",
+            "index_bytes",
+            "size_bytes",
+            "barcodes",
+        },
     )
     root = expected.root
     if _str(body["root"], "root", 64 * MAX_NAME_CHARS) != str(root):
@@ -305,9 +319,30 @@ def _decode_inspection(value: object, expected: _Expected) -> tuple[Inspection, 
     )
     properties = _decode_properties(body["properties"])
     inspection = Inspection(
-        files=slide_files, properties=properties, index=None, size_bytes=expected.size
+        files=slide_files,
+        properties=properties,
+        index=None,
+        size_bytes=expected.size,
+        barcodes=_decode_barcodes(body["barcodes"]),
     )
     return inspection, index_bytes
+
+
+def _decode_barcodes(value: object) -> tuple[Barcode, ...]:
+    """The label's codes: as tiles.labels gives them (named, not empty, each once)."""
+    codes: list[Barcode] = []
+    for item in _list(value, "barcodes", MAX_CODES):
+        code = _obj(item, "a barcode", {"format", "text"})
+        barcode = Barcode(
+            format=_str(code["format"], "a barcode format", MAX_FORMAT_CHARS),
+            text=_str(code["text"], "a barcode text", MAX_TEXT),
+        )
+        if not barcode.format or not barcode.text:
+            raise InvalidReply("a barcode without format or text")
+        if barcode in codes:
+            raise InvalidReply("a barcode given twice")
+        codes.append(barcode)
+    return tuple(codes)
 
 
 def _receive_result(
@@ -335,6 +370,7 @@ def _receive_result(
         properties=inspection.properties,
         index=index,
         size_bytes=inspection.size_bytes,
+        barcodes=inspection.barcodes,
     )
 
 

@@ -24,6 +24,8 @@ Actions beyond viewing (on a slide the caller sees; otherwise 404 first):
   residents and technicians (GPU workers' service accounts get the technician role);
 - uploads and ingest: into the caller's own centre, by pathologist, resident, technician
   and centre_admin;
+- cases (creating, editing, linking slides, the lab system feed): own centre, by
+  pathologist, resident, technician and centre_admin; linking rules by centre_admin;
 - grants: given and revoked on the own centre's slides and cases by pathologists and
   centre admins.
 A forbidden or unknown slide id gets one and the same 404; a visible slide on which the
@@ -43,17 +45,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, and_, false, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from exchange.core.errors import ExchangeError
-from exchange.core.models import Grant, Slide
+from exchange.core.ids import looks_like_id
+from exchange.core.models import Case, Grant, SearchTerm, Slide
 from exchange.core.principal import Principal, Role
 from exchange.slides.catalogue import Catalogue
+from exchange.slides.listing import Branch
 from tiles.deid import View
 from tiles.location import SlideLocation, SlideLocator
 
@@ -66,6 +70,8 @@ ANNOTATE_ROLES = frozenset({Role.PATHOLOGIST, Role.RESIDENT})
 OVERLAY_WRITE_ROLES = frozenset({Role.PATHOLOGIST, Role.RESIDENT, Role.TECHNICIAN})
 UPLOAD_ROLES = frozenset({Role.PATHOLOGIST, Role.RESIDENT, Role.TECHNICIAN, Role.CENTRE_ADMIN})
 GRANT_ROLES = frozenset({Role.PATHOLOGIST, Role.CENTRE_ADMIN})
+# Cases and what links slides to them: those who handle the glass and its records.
+CASE_ROLES = UPLOAD_ROLES
 
 MAX_ID = 64
 
@@ -172,42 +178,112 @@ class Policy:
         with self._lock:
             self._decisions = {}
 
-    def visible(self, principal: Principal) -> list[SlideAccess]:
-        """Every slide the caller may see, as they may see it (the slide list)."""
-        out: list[SlideAccess] = []
-        home = home_view(principal)
-        with self.catalogue.session() as session:
-            if home is not None:
-                own = session.scalars(
-                    select(Slide)
-                    .where(Slide.centre == principal.centre)
-                    .order_by(Slide.created_at, Slide.id)
+    # -- lists: the same rules as SQL conditions ----------------------------------------
+    # A worklist page asks the database for the visible rows it shows, never for all of a
+    # caller's slides: conditions on the listed table (exchange.slides.listing) that the
+    # database evaluates with its indexes. Grants are few per caller: their ids are a
+    # subquery, not rows loaded here.
+
+    def _live_received(
+        self, principal: Principal, column: InstrumentedAttribute[str | None]
+    ) -> Select[tuple[str | None]]:
+        now = datetime.now(UTC)
+        return select(column).where(  # type: ignore[return-value]
+            column.is_not(None),
+            _received(principal),
+            Grant.revoked_at.is_(None),
+            or_(Grant.expires_at.is_(None), Grant.expires_at > now),
+        )
+
+    def _terms(self, principal: Principal) -> ColumnElement[bool]:
+        """The search terms of the caller's own centre they may match: private ones (file
+        names) only with the full view."""
+        own = SearchTerm.centre == principal.centre
+        if home_view(principal) is View.FULL:
+            return own
+        return and_(own, SearchTerm.public.is_(True))
+
+    def slide_branches(self, principal: Principal, *, shared_only: bool = False) -> list[Branch]:
+        """What the caller may list of slides: their centre's (unless `shared_only`), and
+        other centres' shared with them, on the slide or its case (public terms only)."""
+        out: list[Branch] = []
+        if home_view(principal) is not None and not shared_only:
+            out.append(Branch(Slide.centre == principal.centre, self._terms(principal)))
+        if principal.has(*SLIDE_ROLES):
+            slides = self._live_received(principal, Grant.slide_id)
+            cases = self._live_received(principal, Grant.case_id)
+            out.append(
+                Branch(
+                    and_(
+                        Slide.centre != principal.centre,
+                        or_(Slide.id.in_(slides), Slide.case_id.in_(cases)),
+                    ),
+                    and_(
+                        SearchTerm.public.is_(True),
+                        SearchTerm.centre != principal.centre,
+                        or_(SearchTerm.slide_id.in_(slides), SearchTerm.case_id.in_(cases)),
+                    ),
                 )
-                out += [SlideAccess(s, home) for s in own]
-            if principal.has(*SLIDE_ROLES):
-                out += [SlideAccess(s, View.DEIDENTIFIED) for s in self._shared(session, principal)]
+            )
         return out
 
-    def _shared(self, session: Session, principal: Principal) -> Sequence[Slide]:
-        grants = [
-            g
-            for g in session.scalars(
-                select(Grant).where(_received(principal), Grant.revoked_at.is_(None))
+    def case_branches(self, principal: Principal, *, shared_only: bool = False) -> list[Branch]:
+        """What the caller may list of cases: their centre's, and those shared with them
+        whole (a slide shared alone is listed among the shared slides, not its case)."""
+        out: list[Branch] = []
+        if home_view(principal) is not None and not shared_only:
+            out.append(Branch(Case.centre == principal.centre, self._terms(principal)))
+        if principal.has(*SLIDE_ROLES):
+            cases = self._live_received(principal, Grant.case_id)
+            out.append(
+                Branch(
+                    and_(Case.centre != principal.centre, Case.id.in_(cases)),
+                    and_(
+                        SearchTerm.public.is_(True),
+                        SearchTerm.centre != principal.centre,
+                        SearchTerm.case_id.in_(cases),
+                    ),
+                )
             )
-            if is_live(g)
-        ]
-        slide_ids = {g.slide_id for g in grants if g.slide_id}
-        case_ids = {g.case_id for g in grants if g.case_id}
-        if not slide_ids and not case_ids:
-            return []
-        return session.scalars(
-            select(Slide)
-            .where(
-                or_(Slide.id.in_(slide_ids), Slide.case_id.in_(case_ids)),
-                Slide.centre != principal.centre,
-            )
-            .order_by(Slide.created_at, Slide.id)
-        ).all()
+        return out
+
+    def slide_rows(self, principal: Principal) -> ColumnElement[bool]:
+        """SQL condition: a slide row the caller may see."""
+        branches = self.slide_branches(principal)
+        return or_(*(b.rows for b in branches)) if branches else false()
+
+    def case_access(
+        self, session: Session, principal: Principal, any_id: str
+    ) -> tuple[Case, View] | None:
+        """The case `any_id` names as the caller may see it (None: 404): by its id, the
+        full view of an own centre's case; by its opaque id, the de-identified view (a
+        teacher's at home, or another centre's through a grant on the case)."""
+        if not looks_like_id(any_id):
+            return None
+        home = home_view(principal)
+        case = session.get(Case, any_id)
+        if case is not None:
+            if case.centre == principal.centre and home is View.FULL:
+                return case, View.FULL
+            return None
+        case = session.scalars(select(Case).where(Case.public_id == any_id)).first()
+        if case is None:
+            return None
+        if case.centre == principal.centre:
+            return (case, View.DEIDENTIFIED) if home is not None else None
+        shared = self.case_branches(principal, shared_only=True)
+        if (
+            not shared
+            or session.scalar(select(Case.id).where(Case.id == case.id, shared[0].rows)) is None
+        ):
+            return None
+        return case, View.DEIDENTIFIED
+
+    def view_of(self, principal: Principal, slide: Slide) -> View:
+        """The view a listed slide (within slide_scope) is shown in."""
+        if slide.centre == principal.centre:
+            return home_view(principal) or View.DEIDENTIFIED
+        return View.DEIDENTIFIED
 
     # -- actions ------------------------------------------------------------------------
 
@@ -215,6 +291,32 @@ class Policy:
         self.catalogue.db.check_centre(centre)  # an unknown centre is a 400, not a 403
         if centre != principal.centre or not principal.has(*UPLOAD_ROLES):
             raise Forbidden(f"you may not add slides to centre {centre!r}")
+
+    def may_edit_cases(self, principal: Principal) -> None:
+        if not principal.has(*CASE_ROLES):
+            raise Forbidden("your role may not edit cases (pathologists, technicians...)")
+
+    def may_place(self, session: Session, principal: Principal, case: Case | None) -> None:
+        """Putting a slide into a case that is shared shares the slide: only those who may
+        share do it."""
+        self.may_edit_cases(principal)
+        if case is None:
+            return
+        now = datetime.now(UTC)
+        shared = session.scalar(
+            select(Grant.id).where(
+                Grant.case_id == case.id,
+                Grant.revoked_at.is_(None),
+                or_(Grant.expires_at.is_(None), Grant.expires_at > now),
+            )
+        )
+        if shared is not None and not principal.has(*GRANT_ROLES):
+            raise Forbidden("that case is shared: only pathologists and centre admins add to it")
+
+    def may_set_rules(self, principal: Principal, centre: str) -> None:
+        self.catalogue.db.check_centre(centre)
+        if centre != principal.centre or not principal.has(Role.CENTRE_ADMIN):
+            raise Forbidden(f"only centre {centre!r}'s admins set its linking rules")
 
     def may_grant(self, principal: Principal) -> None:
         if not principal.has(*GRANT_ROLES):

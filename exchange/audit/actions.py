@@ -29,6 +29,12 @@ class AuditAction(StrEnum):
     ANNOTATION_CREATE = "annotation_create"
     ANNOTATION_UPDATE = "annotation_update"
     ANNOTATION_DELETE = "annotation_delete"
+    # cases and what links slides to them (exchange.slides.cases, linking, lis)
+    CASE_CREATE = "case_create"
+    CASE_UPDATE = "case_update"
+    SLIDE_PLACE = "slide_place"  # a slide put into a case (or out of one) by hand
+    LIS_IMPORT = "lis_import"
+    CENTRE_RULES = "centre_rules"
     # the trail itself
     AUDIT_EXPORT = "audit_export"
     AUDIT_PRUNE = "audit_prune"

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -48,6 +50,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else as_utc(value)
 
 
+# Folded keys (exchange.slides.search) compare byte by byte on PostgreSQL too, whatever the
+# database's locale: prefix ranges and keyset pages then mean the same on both databases.
+FoldedKey = String(100).with_variant(String(100, collation="C"), "postgresql")
+
+
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
 
@@ -58,10 +65,24 @@ class Centre(Base):
     code: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     city: Mapped[str] = mapped_column(String(100))
+    # How the centre's slides find their case at ingest (exchange.slides.linking): regular
+    # expressions with named groups (case, and optionally part, block, level, stain) over
+    # a label barcode's text and over the file name. None: that source is not used.
+    barcode_rule: Mapped[str | None] = mapped_column(Text, default=None)
+    file_name_rule: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class Slide(Base):
     __tablename__ = "slides"
+    # The worklist's pages (exchange.slides.listing): one index per sort, within a centre.
+    __table_args__ = (
+        Index("ix_slides_centre_created", "centre", "created_at", "id"),
+        Index("ix_slides_centre_status", "centre", "status", "created_at", "id"),
+        Index("ix_slides_case_block", "case_id", "block", "created_at"),
+        # The lab system's records find already scanned slides by barcode or file name.
+        Index("ix_slides_centre_barcode", "centre", "barcode"),
+        Index("ix_slides_centre_name", "centre", "name"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     # Original file name: may carry identifiers, never shown on a de-identified view.
@@ -94,6 +115,16 @@ class Slide(Base):
         ForeignKey("cases.id", ondelete="SET NULL"), index=True, default=None
     )
     stain: Mapped[str | None] = mapped_column(String(100), default=None)
+    # The stain folded for filtering (exchange.slides.search.fold): "HER2", "her-2" alike.
+    stain_key: Mapped[str | None] = mapped_column(String(100), default=None)
+    # Where the slide was cut from: its case's part ("A"), block ("A1"), level ("2").
+    part: Mapped[str | None] = mapped_column(String(20), default=None)
+    block: Mapped[str | None] = mapped_column(String(20), default=None)
+    level: Mapped[str | None] = mapped_column(String(20), default=None)
+    # The label's barcode text, when one was read (what the lab system knows it by).
+    barcode: Mapped[str | None] = mapped_column(String(256), default=None)
+    # How its case was found: barcode, file_name, lis or manual (exchange.core.statuses).
+    link_source: Mapped[str | None] = mapped_column(String(20), default=None)
 
 
 class Annotation(Base):
@@ -281,16 +312,73 @@ class LoginFailure(Base):
 
 
 class Case(Base):
-    """A specimen of one centre, known outside it only by its pseudonymous reference."""
+    """A specimen of one centre, known outside it only by its pseudonymous reference
+    (accession-like, never a patient identity). Its parts and blocks are its slides'."""
 
     __tablename__ = "cases"
-    __table_args__ = (UniqueConstraint("centre", "reference"),)
+    __table_args__ = (
+        UniqueConstraint("centre", "reference"),
+        # One reference per centre however it is typed ("B26-0012", "b26 0012"); also the
+        # reference sort's and prefix search's index.
+        Index("uq_cases_centre_reference_key", "centre", "reference_key", unique=True),
+        # The worklist's pages (exchange.slides.listing): one index per sort.
+        Index("ix_cases_centre_received", "centre", "received_on", "id"),
+        Index("ix_cases_centre_status", "centre", "status", "received_on", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     centre: Mapped[str] = mapped_column(ForeignKey("centres.code"), index=True)
     reference: Mapped[str] = mapped_column(String(100))
+    # The reference folded (exchange.slides.search.reference_key): sorting, prefix search.
+    reference_key: Mapped[str] = mapped_column(FoldedKey)
+    # The de-identified view's address of the case (as Slide.public_id): other centres
+    # never learn its id.
+    public_id: Mapped[str | None] = mapped_column(String(32), unique=True, default=None)
     organ: Mapped[str] = mapped_column(String(100), default="")
     specimen_type: Mapped[str] = mapped_column(String(100), default="")
+    # When the lab received the specimen (the day the case was opened, if no one said).
+    received_on: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="received")  # CaseStatus
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SearchTerm(Base):
+    """A word of a case or slide, folded (accents, case), for the worklist's search: one
+    index range scan per word instead of a substring scan of every row. `public`: a word
+    the de-identified view shows too (case reference, organ, stain); a file name's words
+    match only for callers who see the full view."""
+
+    __tablename__ = "search_terms"
+    __table_args__ = (Index("ix_search_terms_centre_term", "centre", "term", "case_id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    centre: Mapped[str] = mapped_column(String(32))
+    term: Mapped[str] = mapped_column(FoldedKey)
+    case_id: Mapped[str | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), index=True, default=None
+    )
+    slide_id: Mapped[str | None] = mapped_column(
+        ForeignKey("slides.id", ondelete="CASCADE"), index=True, default=None
+    )
+    public: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ExpectedSlide(Base):
+    """A slide the lab system announced (exchange.slides.lis) before it was scanned: when a
+    slide whose label barcode or file name is `label` arrives, it joins this case."""
+
+    __tablename__ = "expected_slides"
+
+    centre: Mapped[str] = mapped_column(ForeignKey("centres.code"), primary_key=True)
+    label: Mapped[str] = mapped_column(String(256), primary_key=True)
+    case_reference: Mapped[str] = mapped_column(String(100))
+    part: Mapped[str | None] = mapped_column(String(20), default=None)
+    block: Mapped[str | None] = mapped_column(String(20), default=None)
+    level: Mapped[str | None] = mapped_column(String(20), default=None)
+    stain: Mapped[str | None] = mapped_column(String(100), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -50,3 +50,18 @@ class UploadStatus(StrEnum):
     OPEN = "open"  # parts are coming
     COMPLETE = "complete"  # assembled and ingested
     FAILED = "failed"
+
+
+class CaseStatus(StrEnum):
+    RECEIVED = "received"  # the lab has the specimen; slides may still be coming
+    IN_PROGRESS = "in_progress"  # a pathologist is reading it
+    SIGNED_OUT = "signed_out"  # the report is out
+
+
+class LinkSource(StrEnum):
+    """How a slide found its case (exchange.slides.linking)."""
+
+    BARCODE = "barcode"  # its label's barcode, through the centre's barcode rule
+    FILE_NAME = "file_name"  # its file name, through the centre's file-name rule
+    LIS = "lis"  # the lab system announced it (exchange.slides.lis)
+    MANUAL = "manual"  # someone linked it by hand

@@ -19,6 +19,7 @@ from exchange.core.db import Database
 from exchange.core.ids import new_public_id
 from exchange.core.models import Conversion, Slide
 from exchange.core.statuses import ConversionStatus, SlideStatus, is_viewable
+from exchange.slides.linking import link_new_slide
 from tiles.deid import View, public_metadata
 from tiles.formats import ReaderKind
 from tiles.geometry import Size
@@ -107,6 +108,8 @@ class Catalogue:
         )
         with self.db.sessions.begin() as session:
             session.add(slide)
+            session.flush()  # its search terms refer to it
+            link_new_slide(session, slide, tuple(code.text for code in inspection.barcodes))
             if convert:
                 session.flush()  # the job refers to the slide
                 session.add(Conversion(slide_id=slide.id, status=ConversionStatus.QUEUED))

@@ -1,11 +1,10 @@
-"""Sharing over HTTP: grants, and the few case routes that case grants need.
+"""Sharing over HTTP: grants on slides and cases.
 
 POST   /api/grants              {"slide_id" | "case_id", "centre" | "user", "purpose",
                                  "expires_at"?, "legal_basis"?}  -> the grant (201)
 DELETE /api/grants/{grant_id}   revokes it (204)
 GET    /api/grants              what the caller's centre gave and received
-POST   /api/cases               {"reference", "organ"?, "specimen_type"?} -> the case (201)
-PUT    /api/cases/{case_id}/slides/{slide_id}   attaches a slide of the centre to the case
+(Cases, and attaching slides to them: exchange.web.cases.)
 
 Rules (exchange.access.policy): pathologists and centre admins share their own centre's slides
 and cases, and revoke what their centre gave. A slide or case the caller may not share
@@ -16,9 +15,9 @@ the same transaction. A received grant names the slide only by its opaque id.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
@@ -27,7 +26,6 @@ from exchange.access.grants import GrantRequest
 from exchange.access.policy import SLIDE_ROLES, is_live
 from exchange.core.models import Grant, Slide, User
 from exchange.core.principal import Principal, Purpose
-from exchange.slides import cases
 from exchange.web.auth import CurrentUser
 from exchange.web.deps import CatalogueDep, PolicyDep
 
@@ -61,22 +59,6 @@ class GrantOut(BaseModel):
     revoked_at: datetime | None
     live: bool
     direction: Literal["given", "received"]
-
-
-class CaseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reference: str = Field(min_length=1, max_length=100, description="pseudonymous reference")
-    organ: str = Field(default="", max_length=100)
-    specimen_type: str = Field(default="", max_length=100)
-
-
-class CaseOut(BaseModel):
-    id: str
-    centre: str
-    reference: str
-    organ: str
-    specimen_type: str
 
 
 def _out(
@@ -152,44 +134,3 @@ def list_grants(principal: CurrentUser, catalogue: CatalogueDep) -> list[GrantOu
             u.id: u.username for u in session.scalars(select(User).where(User.id.in_(user_ids)))
         }
     return [_out(g, principal, public_ids, users) for g in found]
-
-
-# -- cases ------------------------------------------------------------------------------
-
-
-def _case_writer(principal: CurrentUser, policy: PolicyDep) -> Principal:
-    policy.may_grant(principal)
-    return principal
-
-
-CaseWriter = Annotated[Principal, Depends(_case_writer)]
-
-
-@router.post("/cases", status_code=201)
-def create_case(body: CaseIn, principal: CaseWriter, catalogue: CatalogueDep) -> CaseOut:
-    with catalogue.session() as session, session.begin():
-        case = cases.create_case(
-            session, principal, body.reference, organ=body.organ, specimen_type=body.specimen_type
-        )
-    return CaseOut(
-        id=case.id,
-        centre=case.centre,
-        reference=case.reference,
-        organ=case.organ,
-        specimen_type=case.specimen_type,
-    )
-
-
-@router.put("/cases/{case_id}/slides/{slide_id}", status_code=204)
-def attach_slide(
-    case_id: str,
-    slide_id: str,
-    principal: CaseWriter,
-    policy: PolicyDep,
-    catalogue: CatalogueDep,
-) -> Response:
-    with catalogue.session() as session, session.begin():
-        cases.attach_slide(session, principal, case_id, slide_id)
-    # The slide may now be shared through its case's grants.
-    policy.forget()
-    return Response(status_code=204)

@@ -21,6 +21,7 @@ from exchange.identity.login import Logins
 from exchange.identity.oidc import OidcClient
 from exchange.identity.sessions import LoginThrottle, Sessions
 from exchange.slides.catalogue import Catalogue
+from exchange.slides.listing import Cursors
 from exchange.slides.uploads import Uploads
 from storage import ObjectStore
 from tiles.service import TileService
@@ -51,6 +52,8 @@ class Hub:
     policy: Policy
     callers: CallerMemory
     tiles: TileService
+    # Seals the worklist's page cursors (exchange.slides.listing).
+    cursors: Cursors
 
     @property
     def db(self) -> Database:

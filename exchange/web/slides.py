@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,13 +12,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from exchange.core.models import Slide
-from exchange.core.statuses import is_viewable
+from exchange.core.models import Case, Slide
+from exchange.core.statuses import SlideStatus, is_viewable
+from exchange.slides import listing
 from exchange.slides.conversion import job
 from exchange.slides.ingest import ingest_path
+from exchange.slides.listing import Order
 from exchange.web.auth import CurrentUser
 from exchange.web.deps import CatalogueDep, PolicyDep, StoreDep, VisibleSlide
+from exchange.web.hub import HubDep
+from exchange.web.listing import ListQuery
 from tiles.deid import View, public_date, public_vendor
 from tiles.errors import InvalidRequest
 
@@ -57,6 +64,26 @@ class SlideOut(BaseModel):
     thumbnail_url: str
     # "deidentified": no label, macro, annotations or overlays here (tiles.deid).
     view: View = View.FULL
+    # Its case (addressed as the case is seen: id, or opaque id on a de-identified view)
+    # and where it was cut from; None while it is to be linked.
+    case_id: str | None = None
+    case_reference: str | None = None
+    part: str | None = None
+    block: str | None = None
+    level: str | None = None
+    stain: str | None = None
+    # Full view only: how its case was found (barcode, file_name, lis, manual), its label's
+    # barcode text.
+    link_source: str | None = None
+    barcode: str | None = None
+
+
+class SlidePageOut(BaseModel):
+    items: list[SlideOut]
+    # Every slide the filters match that the caller may see, over all pages.
+    total: int
+    # Give it back as `cursor` for the next page; None on the last one.
+    next_cursor: str | None
 
 
 class ConversionOut(BaseModel):
@@ -79,10 +106,10 @@ class SlideDetailOut(SlideOut):
     conversion: ConversionOut | None = None
 
 
-def _summary(slide: Slide, view: View = View.FULL) -> dict[str, object]:
+def summary(slide: Slide, view: View = View.FULL, case: Case | None = None) -> dict[str, object]:
     """The slide as listed. A de-identified view is addressed and named by the opaque id,
     with no file name, no error text (it may quote the file name), the date cut to its
-    year."""
+    year, its case by the case's opaque id."""
     full = view is View.FULL
     address = slide.id if full else slide.public_id or ""
     out: dict[str, object] = {
@@ -106,6 +133,12 @@ def _summary(slide: Slide, view: View = View.FULL) -> dict[str, object]:
     }
     if not full:
         out["view"] = View.DEIDENTIFIED
+    if case is not None and case.id == slide.case_id:
+        out["case_id"] = case.id if full else case.public_id
+        out["case_reference"] = case.reference
+    out |= {"part": slide.part, "block": slide.block, "level": slide.level, "stain": slide.stain}
+    if full:
+        out |= {"link_source": slide.link_source, "barcode": slide.barcode}
     return out
 
 
@@ -129,11 +162,11 @@ def _metadata(slide: Slide) -> dict[str, Any]:
     return out
 
 
-def _detail(slide: Slide, view: View = View.FULL) -> SlideDetailOut:
+def _detail(slide: Slide, view: View = View.FULL, case: Case | None = None) -> SlideDetailOut:
     w0 = slide.levels[0][0]
     full = view is View.FULL
     return SlideDetailOut(
-        **_summary(slide, view),  # type: ignore[arg-type]
+        **summary(slide, view, case),  # type: ignore[arg-type]
         levels=[LevelOut(width=w, height=h, downsample=w0 / w) for w, h in slide.levels],
         # Empty on the de-identified view: label and macro show the glass label (tiles.deid).
         associated_images={
@@ -155,27 +188,53 @@ def list_centres(_user: CurrentUser, catalogue: CatalogueDep) -> list[CentreOut]
 def list_slides(
     principal: CurrentUser,
     policy: PolicyDep,
+    hub: HubDep,
+    filters: Annotated[ListQuery, Query()],
     view: Annotated[
         View, Query(description="deidentified: every slide as another centre sees it")
     ] = View.FULL,
-) -> list[SlideOut]:
-    """The slides the caller may see (exchange.access.policy): their centre's, and the shared ones
-    (de-identified, by opaque id)."""
-    visible = policy.visible(principal)
+    status: Annotated[SlideStatus | None, Query()] = None,
+    linked: Annotated[bool | None, Query(description="false: the slides to be linked")] = None,
+    case: Annotated[str | None, Query(max_length=64, description="a case's id")] = None,
+) -> SlidePageOut:
+    """A page of the slides the caller may see (exchange.access.policy): their centre's,
+    and those shared with them (de-identified, by opaque id); oldest first unless
+    `order=desc`. Filters, search and counts are the database's (exchange.slides.listing)."""
+    branches = policy.slide_branches(principal, shared_only=filters.shared)
+    with hub.db.session() as session:
+        case_filter = None
+        if case is not None:
+            found = policy.case_access(session, principal, case)
+            case_filter = found[0].id if found else "-"  # an unseen case lists nothing
+        page = listing.list_slides(
+            session,
+            branches,
+            filters.filters(status=status, linked=linked, case_id=case_filter),
+            filters.page(default_order=Order.ASC),
+            hub.cursors,
+        )
+        cases = _cases_of(session, page.items)
     out = []
-    for access in visible:
-        shown = View.DEIDENTIFIED if view is not View.FULL else access.view
-        if shown is View.DEIDENTIFIED and access.slide.public_id is None:
-            continue
-        out.append(SlideOut(**_summary(access.slide, shown)))  # type: ignore[arg-type]
-    return out
+    for slide in page.items:
+        shown = View.DEIDENTIFIED if view is not View.FULL else policy.view_of(principal, slide)
+        out.append(SlideOut(**summary(slide, shown, cases.get(slide.case_id or ""))))  # type: ignore[arg-type]
+    return SlidePageOut(items=out, total=page.total, next_cursor=page.next_cursor)
+
+
+def _cases_of(session: Session, slides: Sequence[Slide]) -> dict[str, Case]:
+    ids = {s.case_id for s in slides if s.case_id}
+    if not ids:
+        return {}
+    return {c.id: c for c in session.scalars(select(Case).where(Case.id.in_(ids)))}
 
 
 @router.get("/slides/{slide_id}")
 def slide_detail(access: VisibleSlide, catalogue: CatalogueDep) -> SlideDetailOut:
     # The row as it is now: the policy's cached decision may hold an older copy (status).
     slide, view = catalogue.get(access.slide.id) or access.slide, access.view
-    out = _detail(slide, view)
+    with catalogue.session() as session:
+        case = session.get(Case, slide.case_id) if slide.case_id else None
+    out = _detail(slide, view, case)
     conversion = job(catalogue, slide.id)
     if conversion is not None:
         # The error may quote the file name: never on the de-identified view.

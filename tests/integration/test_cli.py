@@ -105,10 +105,10 @@ def test_serve_answers_and_sees_slides_ingested_meanwhile(tmp_path, unused_port)
             assert time.monotonic() < deadline, "server did not start"
             time.sleep(0.2)
         assert httpx.get(f"{base}/api/slides").status_code == 401
-        assert httpx.get(f"{base}/api/slides", headers=auth).json() == []
+        assert httpx.get(f"{base}/api/slides", headers=auth).json()["items"] == []
         ingested = run(["ingest", str(sample("generic-tiff/boxes.tiff"))], home)
         slide_id = ingested.stdout.split()[0]
-        listed = httpx.get(f"{base}/api/slides", headers=auth).json()
+        listed = httpx.get(f"{base}/api/slides", headers=auth).json()["items"]
         assert [s["id"] for s in listed] == [slide_id]
         tile = httpx.get(f"{base}/slides/{slide_id}_files/9/0_0.jpeg", headers=auth)
         assert tile.status_code == 200 and tile.headers["content-type"] == "image/jpeg"

@@ -193,7 +193,7 @@ def test_status_over_http_and_a_killed_worker_leaves_the_hub_serving(
     assert "killed" in failed["error"] and "killed" in failed["conversion"]["error"]
     # The hub never noticed: health, listing and tiles (from the original) still work.
     assert client.get("/api/health").json()["status"] == "ok"
-    assert [s["status"] for s in client.get("/api/slides").json()] == ["failed"]
+    assert [s["status"] for s in client.get("/api/slides").json()["items"]] == ["failed"]
     still = client.get(tile)
     assert still.status_code == 200 and still.content == during.content
 

@@ -190,7 +190,7 @@ def test_the_deidentified_detail_keeps_only_allow_listed_metadata(client, seeded
         assert pid in detail[key] and seeded.slide_id not in detail[key]
     info = client.get(f"/iiif/3/{pid}/info.json").json()
     assert info["id"].endswith(f"/iiif/3/{pid}")
-    listed = client.get("/api/slides", params={"view": "deidentified"}).json()
+    listed = client.get("/api/slides", params={"view": "deidentified"}).json()["items"]
     assert [s["id"] for s in listed] == [pid]
 
 

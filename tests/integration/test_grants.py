@@ -61,13 +61,13 @@ def hub(settings: Settings) -> Iterator[Hub]:
 
 def test_a_grant_shows_rouen_the_deidentified_view_only(hub: Hub) -> None:
     real = hub.slide["id"]
-    assert hub.get("/api/slides", hub.rouen).json() == []
+    assert hub.get("/api/slides", hub.rouen).json()["items"] == []
     created = hub.grant(legal_basis="RCP 2026-11")
     assert created.status_code == 201, created.text
     grant = created.json()
     assert (grant["slide_id"], grant["grantee_centre"], grant["live"]) == (real, "rouen", True)
 
-    listed = hub.get("/api/slides", hub.rouen).json()
+    listed = hub.get("/api/slides", hub.rouen).json()["items"]
     assert len(listed) == 1
     public = listed[0]["id"]
     assert public != real and listed[0]["name"] == public and listed[0]["view"] == "deidentified"
@@ -99,7 +99,7 @@ def test_a_grant_shows_rouen_the_deidentified_view_only(hub: Hub) -> None:
 
 def test_revoking_stops_access_at_once_even_for_cached_tiles(hub: Hub) -> None:
     grant = hub.grant().json()
-    public = hub.get("/api/slides", hub.rouen).json()[0]["id"]
+    public = hub.get("/api/slides", hub.rouen).json()["items"][0]["id"]
     tile = f"/slides/{public}{TILE}"
     for _ in range(2):  # the second is a cache hit, answered by tiles.fastpath
         response = hub.get(tile, hub.rouen)
@@ -113,7 +113,7 @@ def test_revoking_stops_access_at_once_even_for_cached_tiles(hub: Hub) -> None:
     assert hub.client.delete(f"/api/grants/{grant['id']}", headers=hub.lille).status_code == 204
     assert hub.get(tile, hub.rouen).status_code == 404
     assert hub.get(f"/api/slides/{public}", hub.rouen).status_code == 404
-    assert hub.get("/api/slides", hub.rouen).json() == []
+    assert hub.get("/api/slides", hub.rouen).json()["items"] == []
     [event] = hub.audit("revoke")
     assert event.detail["grant_id"] == grant["id"]
     listed = hub.get("/api/grants", hub.lille).json()
@@ -123,7 +123,7 @@ def test_revoking_stops_access_at_once_even_for_cached_tiles(hub: Hub) -> None:
 def test_an_expired_grant_stops_access_within_the_decision_ttl(hub: Hub) -> None:
     expires = datetime.now(UTC) + timedelta(seconds=1.5)
     assert hub.grant(expires_at=expires.isoformat()).status_code == 201
-    public = hub.get("/api/slides", hub.rouen).json()[0]["id"]
+    public = hub.get("/api/slides", hub.rouen).json()["items"][0]["id"]
     tile = f"/slides/{public}{TILE}"
     assert hub.get(tile, hub.rouen).status_code == 200
     deadline = expires + timedelta(seconds=DECISION_TTL_S + 0.5)
@@ -133,7 +133,7 @@ def test_an_expired_grant_stops_access_within_the_decision_ttl(hub: Hub) -> None
     while hub.get(tile, hub.rouen).status_code == 200:
         assert datetime.now(UTC) < deadline, "the expired grant still serves tiles"
         time.sleep(0.2)
-    assert hub.get("/api/slides", hub.rouen).json() == []  # the list asks the database
+    assert hub.get("/api/slides", hub.rouen).json()["items"] == []  # the list asks the database
 
 
 def test_a_case_granted_to_one_user_shows_its_slides_to_that_user_only(hub: Hub) -> None:
@@ -144,13 +144,21 @@ def test_a_case_granted_to_one_user_shows_its_slides_to_that_user_only(hub: Hub)
     case_id = case.json()["id"]
     attach = f"/api/cases/{case_id}/slides/{hub.slide['id']}"
     assert hub.client.put(attach, headers=hub.rouen).status_code == 404  # Lille's case
-    assert hub.client.put(attach, headers=hub.resident).status_code == 403  # may not share
+    assert hub.client.put(attach, headers=hub.resident).status_code == 204  # not shared yet
     assert hub.client.put(attach, headers=hub.lille).status_code == 204
     created = hub.grant(slide_id=None, case_id=case_id, centre=None, user="path.rouen")
     assert created.status_code == 201, created.text
+    # Putting a slide into a shared case shares it: only those who may share do.
+    placed = hub.client.put(
+        f"/api/slides/{hub.slide['id']}/case",
+        json={"case_reference": "C-0042", "stain": "HE"},
+        headers=hub.resident,
+    )
+    assert placed.status_code == 403, placed.text
+    assert hub.client.put(attach, headers=hub.resident).status_code == 403
     assert created.json()["grantee_user"] == "path.rouen"
-    assert len(hub.get("/api/slides", hub.rouen).json()) == 1
-    assert hub.get("/api/slides", hub.rouen2).json() == []
+    assert len(hub.get("/api/slides", hub.rouen).json()["items"]) == 1
+    assert hub.get("/api/slides", hub.rouen2).json()["items"] == []
     assert hub.audit("grant")[0].target_type == "case"
 
 

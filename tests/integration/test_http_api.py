@@ -24,7 +24,7 @@ def image(response) -> Image.Image:
 
 def test_catalogue_lists_and_describes_slides(settings, client):
     slide_id = ingest(settings, sample(SVS), "caen")  # the client's centre
-    listing = client.get("/api/slides").json()
+    listing = client.get("/api/slides").json()["items"]
     assert [s["id"] for s in listing] == [slide_id]
     item = listing[0]
     assert item["name"] == "CMU-1-Small-Region.svs"
@@ -38,9 +38,9 @@ def test_catalogue_lists_and_describes_slides(settings, client):
 
 
 def test_a_slide_ingested_while_the_server_runs_appears_without_restart(settings, client):
-    assert client.get("/api/slides").json() == []
+    assert client.get("/api/slides").json()["items"] == []
     slide_id = ingest(settings, sample(SVS))
-    assert [s["id"] for s in client.get("/api/slides").json()] == [slide_id]
+    assert [s["id"] for s in client.get("/api/slides").json()["items"]] == [slide_id]
     assert client.get(f"/slides/{slide_id}.dzi").status_code == 200
 
 
@@ -125,7 +125,7 @@ def test_upload_ingests_and_refuses_bad_files(settings, client):
             "/api/slides", files={"file": (path.name, f)}, data={"centre": "rouen"}
         )
     assert elsewhere.status_code == 403, elsewhere.text
-    assert client.get("/api/slides").json() == []
+    assert client.get("/api/slides").json()["items"] == []
     with path.open("rb") as f:
         created = client.post("/api/slides", files={"file": (path.name, f)})
     assert created.status_code == 201, created.text
@@ -143,7 +143,7 @@ def test_upload_ingests_and_refuses_bad_files(settings, client):
             "/api/slides", files={"file": (path.name, f)}, data={"centre": "paris"}
         )
     assert wrong_centre.status_code == 400 and "unknown centre" in wrong_centre.json()["detail"]
-    assert len(client.get("/api/slides").json()) == 1  # nothing recorded for refusals
+    assert len(client.get("/api/slides").json()["items"]) == 1  # nothing recorded for refusals
 
 
 def test_the_server_keeps_serving_other_slides_after_a_corrupt_one(settings, client, tmp_path):

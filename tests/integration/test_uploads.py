@@ -132,11 +132,11 @@ def test_slide_sent_in_parts_appears_only_once_complete_with_the_tiles_of_a_dire
         send_parts(client, upload, [data], reverse=True)  # any order works
         state = client.get(f"/api/uploads/{upload['id']}").json()
         assert state["files"][0]["stored"] == list(range(1, upload["files"][0]["parts"] + 1))
-        assert client.get("/api/slides").json() == []  # every part stored, still no slide
+        assert client.get("/api/slides").json()["items"] == []  # every part stored, still no slide
         done = client.post(f"/api/uploads/{upload['id']}/complete")
         assert done.status_code == 200, done.text
         slide = done.json()
-        assert [s["id"] for s in client.get("/api/slides").json()] == [slide["id"]]
+        assert [s["id"] for s in client.get("/api/slides").json()["items"]] == [slide["id"]]
         direct = ingest(settings, path)
         assert tiles(client, slide["id"]) == tiles(client, direct)
         detail = client.get(f"/api/slides/{slide['id']}").json()
@@ -144,7 +144,7 @@ def test_slide_sent_in_parts_appears_only_once_complete_with_the_tiles_of_a_dire
         # Completing twice (a client that lost the answer) gives the same slide.
         again = client.post(f"/api/uploads/{upload['id']}/complete")
         assert again.json()["id"] == slide["id"]
-        assert len(client.get("/api/slides").json()) == 2
+        assert len(client.get("/api/slides").json()["items"]) == 2
     # The original is stored once, where the parts were joined: no second copy.
     assert object_keys(settings, f"slides/{slide['id']}/original/") == [
         f"slides/{slide['id']}/original/{path.name}"
@@ -168,7 +168,7 @@ def test_wrong_checksum_is_refused_and_nothing_is_visible(
         assert refused.status_code == 422
         assert "slide.svs" in refused.json()["detail"]
         assert "SHA-256" in refused.json()["detail"]
-        assert client.get("/api/slides").json() == []
+        assert client.get("/api/slides").json()["items"] == []
         state = client.get(f"/api/uploads/{upload['id']}").json()
         assert state["status"] == "failed" and "SHA-256" in state["error"]
         assert client.post(f"/api/uploads/{upload['id']}/complete").status_code == 409
@@ -218,7 +218,7 @@ def test_upload_that_is_no_slide_is_refused_and_leaves_nothing(local_settings: S
         refused = client.post(f"/api/uploads/{upload['id']}/complete")
         assert refused.status_code in (415, 422)
         assert "compression" in refused.json()["detail"]
-        assert client.get("/api/slides").json() == []
+        assert client.get("/api/slides").json()["items"] == []
     assert object_keys(local_settings, "slides/") == []
 
 
@@ -274,7 +274,7 @@ def test_malformed_uploads_are_refused(
         response = client.post("/api/uploads", json={"centre": "caen", "files": files})
         assert response.status_code == 400
         assert word in response.json()["detail"]
-        assert client.get("/api/slides").json() == []
+        assert client.get("/api/slides").json()["items"] == []
 
 
 def test_bad_part_requests_get_clear_errors(local_settings: Settings) -> None:
@@ -371,7 +371,7 @@ def test_upload_killed_in_the_middle_resumes_where_it_stopped(
             at_kill = stored_parts(catalogue)
             time.sleep(0.5)
         assert 2 <= at_kill < parts  # killed in the middle
-        assert httpx.get(f"{hub}/api/slides", headers=auth).json() == []
+        assert httpx.get(f"{hub}/api/slides", headers=auth).json()["items"] == []
 
         second = upload_command(big_slide, hub, tmp_path / "state", token=token)
         out, err = second.communicate(timeout=300)
@@ -380,7 +380,7 @@ def test_upload_killed_in_the_middle_resumes_where_it_stopped(
         assert f"{parts} parts, resuming: {at_kill} already stored" in err
         slide_id = out.split()[0]
         with httpx.Client(base_url=hub, headers=auth) as client:
-            listed = client.get("/api/slides").json()
+            listed = client.get("/api/slides").json()["items"]
             assert [(s["id"], s["centre"]) for s in listed] == [(slide_id, "rouen")]
             direct = ingest(s3_settings, big_slide, "rouen")
             assert tiles(client, slide_id) == tiles(client, direct)
@@ -402,7 +402,7 @@ def test_a_completed_upload_takes_no_more_parts(local_settings: Settings) -> Non
         late = client.put(f"/api/uploads/{upload['id']}/files/0/parts/1", content=data)
         assert late.status_code == 409 and "complete" in late.json()["detail"]
         assert client.delete(f"/api/uploads/{upload['id']}").status_code == 409
-        assert len(client.get("/api/slides").json()) == 1
+        assert len(client.get("/api/slides").json()["items"]) == 1
 
 
 def test_iain_upload_of_a_broken_file_says_why(local_settings: Settings, tmp_path: Path) -> None:
@@ -415,7 +415,7 @@ def test_iain_upload_of_a_broken_file_says_why(local_settings: Settings, tmp_pat
         assert command.returncode == 1
         assert "upload failed" in err and "decoded" in err
         auth = {"Authorization": f"Bearer {token}"}
-        assert httpx.get(f"{hub}/api/slides", headers=auth).json() == []
+        assert httpx.get(f"{hub}/api/slides", headers=auth).json()["items"] == []
 
 
 @pytest.mark.parametrize("backend", ["local", "s3"])
@@ -438,7 +438,7 @@ def test_completion_cut_short_after_joining_the_parts_finishes_when_retried(
         build_store(settings).complete_multipart(f.key, f.multipart_id, parts)
         done = client.post(f"/api/uploads/{upload['id']}/complete")
         assert done.status_code == 200, done.text
-        assert [s["id"] for s in client.get("/api/slides").json()] == [done.json()["id"]]
+        assert [s["id"] for s in client.get("/api/slides").json()["items"]] == [done.json()["id"]]
 
 
 def test_prune_uploads_frees_what_abandoned_uploads_stored(
@@ -483,7 +483,7 @@ def test_two_hub_processes_completing_the_same_upload_make_one_slide(
             answers = list(pool.map(lambda c: c.post(url), [first, second]))
         assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
         assert answers[0].json()["id"] == answers[1].json()["id"]
-        assert len(first.get("/api/slides").json()) == 1
+        assert len(first.get("/api/slides").json()["items"]) == 1
 
 
 # --- completion in place: no local copy of a TIFF-family slide --------------------------------
@@ -587,7 +587,7 @@ def test_tiff_changed_in_storage_before_completion_is_refused_by_its_checksum(
         assert "big-slide.tiff" in refused.json()["detail"]
         assert "SHA-256" in refused.json()["detail"]
         assert watch.peak_bytes == 0
-        assert client.get("/api/slides").json() == []
+        assert client.get("/api/slides").json()["items"] == []
         state = client.get(f"/api/uploads/{upload['id']}").json()
         assert state["status"] == "failed" and "SHA-256" in state["error"]
     assert object_keys(s3_settings, "slides/") == []
@@ -616,7 +616,7 @@ def test_broken_tiff_is_refused_in_place_with_its_reason(
         detail = refused.json()["detail"]
         assert detail.startswith(f"{name}: ") and reason in detail
         assert watch.peak_bytes == 0
-        assert client.get("/api/slides").json() == []
+        assert client.get("/api/slides").json()["items"] == []
         assert client.get(f"/api/uploads/{upload['id']}").json()["error"] == detail
     assert object_keys(s3_settings, "slides/") == []
 
@@ -707,6 +707,6 @@ def test_bytes_replaced_in_storage_after_the_checksum_are_never_recorded(
         assert store.reads == 2  # the hash pass, then the copy
         assert refused.status_code == 422, refused.text
         assert "SHA-256" in refused.json()["detail"]
-        assert client.get("/api/slides").json() == []
+        assert client.get("/api/slides").json()["items"] == []
         assert client.get(f"/api/uploads/{upload['id']}").json()["status"] == "failed"
     assert leftovers(local_settings) == []

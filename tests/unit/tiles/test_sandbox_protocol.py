@@ -7,6 +7,7 @@ hub, and the next (honest) inspection works as before."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import struct
@@ -23,6 +24,7 @@ from tests.hostile_child import set_at as _set
 from tests.testdata import sample
 from tiles.errors import CorruptSlide, UnsupportedSlide
 from tiles.ingest import Inspection, inspect_slide, inspect_stored
+from tiles.labels import MAX_CODES, MAX_TEXT, Barcode
 from tiles.sandbox import (
     MAX_INDEX_BYTES,
     MAX_MESSAGE_BYTES,
@@ -86,6 +88,19 @@ def test_a_pickle_from_the_child_is_refused_and_never_run(tmp_path: Path) -> Non
     assert inspect_in_sandbox(path).properties.l0_size.width == 2220
 
 
+def test_the_label_barcodes_come_through_as_the_child_read_them(
+    honest: tuple[Path, Inspection, dict[str, Any], bytes],
+) -> None:
+    path, inspection, _, _ = honest
+    codes = (Barcode("DataMatrix", "S26-01234 A1"), Barcode("Code128", "S26-01234"))
+    labelled = dataclasses.replace(inspection, barcodes=codes)
+    assert from_child(encode_answer(labelled), path).barcodes == codes
+
+
+def _code(text: object = "S26-01234", fmt: str = "DataMatrix", **extra: object) -> dict[str, Any]:
+    return {"format": fmt, "text": text, **extra}
+
+
 def tampered(message: dict[str, Any], change: Callable[[dict[str, Any]], None]) -> bytes:
     copy = json.loads(json.dumps(message))
     change(copy)
@@ -135,6 +150,28 @@ BAD_ANSWERS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "a file up and out": (_set("inspection", "files", value=["x.svs", "../x"]), "a file"),
     "another root": (_set("inspection", "root", value="/etc"), "root"),
     "another main in the folder": (_other_main, "main is not the inspected file"),
+    # label barcodes
+    "no barcodes key": (_drop("inspection", "barcodes"), "inspection lacks barcodes"),
+    "barcodes an object": (_set("inspection", "barcodes", value=_code()), "barcodes"),
+    "too many barcodes": (
+        _set("inspection", "barcodes", value=[_code(str(i)) for i in range(MAX_CODES + 1)]),
+        "barcodes is not a list of at most",
+    ),
+    "a barcode with an extra key": (
+        _set("inspection", "barcodes", value=[_code(exec="os.system")]),
+        "a barcode has 1 unknown key(s)",
+    ),
+    "a barcode text too long": (
+        _set("inspection", "barcodes", value=[_code("a" * (MAX_TEXT + 1))]),
+        "a barcode text",
+    ),
+    "a barcode text a number": (_set("inspection", "barcodes", value=[_code(1)]), "barcode text"),
+    "a barcode format of a megabyte": (
+        _set("inspection", "barcodes", value=[_code(fmt="Q" * 2**20)]),
+        "a barcode format",
+    ),
+    "an empty barcode": (_set("inspection", "barcodes", value=[_code("")]), "without format"),
+    "a barcode twice": (_set("inspection", "barcodes", value=[_code(), _code()]), "twice"),
 }
 
 
