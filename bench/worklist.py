@@ -195,7 +195,7 @@ def scenarios(refs: list[str]) -> dict[str, tuple[str, str, Callable[[int], Para
         "search word (organ)": (
             "caen",
             "/api/cases",
-            lambda i: {"limit": 50, "q": ["prostate", "poumon", "colon"][i % 3]},
+            lambda i: {"limit": 50, "q": ["prostate", "lung", "colon"][i % 3]},
         ),
         "slides, first page": ("caen", "/api/slides", lambda i: {"limit": 50, "order": "desc"}),
         "slides, to be linked": ("caen", "/api/slides", lambda i: {"limit": 50, "linked": "false"}),

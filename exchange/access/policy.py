@@ -49,7 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, Select, and_, false, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, or_, select, union
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from exchange.core.errors import ExchangeError
@@ -210,18 +210,24 @@ class Policy:
         if home_view(principal) is not None and not shared_only:
             out.append(Branch(Slide.centre == principal.centre, self._terms(principal)))
         if principal.has(*SLIDE_ROLES):
-            slides = self._live_received(principal, Grant.slide_id)
             cases = self._live_received(principal, Grant.case_id)
+            # One id list (granted slides, and the slides of granted cases), not an OR of
+            # two: the database then looks the few ids up by key instead of scanning every
+            # slide of the other centres.
+            shared = union(
+                self._live_received(principal, Grant.slide_id),
+                select(Slide.id).where(Slide.case_id.in_(cases)),
+            )
             out.append(
                 Branch(
-                    and_(
-                        Slide.centre != principal.centre,
-                        or_(Slide.id.in_(slides), Slide.case_id.in_(cases)),
-                    ),
+                    and_(Slide.centre != principal.centre, Slide.id.in_(shared)),
                     and_(
                         SearchTerm.public.is_(True),
                         SearchTerm.centre != principal.centre,
-                        or_(SearchTerm.slide_id.in_(slides), SearchTerm.case_id.in_(cases)),
+                        or_(
+                            SearchTerm.slide_id.in_(shared),
+                            and_(SearchTerm.slide_id.is_(None), SearchTerm.case_id.in_(cases)),
+                        ),
                     ),
                 )
             )

@@ -79,6 +79,8 @@ class Slide(Base):
         Index("ix_slides_centre_created", "centre", "created_at", "id"),
         Index("ix_slides_centre_status", "centre", "status", "created_at", "id"),
         Index("ix_slides_case_block", "case_id", "block", "created_at"),
+        # The cases with a slide of a stain (the stain filter).
+        Index("ix_slides_stain_case", "stain_key", "case_id"),
         # The lab system's records find already scanned slides by barcode or file name.
         Index("ix_slides_centre_barcode", "centre", "barcode"),
         Index("ix_slides_centre_name", "centre", "name"),

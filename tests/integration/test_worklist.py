@@ -166,18 +166,37 @@ def test_filters_narrow_cases_and_slides_and_counts_agree(worklist: Worklist) ->
 def test_another_centre_sees_lists_counts_and_finds_nothing_unshared(worklist: Worklist) -> None:
     caen_case = worklist.get("/api/cases", limit=1)["items"][0]
     reference = caen_case["reference"]
-    for query in (
+    organ = caen_case["organ"]
+    every_filter: list[dict[str, Any]] = [
         {},
         {"q": reference},
+        {"q": caen_case["slides"][0]["name"][:-4]},
         {"reference": reference[:3]},
         {"centre": "caen"},
         {"stain": "H&E", "centre": "caen"},
-    ):
+        {"status": caen_case["status"]},
+        {"organ": organ},
+        {"since": "2020-01-01", "until": "2030-01-01"},
+        {"shared": "true"},
+        {"sort": "reference"},
+        {"sort": "status", "order": "asc"},
+    ]
+    for query in every_filter:
         cases = worklist.get("/api/cases", worklist.rouen, **query, limit=200)
         assert all(c["centre"] == "rouen" for c in cases["items"]), query
+        assert cases["total"] == len(cases["items"]) <= CASES // 3, query
         assert "caen" not in str(cases), query
-        slides = worklist.get("/api/slides", worklist.rouen, **query, limit=200)
+        # A slide's status is its own (ready, converting...), a case's its case's.
+        # Slides sort by date or status only.
+        of_slides = {**query, "status": "ready"} if "status" in query else query
+        if of_slides.get("sort") == "reference":
+            of_slides = {**of_slides, "sort": "date"}
+        slides = worklist.get("/api/slides", worklist.rouen, **of_slides, limit=200)
         assert all(s["centre"] == "rouen" for s in slides["items"]), query
+        assert "caen" not in str(slides), query
+    for query in ({"linked": "false"}, {"case": caen_case["id"]}):
+        slides = worklist.get("/api/slides", worklist.rouen, **query)
+        assert slides["total"] == 0 and slides["items"] == [], query
     for query in ({}, {"q": reference}):
         assert worklist.get("/api/cases", worklist.admin, **query)["total"] == 0
         assert worklist.get("/api/slides", worklist.admin, **query)["total"] == 0

@@ -216,11 +216,13 @@ def upgrade() -> None:
             "ix_slides_centre_status", ["centre", "status", "created_at", "id"], unique=False
         )
         batch_op.create_index("ix_slides_centre_barcode", ["centre", "barcode"], unique=False)
+        batch_op.create_index("ix_slides_stain_case", ["stain_key", "case_id"], unique=False)
         batch_op.create_index("ix_slides_centre_name", ["centre", "name"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("slides", schema=None) as batch_op:
+        batch_op.drop_index("ix_slides_stain_case")
         batch_op.drop_index("ix_slides_centre_name")
         batch_op.drop_index("ix_slides_centre_barcode")
         batch_op.drop_index("ix_slides_centre_status")
