@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -187,7 +188,11 @@ def create_app(settings: Settings) -> FastAPI:
             worker = ConversionWorker(hub.catalogue, conversion_config(settings), tiles.pool.evict)
             worker.start()
         app.state.conversion_worker = worker
+        # What start-up made lives as long as the process: out of the collector's sight,
+        # so that its full collections (every few thousand requests) do not walk it.
+        gc.freeze()
         yield
+        gc.unfreeze()  # collectable again at exit (native extensions check their objects)
         if worker is not None:
             worker.stop()
         tiles.pool.close()

@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select, tuple_
+from sqlalchemy import ColumnElement, and_, exists, func, literal, or_, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from exchange.core.errors import ExchangeError
@@ -233,9 +233,16 @@ def list_cases(
     seek_after = None if after is None else _decode_case_key(after, page.sort)
     conditions = _case_filters(filters)
     stain = _stain(filters)
+    # The stain filter two ways: counting, the cases of the slides of that stain (one
+    # index range); paging, a check per case as the sort index is walked, which stops
+    # once the page is full (SQLite would otherwise sort every case of that stain).
+    count_only: list[ColumnElement[bool]] = []
+    page_only: list[ColumnElement[bool]] = []
     if stain is not None:
-        # The cases of the slides of that stain (an index range), not a lookup per case.
-        conditions.append(Case.id.in_(select(Slide.case_id).where(Slide.stain_key == stain)))
+        count_only.append(Case.id.in_(select(Slide.case_id).where(Slide.stain_key == stain)))
+        page_only.append(
+            exists(select(Slide.id).where(Slide.case_id == Case.id, Slide.stain_key == stain))
+        )
     words = query_words(filters.query)
     key = _case_key(page.sort)
     found: list[Case] = []
@@ -243,10 +250,11 @@ def list_cases(
     for branch in branches:
         where = [branch.rows, *conditions]
         where += [Case.id.in_(_term_match(w, branch, SearchTerm.case_id)) for w in words]
-        total += session.scalar(select(func.count()).select_from(Case).where(*where)) or 0
+        counted = select(func.count()).select_from(Case).where(*where, *count_only)
+        total += session.scalar(counted) or 0
         found += session.scalars(
             select(Case)
-            .where(*where, *_seek(key, seek_after, page.order))
+            .where(*where, *page_only, *_seek(key, seek_after, page.order))
             .order_by(*_ordered(key, page.order))
             .limit(limit + 1)
         ).all()
