@@ -124,11 +124,11 @@ def shared_slide(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedSli
         iain_home = home / ".iain"
         settings = Settings(home=iain_home, database_url=database_url(iain_home))
         rouen = auth_headers(settings, "pathologist.rouen", centre="rouen")
-        (slide,) = httpx.get(url + "/api/slides", headers=caen, timeout=30).json()
+        (slide,) = httpx.get(url + "/api/slides", headers=caen, timeout=30).json()["items"]
         grant = {"slide_id": slide["id"], "centre": "rouen", "purpose": "second_opinion"}
         created = httpx.post(url + "/api/grants", json=grant, headers=caen, timeout=30)
         assert created.status_code == 201, created.text
-        (shared,) = httpx.get(url + "/api/slides", headers=rouen, timeout=30).json()
+        (shared,) = httpx.get(url + "/api/slides", headers=rouen, timeout=30).json()["items"]
         assert shared["view"] == "deidentified"
         yield SharedSlide(url, shared["id"], rouen)
 

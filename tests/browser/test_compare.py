@@ -373,7 +373,7 @@ def hub_without_mpp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         test_viewer._ingest(env, home, home / name, "caen")
     with running_hub(home, env) as url:
         headers = test_viewer.browser_headers(home)
-        listed = httpx.get(url + "/api/slides", timeout=30, headers=headers).json()
+        listed = httpx.get(url + "/api/slides", timeout=30, headers=headers).json()["items"]
         yield Hub(url, {s["name"]: s for s in listed}, headers=headers)
 
 

@@ -71,7 +71,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
         grant = {"slide_id": slide_id, "centre": "rouen", "purpose": "second_opinion"}
         created = httpx.post(url + "/api/grants", json=grant, headers=caen, timeout=30)
         assert created.status_code == 201, created.text
-        (seen,) = httpx.get(url + "/api/slides", headers=rouen, timeout=30).json()
+        (seen,) = httpx.get(url + "/api/slides", headers=rouen, timeout=30).json()["items"]
         assert seen["view"] == "deidentified"
         yield Shared(url, slide_id, seen["id"], caen, rouen)
 

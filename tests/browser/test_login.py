@@ -63,7 +63,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoginHub]:
     token = _iain(env, home, "tokens", "create", USERNAME, "--name", "test").strip()
     with running_hub(home, env) as url:
         headers = {"Authorization": f"Bearer {token}"}
-        [listed] = httpx.get(url + "/api/slides", headers=headers, timeout=30).json()
+        [listed] = httpx.get(url + "/api/slides", headers=headers, timeout=30).json()["items"]
         yield LoginHub(url, listed["id"])
 
 

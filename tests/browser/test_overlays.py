@@ -57,7 +57,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     _ingest(env, home, slide_file, "caen")
     with running_hub(home, env) as url:
         headers = test_viewer.browser_headers(home)
-        slide = httpx.get(url + "/api/slides", timeout=30, headers=headers).json()[0]
+        slide = httpx.get(url + "/api/slides", timeout=30, headers=headers).json()["items"][0]
         # The worker's two ways in: the Python API (heatmap) and HTTP (features).
         settings = database.settings(home / ".iain")
         add_heatmap(

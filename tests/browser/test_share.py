@@ -67,7 +67,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShareHub]:
     rouen_token = _iain(env, home, "tokens", "create", ROUEN[0], "--name", "test").strip()
     with running_hub(home, env) as url:
         headers = {"Authorization": f"Bearer {lille_token}"}
-        [listed] = httpx.get(url + "/api/slides", headers=headers, timeout=30).json()
+        [listed] = httpx.get(url + "/api/slides", headers=headers, timeout=30).json()["items"]
         yield ShareHub(url, home, env, listed["id"], rouen_token)
 
 
@@ -94,7 +94,7 @@ def rouen_slides(hub: ShareHub) -> list[dict[str, object]]:
     headers = {"Authorization": f"Bearer {hub.rouen_token}"}
     listed: list[dict[str, object]] = httpx.get(
         hub.url + "/api/slides", headers=headers, timeout=30
-    ).json()
+    ).json()["items"]
     return listed
 
 

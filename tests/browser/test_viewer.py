@@ -19,12 +19,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
 
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
@@ -138,7 +146,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 
     with running_hub(home, env) as url:
         headers = browser_headers(home)
-        listed = httpx.get(url + "/api/slides", timeout=30, headers=headers).json()
+        listed = httpx.get(url + "/api/slides", timeout=30, headers=headers).json()["items"]
         yield Hub(url, {s["name"]: s for s in listed}, missing, headers)
 
 
@@ -284,7 +292,7 @@ def test_hub_serves_viewer_without_shadowing_api(hub: Hub) -> None:
         assert page.headers["content-type"].startswith("text/html"), path
         assert '<div id="app">' in page.text
     assert hub.get("/openseadragon-images/zoomin_rest.png").headers["content-type"] == "image/png"
-    assert hub.get("/api/slides").json()[0]["id"]
+    assert hub.get("/api/slides").json()["items"][0]["id"]
     assert hub.get("/api/nope").status_code == 404
     assert hub.get("/api/nope").json() == {"detail": "Not Found"}
     assert hub.get("/api/slides/nope").status_code == 404
@@ -296,9 +304,11 @@ def test_hub_serves_viewer_without_shadowing_api(hub: Hub) -> None:
 
 
 def test_worklist_lists_slides_with_thumbnails(hub: Hub, tab: Tab) -> None:
+    """No rule links these slides to a case: they are the worklist's "To be linked"."""
     page = tab.page
     page.goto(hub.url + "/")
-    rows = page.locator("tr.slide")
+    section = page.locator(".unlinked-section")
+    rows = section.locator("tr.slide")
     rows.first.wait_for()
     assert rows.count() == len(hub.slides)
     page.wait_for_function(
@@ -306,47 +316,50 @@ def test_worklist_lists_slides_with_thumbnails(hub: Hub, tab: Tab) -> None:
         ".every(img => img.complete && img.naturalWidth > 0)"
     )
     for name, slide in hub.slides.items():
-        row = page.locator(f"tr[data-slide-id='{slide['id']}']")
+        row = section.locator(f"tr[data-slide-id='{slide['id']}']")
         assert row.locator("td.name").inner_text() == name
         assert row.locator("td.status").inner_text() == "Ready"
         assert (
             f"{slide['width']:,} {TIMES} {slide['height']:,} px"
             in row.locator("td.size").inner_text()
         )
-    synthetic = page.locator(f"tr[data-slide-id='{hub.slide(SYNTHETIC)['id']}']")
+    synthetic = section.locator(f"tr[data-slide-id='{hub.slide(SYNTHETIC)['id']}']")
     assert synthetic.locator("td.centre").inner_text() == CENTRE_NAMES["caen"]
     assert f"40{TIMES} · 0.25 µm/px" in synthetic.locator("td.size").inner_text()
     count = len(hub.slides)
-    assert page.locator(".count").inner_text() == f"{count} slide{'s' if count > 1 else ''}"
+    assert section.locator(".section-count").inner_text() == (
+        f"{count} slide{'s' if count > 1 else ''}"
+    )
+    # No case yet, and nothing shared with this centre: those say so, or are not shown.
+    assert page.locator(".case-count").inner_text() == "No cases"
+    assert page.locator(".cases-message").inner_text().startswith("No cases yet.")
+    assert page.locator(".shared-section").is_hidden()
     tab.assert_no_console_errors()
 
 
-def test_worklist_search_filters_by_name_and_centre(hub: Hub, tab: Tab) -> None:
+def test_worklist_search_asks_the_hub(hub: Hub, tab: Tab) -> None:
+    """The search is the hub's (a word of the file name, accents and case folded), and the
+    address keeps it."""
     page = tab.page
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/api/slides?" in r.url else None)
     page.goto(hub.url + "/")
     page.locator("tr.slide").first.wait_for()
     search = page.get_by_role("searchbox")
+    rows = page.locator(".unlinked-section tr.slide td.name")
 
-    def visible() -> set[str]:
-        return set(page.locator("tr.slide:visible td.name").all_inner_texts())
-
-    # Every slide is Caen's: the one centre a pathologist of Caen sees in the full view.
-    search.fill("baclesse")  # the centre's name
-    assert visible() == set(hub.slides)
-    search.fill("CAEN")  # its code, in any case
-    assert visible() == set(hub.slides)
-    search.fill("oscar")  # another centre's name
-    assert visible() == set()
-    search.fill("synth")  # the slide's name
-    assert visible() == {SYNTHETIC}
+    search.fill("synth")  # the beginning of the slide's name
+    expect(rows).to_have_text([SYNTHETIC])
     assert page.url.endswith("/?q=synth")  # kept in the address for "back"
+    assert any(parse_qs(urlparse(u).query).get("q") == ["synth"] for u in asked)
+    search.fill("SYNTHÉTIC")  # case and accents folded
+    expect(rows).to_have_text([SYNTHETIC])
     search.fill("no such slide")
-    assert visible() == set()
-    assert page.get_by_role("status").inner_text() == "No slide matches “no such slide”."
+    expect(page.get_by_role("status")).to_have_text("No case or slide matches “no such slide”.")
+    assert page.locator("tr.slide").count() == 0
     search.fill("")
-    assert visible() == set(hub.slides)
-    search.fill("francois baclesse")  # accents folded: "François"
-    assert visible() == set(hub.slides)
+    expect(rows).to_have_count(len(hub.slides))
+    assert page.url == hub.url + "/"
     tab.assert_no_console_errors()
 
 

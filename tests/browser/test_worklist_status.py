@@ -10,9 +10,11 @@ test_viewer.py's (same prerequisites).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
@@ -38,6 +40,8 @@ browser = test_viewer.browser
 POLL_S = 3.0
 OUT_OF_MEMORY = "the conversion needs more memory than allowed"
 NBSP = "\N{NO-BREAK SPACE}"
+# A slide's detail (GET /api/slides/{id}): what a poll asks for.
+DETAIL = re.compile(r"/api/slides/[^/?]+$")
 
 
 @dataclass
@@ -148,7 +152,7 @@ def test_converting_slides_are_labelled_and_open_in_one_click(
     states: ConversionHub, tab: Tab
 ) -> None:
     hub, page = states, tab.page
-    api = httpx.get(hub.url + "/api/slides", headers=hub.headers, timeout=30).json()
+    api = httpx.get(hub.url + "/api/slides", headers=hub.headers, timeout=30).json()["items"]
     assert {s["name"]: s["status"] for s in api} == {
         "ready.tiff": "ready",
         "queued.tiff": "queued",
@@ -207,10 +211,11 @@ def test_statuses_refresh_while_converting_then_polling_stops(
     states: ConversionHub, tab: Tab
 ) -> None:
     hub, page = states, tab.page
+    # Each poll asks for the details of the slides still queued or converting.
     listed: list[float] = []
     page.on(
         "request",
-        lambda r: listed.append(time.monotonic()) if r.url.endswith("/api/slides") else None,
+        lambda r: listed.append(time.monotonic()) if DETAIL.search(r.url) else None,
     )
     open_worklist(page, hub)
     wait_badge(page, hub, "converting.tiff", "Converting 42%")
@@ -244,7 +249,11 @@ def test_nothing_polled_when_nothing_converts(conversion_hub: ConversionHub, tab
     page.on("request", lambda r: requests.append(r.url) if "/api/slides" in r.url else None)
     open_worklist(page, hub)
     page.wait_for_timeout(POLL_S * 1.5 * 1000)
-    # The list once, and the thumbnails; no slide detail, no second list.
-    assert [u for u in requests if u.endswith("/api/slides")] == [hub.url + "/api/slides"]
-    assert [u for u in requests if "/thumbnail" not in u and not u.endswith("/api/slides")] == []
+    # The worklist's two slide lists once each ("Shared with me", "To be linked"), and the
+    # thumbnails; no slide detail, no second list.
+    lists = [u for u in requests if "/api/slides?" in u]
+    assert len(lists) == 2, lists
+    assert {parse_qs(urlparse(u).query).get("linked", ["-"])[0] for u in lists} == {"-", "false"}
+    assert [u for u in requests if DETAIL.search(u)] == []
+    assert [u for u in requests if "/thumbnail" not in u and "/api/slides?" not in u] == []
     tab.assert_no_console_errors()

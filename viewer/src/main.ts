@@ -20,5 +20,5 @@ if (route.page === "viewer") {
 } else if (route.page === "login") {
   void showLogin(root, route.next);
 } else {
-  void showWorklist(root, route.query, route.compareWith);
+  void showWorklist(root, route.filters, route.compareWith);
 }

@@ -40,6 +40,96 @@ export interface SlideSummary {
   /** "deidentified": another centre's slide shared with the user (by its opaque id): no
    * label, macro, annotations or overlays there (the hub answers 404). */
   view?: SlideView;
+  /** Its case, addressed as the user sees it (the case's opaque id on a de-identified view);
+   * absent or null while the slide is to be linked. */
+  case_id?: string | null;
+  case_reference?: string | null;
+  /** Where it was cut from, and its stain, when known. */
+  part?: string | null;
+  block?: string | null;
+  level?: string | null;
+  stain?: string | null;
+  /** Full view only: how its case was found ("barcode", "file_name", "lis", "manual"), and
+   * its label's barcode text. */
+  link_source?: string | null;
+  barcode?: string | null;
+}
+
+/** One page of a list (GET /api/slides, GET /api/cases): `total` counts every item the
+ * filters match, over all pages; `next_cursor` asks for the next page (null on the last). */
+export interface Page<T> {
+  items: T[];
+  total: number;
+  next_cursor: string | null;
+}
+
+export type CaseStatus = "received" | "in_progress" | "signed_out" | (string & {});
+export const CASE_STATUSES: readonly CaseStatus[] = ["received", "in_progress", "signed_out"];
+
+/** A case as GET /api/cases and /api/cases/{id} send it: `id` is its opaque id on the
+ * de-identified view, where `received_on` is null (the year only is shown). */
+export interface CaseSummary {
+  id: string;
+  centre: string;
+  reference: string;
+  organ: string;
+  specimen_type: string;
+  received_on: string | null;
+  received_year: number;
+  status: CaseStatus;
+  view: SlideView;
+  /** Every slide of it the user may see; `slides` holds the first ones (all of them from
+   * getCase), in block order. */
+  slide_count: number;
+  stains: string[];
+  slides: SlideSummary[];
+}
+
+export type ListSort = "date" | "reference" | "status";
+export type ListOrder = "asc" | "desc";
+
+/** The worklist's query, shared by both lists (exchange/web/listing.py). */
+export interface ListQuery {
+  limit?: number;
+  cursor?: string | null;
+  sort?: ListSort;
+  order?: ListOrder;
+  /** Words, each matching the beginning of a word of the reference, organ, stain or (full
+   * view) file name, accents and case folded. */
+  q?: string;
+  stain?: string;
+  centre?: string[];
+  /** YYYY-MM-DD, inclusive: a case's received date, a slide's added date. */
+  since?: string;
+  until?: string;
+  organ?: string;
+  /** A case reference prefix. */
+  reference?: string;
+  /** Only what other centres share with the user. */
+  shared?: boolean;
+}
+
+export interface SlideQuery extends ListQuery {
+  /** The slide's status ("ready", "failed"…). */
+  status?: SlideStatus;
+  /** false: the slides to be linked to a case. */
+  linked?: boolean;
+  /** A case's id: its slides only. */
+  case?: string;
+}
+
+export interface CaseQuery extends ListQuery {
+  status?: CaseStatus;
+}
+
+/** Where a slide was cut from, as PUT /api/slides/{id}/case takes it; a null reference
+ * unlinks the slide (a new reference makes a new case of the user's centre). */
+export interface Placement {
+  case_reference: string | null;
+  part?: string | null;
+  block?: string | null;
+  level?: string | null;
+  stain?: string | null;
 }
 
 export type SlideView = "full" | "deidentified";
@@ -210,8 +300,37 @@ export async function logout(): Promise<void> {
   if (!response.ok && response.status !== 401) throw await apiErrorOf(response);
 }
 
-export function listSlides(): Promise<SlideSummary[]> {
-  return apiRequest<SlideSummary[]>("GET", "/api/slides");
+/** `path` with the query's set values (empty strings and nulls left out; a flag as "true" or
+ * "false", as `linked=false` asks for the slides to be linked). */
+function withQuery(path: string, query: ListQuery & Record<string, unknown>): string {
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(query)) {
+    if (value === undefined || value === null || value === "") continue;
+    for (const one of Array.isArray(value) ? value : [value]) params.append(name, String(one));
+  }
+  const text = params.toString();
+  return text ? `${path}?${text}` : path;
+}
+
+/** A page of the slides the user may see, oldest first unless `order: "desc"`. */
+export function listSlides(query: SlideQuery = {}): Promise<Page<SlideSummary>> {
+  return apiRequest<Page<SlideSummary>>("GET", withQuery("/api/slides", { ...query }));
+}
+
+/** A page of cases with their first slides, newest received first unless `order: "asc"`. */
+export function listCases(query: CaseQuery = {}): Promise<Page<CaseSummary>> {
+  return apiRequest<Page<CaseSummary>>("GET", withQuery("/api/cases", { ...query }));
+}
+
+/** One case with every slide of it the user may see. */
+export function getCase(id: string): Promise<CaseSummary> {
+  return apiRequest<CaseSummary>("GET", `/api/cases/${encodeURIComponent(id)}`);
+}
+
+/** Puts a slide of the user's centre into a case (created if new), with its block and stain;
+ * resolves to the slide as listed. Technicians, pathologists, residents and centre admins. */
+export function placeSlide(id: string, placement: Placement): Promise<SlideSummary> {
+  return apiRequest<SlideSummary>("PUT", `/api/slides/${encodeURIComponent(id)}/case`, placement);
 }
 
 export function getSlide(id: string): Promise<SlideDetail> {

@@ -145,3 +145,26 @@ export function searchKey(text: string): string {
     .replace(/\p{Diacritic}/gu, "")
     .toLowerCase();
 }
+
+/** A calendar day sent as "YYYY-MM-DD" (a case's received date), in the language's words:
+ * the day itself, whatever the browser's time zone. */
+export function formatDay(day: string): string {
+  const match = /^(\d{4})-(\d{2})-(\d{2})$/.exec(day);
+  if (!match) return day;
+  const date = new Date(Number(match[1]), Number(match[2]) - 1, Number(match[3]));
+  return date.toLocaleDateString(t.locale, { year: "numeric", month: "short", day: "numeric" });
+}
+
+/** Where a slide was cut from, as labs write it: part and block run together ("A" + "3" is
+ * "A3", a block "A3" stays "A3"), a level after a dot ("A3.2"); null when none is known. */
+export function formatBlock(slide: {
+  part?: string | null;
+  block?: string | null;
+  level?: string | null;
+}): string | null {
+  const part = slide.part ?? "";
+  const block = slide.block ?? "";
+  let text = block && part && !block.startsWith(part) ? `${part}${block}` : block || part;
+  if (slide.level) text = text ? `${text}.${slide.level}` : slide.level;
+  return text || null;
+}

@@ -20,7 +20,7 @@ export interface ViewState {
 }
 
 export type Route =
-  | { page: "worklist"; query: string; compareWith: string | null }
+  | { page: "worklist"; filters: WorklistFilters; compareWith: string | null }
   | { page: "viewer"; slideId: string; protocol: Protocol; view: ViewState | null }
   | { page: "compare"; compare: CompareState }
   | { page: "login"; next: string };
@@ -54,7 +54,70 @@ export function parseRoute(location: Location | URL): Route {
       view: parseView(params),
     };
   }
-  return { page: "worklist", query: params.get("q") ?? "", compareWith: params.get("compare") };
+  return { page: "worklist", filters: parseWorklist(params), compareWith: params.get("compare") };
+}
+
+/**
+ * The worklist's search, filters and sort, as its link carries them:
+ * `/?q=&status=&stain=&since=&until=&sort=&order=&limit=`. Empty and default values are left
+ * out of the link, so the plain worklist is `/`.
+ */
+export interface WorklistFilters {
+  q: string;
+  /** A case status ("received", "in_progress", "signed_out"), or "" for every one. */
+  status: string;
+  stain: string;
+  /** YYYY-MM-DD, or "": the cases received from, to (inclusive). */
+  since: string;
+  until: string;
+  sort: "date" | "reference" | "status";
+  order: "asc" | "desc";
+  /** Cases per page; null: the worklist's own page size. */
+  limit: number | null;
+}
+
+export const WORKLIST_SORTS = ["date", "reference", "status"] as const;
+/** The most cases a page may ask for (the hub's exchange.slides.listing.MAX_LIMIT). */
+export const MAX_PAGE = 200;
+
+/** The order a sort starts in: newest first by date, A to Z by reference. */
+export function defaultOrder(sort: WorklistFilters["sort"]): WorklistFilters["order"] {
+  return sort === "date" ? "desc" : "asc";
+}
+
+export const NO_FILTERS: WorklistFilters = {
+  q: "",
+  status: "",
+  stain: "",
+  since: "",
+  until: "",
+  sort: "date",
+  order: "desc",
+  limit: null,
+};
+
+const DAY = /^\d{4}-\d{2}-\d{2}$/;
+
+export function parseWorklist(params: URLSearchParams): WorklistFilters {
+  const text = (name: string): string => (params.get(name) ?? "").trim();
+  const sort = WORKLIST_SORTS.find((s) => s === text("sort")) ?? "date";
+  const order = text("order");
+  const limit = Number(text("limit"));
+  return {
+    q: params.get("q") ?? "",
+    status: text("status"),
+    stain: text("stain"),
+    since: DAY.test(text("since")) ? text("since") : "",
+    until: DAY.test(text("until")) ? text("until") : "",
+    sort,
+    order: order === "asc" || order === "desc" ? order : defaultOrder(sort),
+    limit: Number.isInteger(limit) && limit >= 1 ? Math.min(limit, MAX_PAGE) : null,
+  };
+}
+
+/** Whether the worklist shows a subset: some search or filter is set (sort aside). */
+export function isFiltered(filters: WorklistFilters): boolean {
+  return Boolean(filters.q.trim() || filters.status || filters.stain || filters.since || filters.until);
 }
 
 /** The view in `params`, or null unless x, y and a positive zoom are all there. */
@@ -90,8 +153,40 @@ export function normalizeDegrees(degrees: number): number {
   return ((degrees % 360) + 360) % 360;
 }
 
-export function worklistUrl(query = ""): string {
-  return query ? `/?${new URLSearchParams({ q: query })}` : "/";
+/** The worklist with these filters (defaults left out: `/` is the whole worklist). */
+export function worklistUrl(filters: Partial<WorklistFilters> = {}): string {
+  const all = { ...NO_FILTERS, ...filters };
+  const params = new URLSearchParams();
+  if (all.q.trim()) params.set("q", all.q.trim());
+  for (const name of ["status", "stain", "since", "until"] as const) {
+    if (all[name]) params.set(name, all[name]);
+  }
+  if (all.sort !== "date") params.set("sort", all.sort);
+  if (all.order !== defaultOrder(all.sort)) params.set("order", all.order);
+  if (all.limit !== null) params.set("limit", String(all.limit));
+  const query = params.toString();
+  return query ? `/?${query}` : "/";
+}
+
+const LAST_WORKLIST_KEY = "iain.worklist";
+
+/** Remembers the worklist's address (its filters), for the slide page's way back. */
+export function rememberWorklist(url: string): void {
+  try {
+    sessionStorage.setItem(LAST_WORKLIST_KEY, url);
+  } catch {
+    // Storage disabled: the way back is the whole worklist.
+  }
+}
+
+/** The worklist as the user last left it in this tab (its filters), else the whole one. */
+export function lastWorklistUrl(): string {
+  try {
+    const url = sessionStorage.getItem(LAST_WORKLIST_KEY);
+    return url && url.startsWith("/?") ? url : "/";
+  } catch {
+    return "/";
+  }
 }
 
 /** The worklist with `slideId` already ticked for comparison: the slide page's "Compare…". */

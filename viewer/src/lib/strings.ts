@@ -2,6 +2,11 @@
  * Every string the viewer shows to a user, in one place: English and French objects of the
  * same type, one chosen at start-up (the language toggle stores the choice and reloads).
  */
+
+/** Counts as each language writes them: "12,345", "12 345". */
+const countEn = (n: number): string => n.toLocaleString("en-GB");
+const countFr = (n: number): string => n.toLocaleString("fr-FR");
+
 export const en = {
   locale: "en-GB",
   language: {
@@ -16,16 +21,67 @@ export const en = {
   },
   worklist: {
     title: "Worklist",
-    searchLabel: "Search slides",
-    searchPlaceholder: "Search by name or centre…",
-    loading: "Loading slides…",
+    searchLabel: "Search cases and slides",
+    searchPlaceholder: "Search by reference, organ, stain or file name…",
+    loading: "Loading the worklist…",
     loadFailed: (why: string) => `The worklist could not be loaded: ${why}`,
     empty: "No slides yet. Ingest one with: iain ingest FILE",
-    noMatch: (query: string) => `No slide matches “${query}”.`,
-    count: (shown: number, total: number) =>
+    noCases:
+      "No cases yet. Slides join their case by barcode, file name or the lab system, or by hand from the slide page.",
+    noMatch: (query: string) =>
+      query ? `No case or slide matches “${query}”.` : "No case or slide matches these filters.",
+    noCaseMatch: (query: string) =>
+      query ? `No case matches “${query}”.` : "No case matches these filters.",
+    caseCount: (from: number, to: number, total: number) =>
+      total === 0
+        ? "No cases"
+        : from === 1 && to === total
+          ? `${countEn(total)} case${total === 1 ? "" : "s"}`
+          : `${countEn(from)}–${countEn(to)} of ${countEn(total)} case${total === 1 ? "" : "s"}`,
+    sectionCount: (shown: number, total: number) =>
       shown === total
-        ? `${total} slide${total === 1 ? "" : "s"}`
-        : `${shown} of ${total} slide${total === 1 ? "" : "s"}`,
+        ? `${countEn(total)} slide${total === 1 ? "" : "s"}`
+        : `${countEn(shown)} of ${countEn(total)} slides`,
+    filters: "Search and filters",
+    status: "Case status",
+    allStatuses: "All statuses",
+    stain: "Stain",
+    stainPlaceholder: "Stain (HE, HER2…)",
+    received: "Received",
+    since: "Received from",
+    until: "Received until",
+    sort: "Sort by",
+    sorts: { date: "Date received", reference: "Reference", status: "Status" } as Record<string, string>,
+    order: "Order",
+    orders: {
+      date: { desc: "Newest first", asc: "Oldest first" },
+      reference: { asc: "A → Z", desc: "Z → A" },
+      status: { asc: "Ascending", desc: "Descending" },
+    } as Record<string, Record<string, string>>,
+    clear: "Clear",
+    clearHint: "Clear the search and filters",
+    casesTitle: "Cases",
+    caseStatuses: {
+      received: "Received",
+      in_progress: "In progress",
+      signed_out: "Signed out",
+    } as Record<string, string>,
+    receivedOn: (date: string) => `Received ${date}`,
+    receivedIn: (year: number) => `Received in ${year}`,
+    slideCount: (n: number) => `${n} slide${n === 1 ? "" : "s"}`,
+    moreSlides: (n: number) => `Show all ${n} slides`,
+    sideBySide: "Open side by side",
+    sideBySideHint: (n: number) => `Show the case's first ${n} slides side by side`,
+    noSlides: "No slide of this case yet.",
+    noStain: "Stain ?",
+    loadMore: "Load more",
+    loadingMore: "Loading…",
+    sharedTitle: "Shared with me",
+    sharedHint: "Slides other centres share with you, de-identified.",
+    unlinkedTitle: "To be linked",
+    unlinkedHint:
+      "Slides no barcode, file name or lab record linked to a case: open one to set its case, block and stain.",
+    sectionFailed: (why: string) => `This list could not be loaded: ${why}`,
     columns: {
       thumbnail: "Preview",
       name: "Name",
@@ -44,6 +100,28 @@ export const en = {
     conversionPendingHint: "Opens now, from the original file; an optimised copy is being prepared.",
     conversionFailedHint: (why: string | null) =>
       `The optimised copy could not be made${why ? `: ${why}` : ""}. The slide opens from its original file.`,
+  },
+  /** A slide's case, block and stain: the slide page's header, and its editing form. */
+  placement: {
+    caseOf: (reference: string) => `Case ${reference}`,
+    blockOf: (block: string) => `Block ${block}`,
+    noCase: "Not linked to a case",
+    edit: "Edit case / block / stain",
+    editHint: "Put this slide into its case, with its block and stain",
+    title: "Case, block and stain",
+    intro: "A reference the centre has no case of yet makes a new case. Empty: the slide leaves its case.",
+    reference: "Case reference",
+    referencePlaceholder: "e.g. B26-00123",
+    part: "Part",
+    block: "Block",
+    level: "Level",
+    stain: "Stain",
+    stainPlaceholder: "e.g. HE, HER2",
+    save: "Save",
+    cancel: "Cancel",
+    saving: "Saving…",
+    saved: "Saved.",
+    failed: (why: string) => `Not saved: ${why}`,
   },
   /** OpenSlide's format names (what the hub reports as `vendor`), as users know them. */
   vendors: {
@@ -100,7 +178,7 @@ export const en = {
       ["r / R", "Rotate 90° clockwise / anticlockwise"],
       ["f", "Flip horizontally"],
       ["h", "Whole slide (home view)"],
-      ["n / p", "Next / previous slide of the worklist"],
+      ["n / p", "Next / previous slide of the case (else of the worklist)"],
       ["?", "Show or hide this help"],
       ["a", "Show or hide annotations"],
       ["o", "Show or hide the layers (heatmaps, detections)"],
@@ -194,6 +272,7 @@ export const en = {
     align: "Align",
     alignHint: "Line every slide up on the active one: same centre, no offset",
     add: "Add a slide…",
+    otherSlides: "Other slides",
     remove: (name: string) => `Remove ${name} from the comparison`,
     openAlone: "Open",
     openAloneHint: "Open this slide alone, at this view",
@@ -311,16 +390,69 @@ export const fr: Strings = {
   },
   worklist: {
     title: "Liste de travail",
-    searchLabel: "Rechercher des lames",
-    searchPlaceholder: "Rechercher par nom ou par centre…",
-    loading: "Chargement des lames…",
+    searchLabel: "Rechercher des cas et des lames",
+    searchPlaceholder: "Rechercher par référence, organe, coloration ou nom de fichier…",
+    loading: "Chargement de la liste de travail…",
     loadFailed: (why) => `Impossible de charger la liste de travail\u00a0: ${why}`,
     empty: "Aucune lame pour l’instant. Pour en importer une\u00a0: iain ingest FICHIER",
-    noMatch: (query) => `Aucune lame ne correspond à «\u00a0${query}\u00a0».`,
-    count: (shown, total) =>
+    noCases:
+      "Aucun cas pour l’instant. Les lames rejoignent leur cas par code-barres, nom de fichier ou le SIL, ou à la main depuis la page de la lame.",
+    noMatch: (query) =>
+      query
+        ? `Aucun cas ni aucune lame ne correspond à «\u00a0${query}\u00a0».`
+        : "Aucun cas ni aucune lame ne correspond à ces filtres.",
+    noCaseMatch: (query) =>
+      query ? `Aucun cas ne correspond à «\u00a0${query}\u00a0».` : "Aucun cas ne correspond à ces filtres.",
+    caseCount: (from, to, total) =>
+      total === 0
+        ? "Aucun cas"
+        : from === 1 && to === total
+          ? `${countFr(total)} cas`
+          : `${countFr(from)}–${countFr(to)} sur ${countFr(total)} cas`,
+    sectionCount: (shown, total) =>
       shown === total
-        ? `${total} lame${total > 1 ? "s" : ""}`
-        : `${shown} lame${shown > 1 ? "s" : ""} sur ${total}`,
+        ? `${countFr(total)} lame${total > 1 ? "s" : ""}`
+        : `${countFr(shown)} lames sur ${countFr(total)}`,
+    filters: "Recherche et filtres",
+    status: "État du cas",
+    allStatuses: "Tous les états",
+    stain: "Coloration",
+    stainPlaceholder: "Coloration (HES, HER2…)",
+    received: "Reçu",
+    since: "Reçu à partir du",
+    until: "Reçu jusqu’au",
+    sort: "Trier par",
+    sorts: { date: "Date de réception", reference: "Référence", status: "État" },
+    order: "Ordre",
+    orders: {
+      date: { desc: "Plus récents d’abord", asc: "Plus anciens d’abord" },
+      reference: { asc: "A → Z", desc: "Z → A" },
+      status: { asc: "Croissant", desc: "Décroissant" },
+    },
+    clear: "Effacer",
+    clearHint: "Effacer la recherche et les filtres",
+    casesTitle: "Cas",
+    caseStatuses: {
+      received: "Reçu",
+      in_progress: "En cours",
+      signed_out: "Validé",
+    },
+    receivedOn: (date) => `Reçu le ${date}`,
+    receivedIn: (year) => `Reçu en ${year}`,
+    slideCount: (n) => `${n} lame${n > 1 ? "s" : ""}`,
+    moreSlides: (n) => `Afficher les ${n} lames`,
+    sideBySide: "Ouvrir côte à côte",
+    sideBySideHint: (n) => `Afficher côte à côte les ${n} premières lames du cas`,
+    noSlides: "Aucune lame pour ce cas.",
+    noStain: "Coloration\u00a0?",
+    loadMore: "Afficher plus",
+    loadingMore: "Chargement…",
+    sharedTitle: "Partagées avec moi",
+    sharedHint: "Lames que d’autres centres partagent avec vous, dé-identifiées.",
+    unlinkedTitle: "À rattacher",
+    unlinkedHint:
+      "Lames qu’aucun code-barres, nom de fichier ni SIL n’a rattachées à un cas\u00a0: ouvrez-en une pour indiquer son cas, son bloc et sa coloration.",
+    sectionFailed: (why) => `Impossible de charger cette liste\u00a0: ${why}`,
     columns: {
       thumbnail: "Aperçu",
       name: "Nom",
@@ -340,6 +472,27 @@ export const fr: Strings = {
       "S’ouvre dès maintenant, depuis le fichier d’origine\u00a0; une copie optimisée est en préparation.",
     conversionFailedHint: (why) =>
       `La copie optimisée n’a pas pu être créée${why ? `\u00a0: ${why}` : ""}. La lame s’ouvre depuis son fichier d’origine.`,
+  },
+  placement: {
+    caseOf: (reference) => `Cas ${reference}`,
+    blockOf: (block) => `Bloc ${block}`,
+    noCase: "Rattachée à aucun cas",
+    edit: "Modifier cas / bloc / coloration",
+    editHint: "Rattacher cette lame à son cas, avec son bloc et sa coloration",
+    title: "Cas, bloc et coloration",
+    intro: "Une référence inconnue du centre crée un nouveau cas. Vide\u00a0: la lame quitte son cas.",
+    reference: "Référence du cas",
+    referencePlaceholder: "ex. B26-00123",
+    part: "Prélèvement",
+    block: "Bloc",
+    level: "Niveau",
+    stain: "Coloration",
+    stainPlaceholder: "ex. HES, HER2",
+    save: "Enregistrer",
+    cancel: "Annuler",
+    saving: "Enregistrement…",
+    saved: "Enregistré.",
+    failed: (why) => `Non enregistré\u00a0: ${why}`,
   },
   vendors: { ...en.vendors, "generic-tiff": "TIFF générique" },
   status: {
@@ -383,7 +536,7 @@ export const fr: Strings = {
       ["r / R", "Pivoter de 90° à droite / à gauche"],
       ["f", "Miroir horizontal"],
       ["h", "Lame entière (vue initiale)"],
-      ["n / p", "Lame suivante / précédente de la liste de travail"],
+      ["n / p", "Lame suivante / précédente du cas (sinon de la liste de travail)"],
       ["?", "Afficher ou masquer cette aide"],
       ["a", "Afficher ou masquer les annotations"],
       ["o", "Afficher ou masquer les calques (cartes de chaleur, détections)"],
@@ -474,6 +627,7 @@ export const fr: Strings = {
     align: "Aligner",
     alignHint: "Aligner toutes les lames sur la lame active\u00a0: même centre, sans décalage",
     add: "Ajouter une lame…",
+    otherSlides: "Autres lames",
     remove: (name) => `Retirer ${name} de la comparaison`,
     openAlone: "Ouvrir",
     openAloneHint: "Ouvrir cette lame seule, à cette vue",

@@ -5,9 +5,10 @@
  */
 
 import type OpenSeadragon from "openseadragon";
-import { getSlide, listSlides, type SlideDetail, type SlideSummary } from "../lib/api";
+import { getCase, getSlide, listSlides, type SlideDetail, type SlideSummary } from "../lib/api";
 import { h, mount, setTitle } from "../lib/dom";
 import { errorText } from "../lib/errors";
+import { formatBlock } from "../lib/format";
 import {
   addressBar,
   COMPARE_MAX,
@@ -97,7 +98,7 @@ export async function showCompare(root: HTMLElement, state: CompareState): Promi
   const rotation = rotationSlider("compare-rotation", t.compare.rotationHint, (degrees) =>
     viewers[active]!.viewport.setRotation(degrees, true),
   );
-  const add = addSlideMenu(state.slideIds, (id) => location.assign(withSlide(id)));
+  const add = addSlideMenu(slides, (id) => location.assign(withSlide(id)));
   const grid = h("main", { class: `viewer-main compare-grid compare-${slides.length}` });
   mount(
     root,
@@ -333,29 +334,53 @@ function compareCell(slide: SlideDetail, index: number, count: number): Cell {
   return { element, osd, message, openAlone, remove };
 }
 
-/** "Add a slide…": the viewable slides not shown yet, listed when the page opens. */
-function addSlideMenu(shown: string[], onPick: (id: string) => void): HTMLElement {
+/** How many of the newest slides "Add a slide…" offers besides the cases' own. */
+const ADD_MENU_SLIDES = 100;
+
+/** "Add a slide…": the viewable slides not shown yet, listed when the page opens: the other
+ * slides of the shown slides' cases first (a block's other stains), then the newest slides. */
+function addSlideMenu(shown: SlideDetail[], onPick: (id: string) => void): HTMLElement {
+  const ids = shown.map((s) => s.id);
   const select = h(
     "select",
     { class: "compare-add", "aria-label": t.compare.add, hidden: shown.length >= COMPARE_MAX },
     h("option", { value: "" }, t.compare.add),
   );
-  if (shown.length < COMPARE_MAX) {
-    void listSlides()
-      .then((slides: SlideSummary[]) => {
-        for (const slide of slides) {
-          if (!slide.viewable || shown.includes(slide.id)) continue;
-          select.append(h("option", { value: slide.id }, slide.name));
-        }
-      })
-      .catch(() => {
-        select.hidden = true; // the page works without it
-      });
-  }
+  if (shown.length < COMPARE_MAX) void fillAddMenu(select, shown, ids);
   select.addEventListener("change", () => {
     if (select.value) onPick(select.value);
   });
   return select;
+}
+
+async function fillAddMenu(select: HTMLSelectElement, shown: SlideDetail[], ids: string[]): Promise<void> {
+  const offered = new Set(ids);
+  const options = (slides: SlideSummary[]): HTMLOptionElement[] =>
+    slides
+      .filter((slide) => slide.viewable && !offered.has(slide.id))
+      .map((slide) => {
+        offered.add(slide.id);
+        const about = [slide.stain, formatBlock(slide)].filter(Boolean).join(" · ");
+        return h("option", { value: slide.id }, about ? `${slide.name} (${about})` : slide.name);
+      });
+  const caseIds = [...new Set(shown.map((s) => s.case_id).filter((id): id is string => Boolean(id)))];
+  const cases = await Promise.allSettled(caseIds.map((id) => getCase(id)));
+  const groups: HTMLElement[] = [];
+  for (const found of cases) {
+    if (found.status !== "fulfilled") continue; // a case not shared whole: its slides are not ours to list
+    const items = options(found.value.slides);
+    if (items.length > 0)
+      groups.push(h("optgroup", { label: t.placement.caseOf(found.value.reference) }, ...items));
+  }
+  try {
+    const recent = options((await listSlides({ limit: ADD_MENU_SLIDES, order: "desc" })).items);
+    if (groups.length > 0 && recent.length > 0)
+      groups.push(h("optgroup", { label: t.compare.otherSlides }, ...recent));
+    else groups.push(...recent);
+  } catch {
+    if (groups.length === 0) select.hidden = true; // the page works without it
+  }
+  select.append(...groups);
 }
 
 function failed(root: HTMLElement, notice: HTMLElement, text: string): void {

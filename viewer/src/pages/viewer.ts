@@ -13,6 +13,7 @@ import { associatedImagesButton } from "../panels/associated";
 import { appHeader, backLink, deidentifiedNotice } from "../panels/header";
 import { setUpNavigation, type Navigation } from "../panels/navigation";
 import { attachOverlays, type Overlays } from "../panels/overlays";
+import { placementLine } from "../panels/placement";
 import type { ScaleControl } from "../panels/scale";
 import { shareButton } from "../panels/share";
 import { createSlideViewer, slideViewerElements, tileSource } from "../panels/slide-viewer";
@@ -148,6 +149,9 @@ function slideTitle(slide: SlideDetail, centreName: string): HTMLElement {
     h(
       "p",
       { class: "slide-facts" },
+      // First, where the rest may be cut short: its case, block and stain (and, for those
+      // who may, the form that sets them).
+      placementLine(slide),
       h("span", { class: "slide-centre" }, centreName),
       ...facts.slice(1).map((f) => ` · ${f}`),
     ),

@@ -2,7 +2,7 @@
 
 import { getMe, logout } from "../lib/api";
 import { h } from "../lib/dom";
-import { LOGIN_PATH, loginUrl, worklistUrl } from "../lib/routes";
+import { lastWorklistUrl, LOGIN_PATH, loginUrl, worklistUrl } from "../lib/routes";
 import { setLanguage, t } from "../lib/strings";
 
 export function appHeader(...parts: Node[]): HTMLElement {
@@ -21,9 +21,10 @@ export function appHeader(...parts: Node[]): HTMLElement {
   );
 }
 
-/** "← Worklist": the slide and compare pages' way back. */
+/** "← Worklist": the slide and compare pages' way back, to the list as the user left it
+ * (its search and filters). */
 export function backLink(): HTMLElement {
-  return h("a", { class: "back", href: worklistUrl() }, `← ${t.viewer.back}`);
+  return h("a", { class: "back", href: lastWorklistUrl() }, `← ${t.viewer.back}`);
 }
 
 /** Who is signed in, and the sign-out button; filled in once /api/me answers. */

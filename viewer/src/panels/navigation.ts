@@ -4,7 +4,7 @@
  */
 
 import OpenSeadragon from "openseadragon";
-import { listSlides, type SlideDetail } from "../lib/api";
+import { getCase, listSlides, type SlideDetail, type SlideSummary } from "../lib/api";
 import { h, isTyping } from "../lib/dom";
 import { formatMagnification, imageZoomAt, OBJECTIVES } from "../lib/format";
 import { addressBar, viewerUrl, type Protocol } from "../lib/routes";
@@ -12,6 +12,11 @@ import { t } from "../lib/strings";
 import { currentView, imageZoom, zoomImageTo } from "../lib/transform";
 import { TOGGLE_OVERLAYS_EVENT } from "./overlays";
 import { rotationSlider } from "./rotation";
+
+/** Slides asked for at a time when a slide without case looks for its neighbours, and how
+ * many such pages at most (past them, n and p do nothing). */
+const NEIGHBOUR_PAGE = 200;
+const NEIGHBOUR_PAGES = 5;
 
 /** Zoom factor of one +/- key press; arrow keys pan by this fraction of the view. */
 const KEY_ZOOM = 1.4;
@@ -24,7 +29,8 @@ export interface Navigation {
   rotateBy(degrees: number): void;
   toggleFlip(): void;
   toggleHelp(show?: boolean): void;
-  /** Opens the next (+1) or previous (-1) viewable slide of the worklist, if there is one. */
+  /** Opens the next (+1) or previous (-1) viewable slide of the slide's case (in block
+   * order), or of the worklist's slides for a slide without case, if there is one. */
   goToSlide(step: 1 | -1): Promise<void>;
 }
 
@@ -69,7 +75,8 @@ export function setUpNavigation(
   const help = helpOverlay(() => navigation.toggleHelp(false));
   main.append(help);
 
-  let worklist: Promise<string[]> | null = null;
+  // The neighbours, asked for once per case (the header's form may move the slide).
+  let neighbours: { caseId: string | null; ids: Promise<string[]> } | null = null;
   const navigation: Navigation = {
     updateUrl,
     zoomToMagnification(mag) {
@@ -87,12 +94,13 @@ export function setUpNavigation(
       if (show) help.querySelector("button")?.focus();
     },
     async goToSlide(step) {
-      worklist ??= listSlides().then((slides) => slides.filter((s) => s.viewable).map((s) => s.id));
+      const caseId = slide.case_id ?? null;
+      if (neighbours?.caseId !== caseId) neighbours = { caseId, ids: neighbourIds(slide) };
       let ids: string[];
       try {
-        ids = await worklist;
+        ids = await neighbours.ids;
       } catch {
-        worklist = null; // try again on the next key press
+        neighbours = null; // try again on the next key press
         return;
       }
       const next = ids[ids.indexOf(slide.id) + step];
@@ -165,6 +173,29 @@ export function setUpNavigation(
   });
 
   return navigation;
+}
+
+/** The viewable slides `slide` is one of, in order: its case's (block order), else the
+ * worklist's slides (oldest first), as far as needed to find it and the one after it. */
+async function neighbourIds(slide: SlideDetail): Promise<string[]> {
+  const viewable = (slides: SlideSummary[]): string[] => slides.filter((s) => s.viewable).map((s) => s.id);
+  if (slide.case_id) {
+    try {
+      return viewable((await getCase(slide.case_id)).slides);
+    } catch {
+      // A case not shared whole (one slide of it is): its slides are not all to be seen.
+    }
+  }
+  const ids: string[] = [];
+  let cursor: string | null = null;
+  for (let i = 0; i < NEIGHBOUR_PAGES; i++) {
+    const page = await listSlides({ limit: NEIGHBOUR_PAGE, cursor });
+    ids.push(...viewable(page.items));
+    const at = ids.indexOf(slide.id);
+    if (page.next_cursor === null || (at >= 0 && at < ids.length - 1)) break;
+    cursor = page.next_cursor;
+  }
+  return ids;
 }
 
 /** Returns false for a key that is not a shortcut. */
