@@ -49,7 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, Select, and_, false, or_, select, union
+from sqlalchemy import ColumnElement, CompoundSelect, Select, and_, false, or_, select, union
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from exchange.core.errors import ExchangeError
@@ -214,7 +214,7 @@ class Policy:
             # One id list (granted slides, and the slides of granted cases), not an OR of
             # two: the database then looks the few ids up by key instead of scanning every
             # slide of the other centres.
-            shared = union(
+            shared: CompoundSelect[tuple[str | None]] = union(
                 self._live_received(principal, Grant.slide_id),
                 select(Slide.id).where(Slide.case_id.in_(cases)),
             )
