@@ -18,7 +18,7 @@ from rich.console import Console
 from exchange.overlays.service import InvalidOverlay, add_heatmap, list_overlays
 from exchange.slides.catalogue import Catalogue
 from iain.app import build_store
-from iain.demo import prepare_demo
+from iain.demo import SYNTHETIC_NAME, prepare_demo
 from iain.sample_overlays import CLASS_COLOURS, blob_heatmap, cell_features
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
@@ -301,7 +301,8 @@ def test_demo_seeds_a_heatmap_and_ten_thousand_cells_once(tmp_path: Path) -> Non
     for _ in range(2):  # the second run adds nothing
         prepare_demo(settings, Console(file=io.StringIO()), synthetic_size=(2000, 1500))
     catalogue = Catalogue.open(settings.database_url)
-    (slide,) = catalogue.list_slides()
+    # The synthetic slide, not the demo cases' H&E and IHC slides.
+    (slide,) = [s for s in catalogue.list_slides() if s.name == SYNTHETIC_NAME]
     overlays = list_overlays(catalogue, slide.id)
     assert [(o.kind, o.name) for o in overlays] == [
         ("heatmap", "Tumour probability"),
