@@ -190,9 +190,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.conversion_worker = worker
         # What start-up made lives as long as the process: out of the collector's sight,
         # so that its full collections (every few thousand requests) do not walk it.
+        # Garbage is collected first, never frozen (it may hold database connections).
+        gc.collect()
         gc.freeze()
         yield
         gc.unfreeze()  # collectable again at exit (native extensions check their objects)
+        gc.collect()
         if worker is not None:
             worker.stop()
         tiles.pool.close()
