@@ -17,6 +17,9 @@ from exchange.identity.accounts import Identities, RevocationWatch
 from exchange.identity.login import Logins
 from exchange.identity.oidc import OidcClient, OidcConfig
 from exchange.identity.sessions import LoginThrottle, Sessions
+from exchange.jobs.capability import Capabilities
+from exchange.jobs.queue import Jobs
+from exchange.jobs.registry import Registry
 from exchange.slides.catalogue import Catalogue
 from exchange.slides.conversion import ConversionConfig, ConversionWorker
 from exchange.slides.listing import Cursors
@@ -26,13 +29,14 @@ from exchange.slides.uploads import (
 from exchange.web import annotations as annotation_routes
 from exchange.web import cases as case_routes
 from exchange.web import grants as grant_routes
+from exchange.web import jobs as job_routes
 from exchange.web import login as auth_routes
 from exchange.web import ops as ops_routes
 from exchange.web import overlays as overlay_routes
 from exchange.web import slides as exchange_routes
 from exchange.web import uploads as upload_routes
 from exchange.web.audit_hooks import AuditHooks
-from exchange.web.auth import current_user
+from exchange.web.auth import current_user, tile_caller
 from exchange.web.deps import request_locator
 from exchange.web.errors import install_error_handlers
 from exchange.web.fastpath import scope_locator
@@ -140,6 +144,8 @@ def build_hub(settings: Settings, store: ObjectStore, tiles: TileService) -> tup
     # Access control (exchange.access.policy): the tile routes and the fast path get a
     # per-caller locator, which hides the slides the caller may not see.
     policy = Policy(catalogue)
+    models = Registry(db, store, settings.cache_dir / "models")
+    secret = settings.secret_key.get_secret_value().encode()
     hub = Hub(
         store=store,
         catalogue=catalogue,
@@ -167,6 +173,9 @@ def build_hub(settings: Settings, store: ObjectStore, tiles: TileService) -> tup
         callers=CallerMemory(policy, revocations, view_seen=audit_hooks.shared_views.seen),
         tiles=tiles,
         cursors=Cursors(settings.secret_key.get_secret_value()),
+        models=models,
+        jobs=Jobs(db, store, models, policy),
+        capabilities=Capabilities(secret),
     )
     return hub, audit_hooks
 
@@ -224,9 +233,13 @@ def create_app(settings: Settings) -> FastAPI:
         overlay_routes.router,
         grant_routes.router,
         case_routes.router,
-        tile_routes.router,
+        job_routes.router,
     ):
         app.include_router(router, dependencies=logged_in)
+    # Tiles are also read by workers, with their job's capability (exchange.jobs.capability).
+    app.include_router(tile_routes.router, dependencies=[Depends(tile_caller)])
+    # The worker protocol: a worker-scoped token on every route (exchange.web.jobs).
+    app.include_router(job_routes.worker_router)
     app.include_router(ops_routes.router)
     if isinstance(store, LocalStore):
         app.include_router(ops_routes.local_storage_router(store))

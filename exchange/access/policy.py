@@ -134,6 +134,8 @@ class Policy:
         """What `principal` may see of the slide `any_id` names (None: 404)."""
         if not any_id or len(any_id) > MAX_ID:
             return None
+        if principal.only_slide is not None and any_id != principal.only_slide:
+            return None  # a job's capability: its one slide address
         key = (principal.user_id, any_id)
         now = time.monotonic()
         cached = self._decisions.get(key)

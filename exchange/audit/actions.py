@@ -35,6 +35,12 @@ class AuditAction(StrEnum):
     SLIDE_PLACE = "slide_place"  # a slide put into a case (or out of one) by hand
     LIS_IMPORT = "lis_import"
     CENTRE_RULES = "centre_rules"
+    # AI assistance (exchange.jobs): models registered, jobs asked for and ended
+    MODEL_ADD = "model_add"
+    JOB_CREATE = "job_create"
+    JOB_CANCEL = "job_cancel"
+    JOB_RESULT = "job_result"  # the winning attempt's result committed
+    JOB_FAIL = "job_fail"
     # the trail itself
     AUDIT_EXPORT = "audit_export"
     AUDIT_PRUNE = "audit_prune"

@@ -168,6 +168,71 @@ class Overlay(Base):
     colour_map: Mapped[str | None] = mapped_column(String(32), default=None)
     feature_count: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # A model's result: the job that made it, and where it came from (model digest and
+    # version, slide content hash, code version, device, durations) with its summary.
+    job_id: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
+    info: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+class ModelVersion(Base):
+    """A registered model version (exchange.jobs.registry): its artefact lies in storage by
+    SHA-256, never opened by the hub; immutable once registered."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_model_versions_name_version"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[str] = mapped_column(String(50))
+    task: Mapped[str] = mapped_column(String(30))  # exchange.jobs.manifest.Task
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    artefact_format: Mapped[str] = mapped_column(String(20))  # torchscript, export
+    artefact_key: Mapped[str] = mapped_column(String(1000))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    centre: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class InferenceJob(Base):
+    """One model version run over one slide (exchange.jobs.queue). Workers pull it with a
+    lease: `lease_hash` is the hash of the running attempt's lease token, the
+    compare-and-set key of every heartbeat and of the completion."""
+
+    __tablename__ = "inference_jobs"
+    __table_args__ = (
+        Index("ix_inference_jobs_state_created", "state", "created_at"),
+        Index("ix_inference_jobs_dedup", "model_id", "slide_id", "params_key", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    slide_id: Mapped[str] = mapped_column(ForeignKey("slides.id", ondelete="CASCADE"), index=True)
+    # The slide as the requester addressed it: its id (full view) or its opaque id
+    # (a granted slide's de-identified view); the worker reads this view only.
+    slide_address: Mapped[str] = mapped_column(String(64))
+    requester_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    requester_centre: Mapped[str] = mapped_column(String(32), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    params_key: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(20), default="queued")  # JobState
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    lost_leases: Mapped[int] = mapped_column(Integer, default=0)
+    lease_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    worker: Mapped[str | None] = mapped_column(String(200), default=None)
+    patches_done: Mapped[int] = mapped_column(Integer, default=0)
+    patches_total: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    # The result, set by the winning attempt's completion in one update.
+    overlay_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Upload(Base):

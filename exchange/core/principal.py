@@ -14,6 +14,15 @@ class Role(StrEnum):
     AI_ENGINEER = "ai_engineer"
     CENTRE_ADMIN = "centre_admin"
     HUB_ADMIN = "hub_admin"
+    # A machine account (an inference worker's): it sees no slide itself; its token's
+    # scope opens the worker protocol, and each job's capability that job's slide.
+    SERVICE = "service"
+
+
+class Scope(StrEnum):
+    """What an API token is narrowed to; a token without scopes acts as its user."""
+
+    WORKER = "worker"  # an inference worker: only the worker protocol (exchange.web.jobs)
 
 
 class Purpose(StrEnum):
@@ -33,6 +42,9 @@ class Principal:
     token_id: str | None = None
     scopes: frozenset[str] = field(default_factory=frozenset)
     session_id: str | None = None
+    # A job's read capability (exchange.jobs.capability): the caller is the job's requester,
+    # seeing this one slide address only, through the tile routes only.
+    only_slide: str | None = None
 
     def has(self, *roles: Role) -> bool:
         return any(role in self.roles for role in roles)

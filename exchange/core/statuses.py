@@ -65,3 +65,20 @@ class LinkSource(StrEnum):
     FILE_NAME = "file_name"  # its file name, through the centre's file-name rule
     LIS = "lis"  # the lab system announced it (exchange.slides.lis)
     MANUAL = "manual"  # someone linked it by hand
+
+
+class JobState(StrEnum):
+    """An inference job's states (exchange.jobs.queue): queued -> running -> one of the ends."""
+
+    QUEUED = "queued"  # waiting for a worker (again, after a lost lease)
+    RUNNING = "running"  # a worker holds its lease: progress, ETA
+    SUCCEEDED = "succeeded"  # its result is committed: overlays, summary, provenance
+    FAILED = "failed"  # `error` says why
+    CANCELLED = "cancelled"  # asked for by a user; a running worker stops within seconds
+
+    @property
+    def ended(self) -> bool:
+        return self in JOB_ENDS
+
+
+JOB_ENDS = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})

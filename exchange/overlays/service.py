@@ -101,6 +101,34 @@ def add_heatmap(
     level-0 area scaled to the array's shape (any resolution up to the slide's own).
     Values at or below `vmin` (and NaN) are transparent; the legend shows vmin..vmax."""
     slide = _slide(catalogue, slide_id)
+    overlay_id = new_id()
+    key = overlay_prefix(slide.id, overlay_id) + "heatmap.tiff"
+    overlay, data = heatmap_overlay(
+        slide, probabilities, overlay_id=overlay_id, key=key, name=name,
+        colour_map=colour_map, vmin=vmin, vmax=vmax, label=label,
+    )  # fmt: skip
+    store.put_bytes(key, data)
+    try:
+        return _record(catalogue, overlay)
+    except BaseException:
+        store.delete(key)
+        raise
+
+
+def heatmap_overlay(
+    slide: Slide,
+    probabilities: np.ndarray,
+    *,
+    overlay_id: str,
+    key: str,
+    name: str,
+    colour_map: str = "viridis",
+    vmin: float = 0.0,
+    vmax: float = 1.0,
+    label: str = "",
+) -> tuple[Overlay, bytes]:
+    """A heatmap's row (not yet recorded) and the pyramid to store at `key`: for callers
+    that store and record it themselves (an inference job's result, exchange.jobs)."""
     name = _check_name(name)
     if colour_map not in COLOUR_MAPS:
         raise InvalidOverlay(f"unknown colour map {colour_map!r} (known: {', '.join(COLOUR_MAPS)})")
@@ -113,10 +141,7 @@ def add_heatmap(
         raise InvalidOverlay(
             f"a {width}x{height} heatmap is finer than the {slide.width}x{slide.height} slide"
         )
-    overlay_id = new_id()
-    key = overlay_prefix(slide.id, overlay_id) + "heatmap.tiff"
     data = pyramid_tiff(values)
-    store.put_bytes(key, data)
     lut = colour_lut(colour_map)
     # The ramp as 11 evenly spaced colours, vmin to vmax, for the viewer's legend.
     ramp = lut[np.round(np.linspace(0, 255, 11)).astype(int)]
@@ -141,11 +166,7 @@ def add_heatmap(
         height=height,
         colour_map=colour_map,
     )
-    try:
-        return _record(catalogue, overlay)
-    except BaseException:
-        store.delete(key)
-        raise
+    return overlay, data
 
 
 def add_features(
@@ -161,15 +182,35 @@ def add_features(
     geometries in level-0 pixels. Useful properties: `class` (the legend groups by it),
     `score`, `colour` (#rrggbb; else the class's colour)."""
     slide = _slide(catalogue, slide_id)
+    overlay_id = new_id()
+    key = overlay_prefix(slide.id, overlay_id) + "features.geojson"
+    overlay, data = features_overlay(
+        slide, features, overlay_id=overlay_id, key=key, name=name, class_colours=class_colours
+    )
+    store.put_bytes(key, data)
+    try:
+        return _record(catalogue, overlay)
+    except BaseException:
+        store.delete(key)
+        raise
+
+
+def features_overlay(
+    slide: Slide,
+    features: Mapping[str, Any] | Iterable[Mapping[str, Any]],
+    *,
+    overlay_id: str,
+    key: str,
+    name: str,
+    class_colours: Mapping[str, str] | None = None,
+) -> tuple[Overlay, bytes]:
+    """A feature set's row (not yet recorded) and the GeoJSON to store at `key`."""
     name = _check_name(name)
     clean, classes = validate_features(features, Size(slide.width, slide.height))
     legend = {"type": "classes", "classes": _class_legend(classes, class_colours or {})}
-    overlay_id = new_id()
-    key = overlay_prefix(slide.id, overlay_id) + "features.geojson"
     data = json.dumps(
         {"type": "FeatureCollection", "features": clean}, separators=(",", ":")
     ).encode()
-    store.put_bytes(key, data)
     overlay = Overlay(
         id=overlay_id,
         slide_id=slide.id,
@@ -180,11 +221,7 @@ def add_features(
         size_bytes=len(data),
         feature_count=len(clean),
     )
-    try:
-        return _record(catalogue, overlay)
-    except BaseException:
-        store.delete(key)
-        raise
+    return overlay, data
 
 
 def _class_legend(
@@ -301,6 +338,7 @@ def delete_overlay(
             session.delete(row)
     for obj in list(store.list(overlay_prefix(slide_id, overlay_id))):
         store.delete(obj.key)
+    store.delete(overlay.storage_key)  # a model's result lies with its job's objects
 
 
 def heatmap_location(catalogue: Catalogue, overlay: Overlay) -> HeatmapLocation:

@@ -13,8 +13,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from exchange.core.errors import ExchangeError
-from exchange.core.principal import Principal
+from exchange.core.principal import Principal, Scope
 from exchange.identity.sessions import CSRF_HEADER, SESSION_COOKIE
+from exchange.jobs.capability import CAPABILITY_PREFIX
 from exchange.web.hub import hub_of
 
 
@@ -51,7 +52,11 @@ def authenticate(request: Request) -> Principal | None:
     identities = hub.identities
     principal = None
     token = bearer_token(request)
-    if token is not None:
+    if token is not None and token.startswith(CAPABILITY_PREFIX):
+        # A worker reading its job's slide (exchange.jobs.capability): signed, no query.
+        capability = hub.capabilities.verify(token)
+        principal = capability.principal() if capability is not None else None
+    elif token is not None:
         principal = identities.principal_for_token(token)
     else:
         # A browser: its session cookie. A bearer token, sent on purpose by a script, is
@@ -74,11 +79,39 @@ def authenticate(request: Request) -> Principal | None:
     return principal
 
 
-def current_user(request: Request) -> Principal:
+def _caller(request: Request) -> Principal:
     principal = authenticate(request)
     if principal is None:
         raise NotAuthenticated("log in, or send an API token as 'Authorization: Bearer …'")
     return principal
 
 
+def current_user(request: Request) -> Principal:
+    """The caller of an API route: a user, by session or by an unscoped API token. A job's
+    capability opens the tile routes only, a worker's token the worker protocol only."""
+    principal = _caller(request)
+    if principal.only_slide is not None:
+        raise NotAuthenticated("a job capability reads its slide's tiles, nothing else")
+    if Scope.WORKER in principal.scopes:
+        raise NotAuthenticated("a worker token opens the worker protocol (/api/worker) only")
+    return principal
+
+
+def tile_caller(request: Request) -> Principal:
+    """The caller of a tile route: a user, or a worker showing its job's capability."""
+    principal = _caller(request)
+    if Scope.WORKER in principal.scopes:
+        raise NotAuthenticated("a worker reads tiles with its job's capability, not its token")
+    return principal
+
+
+def worker_caller(request: Request) -> Principal:
+    """An inference worker: an API token with the worker scope."""
+    principal = _caller(request)
+    if Scope.WORKER not in principal.scopes:
+        raise NotAuthenticated("the worker protocol needs a worker token (scope 'worker')")
+    return principal
+
+
 CurrentUser = Annotated[Principal, Depends(current_user)]
+WorkerCaller = Annotated[Principal, Depends(worker_caller)]

@@ -20,6 +20,9 @@ from exchange.identity.accounts import Identities
 from exchange.identity.login import Logins
 from exchange.identity.oidc import OidcClient
 from exchange.identity.sessions import LoginThrottle, Sessions
+from exchange.jobs.capability import Capabilities
+from exchange.jobs.queue import Jobs
+from exchange.jobs.registry import Registry
 from exchange.slides.catalogue import Catalogue
 from exchange.slides.listing import Cursors
 from exchange.slides.uploads import Uploads
@@ -54,6 +57,10 @@ class Hub:
     tiles: TileService
     # Seals the worklist's page cursors (exchange.slides.listing).
     cursors: Cursors
+    # AI assistance: the model registry, the job queue, the workers' read capabilities.
+    models: Registry
+    jobs: Jobs
+    capabilities: Capabilities
 
     @property
     def db(self) -> Database:

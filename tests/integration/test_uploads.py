@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,7 +13,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,6 @@ import httpx
 import numpy as np
 import pytest
 import tifffile
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -32,7 +29,7 @@ from iain.app import build_store, create_app
 from iain.settings import Settings
 from iain.synthetic import write_synthetic_slide
 from storage.local import LocalStore
-from tests.hub import hub_client, ingest, token_for
+from tests.hub import hub_client, ingest, serving, token_for
 from tests.s3server import SeaweedS3
 from tests.testdata import sample
 
@@ -297,33 +294,6 @@ def test_bad_part_requests_get_clear_errors(local_settings: Settings) -> None:
 
 
 # --- `iain upload`, killed and resumed --------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def serving(settings: Settings) -> Iterator[str]:
-    """The hub on a real port, in a thread of this process."""
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=_free_port(), log_level="warning"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the hub did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 # `iain upload --centre rouen` runs as a technician of Rouen.

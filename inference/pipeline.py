@@ -1,0 +1,473 @@
+"""Tiled inference over one slide: keep the device the bottleneck.
+
+1. The tissue mask, from the slide's thumbnail (inference.tissue: classical, no weights).
+2. The patch grid at the model's resolution: the heatmap's cells cover the slide exactly
+   (cols = ceil(width / stride), so a cell is stride or a little less), each cell's patch
+   centred on it, read from the coarsest pyramid level at least as fine as the model wants
+   (DeepZoom levels halve: at most 2x finer, resized on the device).
+3. Stored tiles fetched from the hub (the tile fast path hands back stored JPEG bytes) by
+   a pool of threads that also decode them (Pillow's libjpeg-turbo, outside the GIL);
+   decoded tiles kept while the grid's rows still need them.
+4. Batches of uint8 patches assembled ahead in a thread (a bounded queue: the model never
+   waits while the reader is ahead), copied to the device (pinned, non-blocking on CUDA),
+   resized and normalised there, run under inference_mode (bf16 autocast and channels-last
+   on CUDA).
+
+Coordinate prefixes as in the tile layer: `l0_` level-0 pixels, `z_` DeepZoom level pixels,
+`t_` tile indices."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import queue
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from inference.protocol import JobFailure, ModelSpec, Region, SlideSpec
+from inference.tissue import tissue_mask
+
+THUMBNAIL_SIZE = 2048
+MIN_TISSUE_FRACTION = 0.1  # of a cell, for its patch to be run
+BACKGROUND = 255  # outside the slide: white glass
+_DZ_NS = "{http://schemas.microsoft.com/deepzoom/2008}"
+
+
+@dataclass(frozen=True)
+class Pyramid:
+    """The slide's DeepZoom pyramid, as its .dzi says."""
+
+    width: int
+    height: int
+    tile_size: int
+    overlap: int
+
+    @property
+    def max_level(self) -> int:
+        return max(0, math.ceil(math.log2(max(self.width, self.height))))
+
+    def level_size(self, z: int) -> tuple[int, int]:
+        scale = 2 ** (self.max_level - z)
+        return max(1, math.ceil(self.width / scale)), max(1, math.ceil(self.height / scale))
+
+    @classmethod
+    def from_dzi(cls, text: str) -> Pyramid:
+        root = ET.fromstring(text)
+        size = root.find(f"{_DZ_NS}Size")
+        if size is None:
+            size = root.find("Size")
+        if size is None:
+            raise JobFailure("the slide's DeepZoom descriptor has no size")
+        return cls(
+            width=int(size.attrib["Width"]),
+            height=int(size.attrib["Height"]),
+            tile_size=int(root.attrib["TileSize"]),
+            overlap=int(root.attrib.get("Overlap", "0")),
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where the patches are: the heatmap's grid over the whole slide, and the cells to run."""
+
+    cols: int
+    rows: int
+    l0_cell_w: float
+    l0_cell_h: float
+    l0_patch: float  # level-0 pixels a patch covers (without its margin)
+    l0_margin: float
+    z: int  # the pyramid level patches are read from
+    z_downsample: float  # level-0 pixels per level-z pixel
+    z_window: int  # level-z pixels of a patch with its margin (resized to input_size)
+    cells: np.ndarray  # (n, 2): col, row of each cell to run, in row-major order
+
+    @property
+    def count(self) -> int:
+        return int(self.cells.shape[0])
+
+    def z_origin(self, col: int, row: int) -> tuple[int, int]:
+        """Level-z top-left of the patch window (margin included) of cell (col, row)."""
+        cx = (col + 0.5) * self.l0_cell_w
+        cy = (row + 0.5) * self.l0_cell_h
+        half = self.l0_patch / 2 + self.l0_margin
+        return (
+            math.floor((cx - half) / self.z_downsample),
+            math.floor((cy - half) / self.z_downsample),
+        )
+
+
+def l0_per_model_pixel(spec: ModelSpec, slide: SlideSpec) -> float:
+    if spec.unit == "px":
+        return spec.resolution
+    if not slide.mpp:
+        raise JobFailure(
+            f"the slide has no resolution (µm per pixel) and {spec.name} reads patches at "
+            f"{spec.resolution} µm/px"
+        )
+    return spec.resolution / slide.mpp
+
+
+def plan_patches(
+    spec: ModelSpec,
+    slide: SlideSpec,
+    pyramid: Pyramid,
+    *,
+    tissue: np.ndarray | None,
+    region: Region | None,
+) -> Plan:
+    """The grid and the cells to run: inside the region, on tissue (when a mask is given)."""
+    factor = l0_per_model_pixel(spec, slide)
+    # The coarsest level at least as fine as the model's resolution.
+    steps = max(0, math.floor(math.log2(factor) + 1e-6)) if factor >= 1 else 0
+    z = max(0, pyramid.max_level - steps)
+    z_downsample = float(2 ** (pyramid.max_level - z))
+    l0_stride = spec.stride * factor
+    cols = max(1, math.ceil(pyramid.width / l0_stride))
+    rows = max(1, math.ceil(pyramid.height / l0_stride))
+    cell_w, cell_h = pyramid.width / cols, pyramid.height / rows
+    l0_patch = spec.patch_size * factor
+    l0_margin = spec.margin * factor
+    z_window = max(1, round((l0_patch + 2 * l0_margin) / z_downsample))
+    wanted = np.ones((rows, cols), bool)
+    if region is not None:
+        c0 = int(region.x // cell_w)
+        r0 = int(region.y // cell_h)
+        c1 = math.ceil((region.x + region.width) / cell_w)
+        r1 = math.ceil((region.y + region.height) / cell_h)
+        inside = np.zeros_like(wanted)
+        inside[r0:r1, c0:c1] = True
+        wanted &= inside
+    if tissue is not None:
+        wanted &= cell_fraction(tissue, rows, cols) >= MIN_TISSUE_FRACTION
+    rr, cc = np.nonzero(wanted)
+    cells = np.stack([cc, rr], axis=1) if rr.size else np.zeros((0, 2), np.int64)
+    return Plan(cols, rows, cell_w, cell_h, l0_patch, l0_margin, z, z_downsample, z_window, cells)
+
+
+def cell_fraction(mask: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """The fraction of each grid cell that a (lower- or higher-resolution) mask covers."""
+    h, w = mask.shape
+    ys = np.minimum((np.arange(rows + 1) * h / rows).round().astype(int), h)
+    xs = np.minimum((np.arange(cols + 1) * w / cols).round().astype(int), w)
+    integral = np.zeros((h + 1, w + 1), np.float64)
+    integral[1:, 1:] = mask.astype(np.float64).cumsum(0).cumsum(1)
+    y0, y1 = ys[:-1], np.maximum(ys[1:], ys[:-1] + 1).clip(max=h)
+    x0, x1 = xs[:-1], np.maximum(xs[1:], xs[:-1] + 1).clip(max=w)
+    total = (
+        integral[np.ix_(y1, x1)]
+        - integral[np.ix_(y0, x1)]
+        - integral[np.ix_(y1, x0)]
+        + integral[np.ix_(y0, x0)]
+    )
+    area = np.outer(y1 - y0, x1 - x0).clip(min=1)
+    fraction: np.ndarray = total / area
+    return fraction
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+class TileReader:
+    """Decoded level-z tiles, fetched and decoded by a pool of threads, kept while needed
+    (least recently used out past `keep` tiles)."""
+
+    def __init__(
+        self,
+        fetch: Callable[[int, int, int], bytes],
+        pyramid: Pyramid,
+        z: int,
+        *,
+        threads: int = 8,
+        keep: int = 1024,
+    ) -> None:
+        self.fetch = fetch
+        self.pyramid = pyramid
+        self.z = z
+        self.z_width, self.z_height = pyramid.level_size(z)
+        size = pyramid.tile_size
+        self.t_cols = math.ceil(self.z_width / size)
+        self.t_rows = math.ceil(self.z_height / size)
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="tiles")
+        self.keep = keep
+        self._tiles: OrderedDict[tuple[int, int], Future[np.ndarray]] = OrderedDict()
+        self.fetched = 0
+        self.read_s = 0.0  # thread time fetching and decoding, summed
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _load(self, col: int, row: int) -> np.ndarray:
+        start = time.perf_counter()
+        pixels = decode_jpeg(self.fetch(self.z, col, row))
+        o = self.pyramid.overlap
+        # Only the tile's own pixels: the overlap with its neighbours is cut off.
+        x0 = o if col > 0 else 0
+        y0 = o if row > 0 else 0
+        size = self.pyramid.tile_size
+        core = pixels[y0 : y0 + size, x0 : x0 + size]
+        with self._lock:
+            self.fetched += 1
+            self.read_s += time.perf_counter() - start
+        return core
+
+    def want(self, col: int, row: int) -> Future[np.ndarray]:
+        key = (col, row)
+        found = self._tiles.get(key)
+        if found is not None:
+            self._tiles.move_to_end(key)
+            return found
+        future = self.pool.submit(self._load, col, row)
+        self._tiles[key] = future
+        while len(self._tiles) > self.keep:
+            self._tiles.popitem(last=False)
+        return future
+
+    def tiles_of(self, z_x: int, z_y: int, size: int) -> list[tuple[int, int]]:
+        t = self.pyramid.tile_size
+        c0, r0 = max(0, z_x // t), max(0, z_y // t)
+        c1 = min(self.t_cols - 1, (z_x + size - 1) // t)
+        r1 = min(self.t_rows - 1, (z_y + size - 1) // t)
+        return [(c, r) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
+
+    def window(self, z_x: int, z_y: int, size: int) -> np.ndarray:
+        """The level-z square at (z_x, z_y), white outside the slide."""
+        out = np.full((size, size, 3), BACKGROUND, np.uint8)
+        t = self.pyramid.tile_size
+        for col, row in self.tiles_of(z_x, z_y, size):
+            tile = self.want(col, row).result()
+            tx, ty = col * t, row * t
+            x0, y0 = max(z_x, tx), max(z_y, ty)
+            x1 = min(z_x + size, tx + tile.shape[1], self.z_width)
+            y1 = min(z_y + size, ty + tile.shape[0], self.z_height)
+            if x1 > x0 and y1 > y0:
+                out[y0 - z_y : y1 - z_y, x0 - z_x : x1 - z_x] = tile[
+                    y0 - ty : y1 - ty, x0 - tx : x1 - tx
+                ]
+        return out
+
+
+@dataclass
+class Batch:
+    cells: np.ndarray  # (n, 2)
+    pixels: np.ndarray  # (n, window, window, 3) uint8
+
+
+def batches(plan: Plan, reader: TileReader, batch_size: int, *, ahead: int = 3) -> Iterator[Batch]:
+    """The plan's patches in batches, assembled by a thread `ahead` batches in advance."""
+    out: queue.Queue[Batch | BaseException | None] = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+    # Tiles are asked for ahead of the assembly, so fetching overlaps with it.
+    prefetch = max(batch_size * (ahead + 1), 64)
+
+    def produce() -> None:
+        try:
+            n = plan.count
+            asked = 0
+            for start in range(0, n, batch_size):
+                end = min(n, start + batch_size)
+                while asked < min(n, end + prefetch):
+                    col, row = plan.cells[asked]
+                    z_x, z_y = plan.z_origin(int(col), int(row))
+                    for tile in reader.tiles_of(z_x, z_y, plan.z_window):
+                        reader.want(*tile)
+                    asked += 1
+                pixels = np.empty((end - start, plan.z_window, plan.z_window, 3), np.uint8)
+                for i in range(start, end):
+                    col, row = plan.cells[i]
+                    z_x, z_y = plan.z_origin(int(col), int(row))
+                    pixels[i - start] = reader.window(z_x, z_y, plan.z_window)
+                while not stop.is_set():
+                    try:
+                        out.put(Batch(plan.cells[start:end], pixels), timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            out.put(None)
+        except BaseException as exc:
+            out.put(exc)
+
+    thread = threading.Thread(target=produce, name="batches", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = out.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+@dataclass
+class Device:
+    """Where the model runs, and how."""
+
+    device: torch.device
+    autocast: bool = field(default=False)
+    channels_last: bool = field(default=False)
+
+    @classmethod
+    def named(cls, name: str) -> Device:
+        device = torch.device(name)
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise JobFailure(f"device {name!r} asked for, but CUDA is not available here")
+            return cls(device, autocast=True, channels_last=True)
+        return cls(device)
+
+    def describe(self) -> str:
+        if self.device.type == "cuda":
+            return torch.cuda.get_device_name(self.device)
+        return f"cpu ({torch.get_num_threads()} threads)"
+
+
+class Runner:
+    """The model with its pre- and post-processing, on one device."""
+
+    def __init__(self, model: torch.nn.Module, spec: ModelSpec, device: Device) -> None:
+        self.model = model
+        self.spec = spec
+        self.device = device
+        self.mean = torch.tensor(spec.mean, device=device.device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(spec.std, device=device.device).view(1, 3, 1, 1) * 255
+        if device.channels_last and isinstance(model, torch.nn.Module):
+            # A program that cannot change its layout runs as it is.
+            with contextlib.suppress(RuntimeError, TypeError, NotImplementedError):
+                model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        """Class probabilities, (n, classes) float32, for n uint8 windows."""
+        d = self.device
+        host = torch.from_numpy(pixels)
+        if d.device.type == "cuda":
+            host = host.pin_memory()
+        with torch.inference_mode():
+            x = host.to(d.device, non_blocking=True).permute(0, 3, 1, 2).float()
+            size = self.spec.input_size
+            if x.shape[-1] != size:
+                x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
+            x = (x - self.mean) / self.std
+            if d.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            try:
+                with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=d.autocast):
+                    out = self.model(x)
+            except Exception as exc:
+                raise JobFailure(
+                    f"the model failed on a batch of {len(pixels)} {size}x{size} patches: "
+                    f"{type(exc).__name__}: {str(exc)[:300]}"
+                ) from None
+            if isinstance(out, tuple | list):
+                out = out[0]
+            if not isinstance(out, torch.Tensor):
+                raise JobFailure(f"the model returned {type(out).__name__}, not a tensor")
+            out = out.float()
+            if out.ndim != 2 or out.shape[0] != len(pixels):
+                shape = tuple(out.shape)
+                raise JobFailure(
+                    f"a patch classifier answers (batch, classes); the model gave {shape}"
+                )
+            classes = len(self.spec.classes)
+            if out.shape[1] != classes:
+                raise JobFailure(
+                    f"the model outputs {out.shape[1]} values per patch, its manifest names "
+                    f"{classes} classes"
+                )
+            if self.spec.output == "softmax":
+                out = torch.softmax(out, dim=1)
+            elif self.spec.output == "sigmoid":
+                out = torch.sigmoid(out)
+            probs = out.cpu().numpy()
+        bad = ~np.isfinite(probs).all(axis=1)
+        if bad.any():
+            raise JobFailure(
+                f"the model produced NaN or infinite outputs for {int(bad.sum())} patches"
+            )
+        if self.spec.output == "probabilities" and ((probs < -1e-4) | (probs > 1 + 1e-4)).any():
+            raise JobFailure(
+                "the manifest says the outputs are probabilities, but some lie outside [0, 1]"
+            )
+        clipped: np.ndarray = np.clip(probs, 0.0, 1.0).astype(np.float32)
+        return clipped
+
+
+@dataclass
+class Result:
+    probabilities: np.ndarray  # (rows, cols, classes), NaN where not run
+    tissue: np.ndarray | None  # the mask, at the thumbnail's resolution
+    plan: Plan
+    seconds: dict[str, float]
+    tiles_fetched: int
+    read_s: float
+
+
+def tissue_of(
+    thumbnail: bytes, slide: SlideSpec, pyramid: Pyramid
+) -> tuple[np.ndarray, float | None]:
+    """The tissue mask of the slide's thumbnail, and its µm per pixel."""
+    pixels = decode_jpeg(thumbnail)
+    mpp = None
+    if slide.mpp:
+        mpp = slide.mpp * pyramid.width / pixels.shape[1]
+    return tissue_mask(pixels, mpp=mpp), mpp
+
+
+def run(
+    runner: Runner,
+    plan: Plan,
+    reader: TileReader,
+    *,
+    progress: Callable[[int, int], None],
+    should_stop: Callable[[], None],
+) -> np.ndarray:
+    """Runs every cell of the plan: the (rows, cols, classes) probabilities, NaN elsewhere."""
+    spec = runner.spec
+    probs = np.full((plan.rows, plan.cols, len(spec.classes)), np.nan, np.float32)
+    done = 0
+    progress(0, plan.count)
+    for batch in batches(plan, reader, spec.batch_size):
+        should_stop()
+        out = runner(batch.pixels)
+        probs[batch.cells[:, 1], batch.cells[:, 0]] = out
+        done += len(batch.cells)
+        progress(done, plan.count)
+    return probs
+
+
+def class_summary(
+    probs: np.ndarray, plan: Plan, spec: ModelSpec, mpp: float | None, tissue_mm2: float | None
+) -> dict[str, object]:
+    """Figures a pathologist reads beside the heatmap: areas and counts per class."""
+    ran = np.isfinite(probs[..., 0])
+    winners = np.argmax(np.nan_to_num(probs, nan=-1.0), axis=-1)
+    cell_mm2 = (plan.l0_cell_w * plan.l0_cell_h * mpp * mpp / 1e6) if mpp else None
+    classes = {}
+    for index, cls in enumerate(spec.classes):
+        count = int(((winners == index) & ran).sum())
+        classes[cls.name] = {
+            "patches": count,
+            "area_mm2": round(count * cell_mm2, 4) if cell_mm2 is not None else None,
+        }
+    return {
+        "patches": int(ran.sum()),
+        "tissue_area_mm2": round(tissue_mm2, 4) if tissue_mm2 is not None else None,
+        "classes": classes,
+    }

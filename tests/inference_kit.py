@@ -1,0 +1,106 @@
+"""What the inference tests share: tiny models built here (no weights can be downloaded),
+their manifests, worker tokens, and workers run in threads or in processes."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import torch
+
+from exchange.core.db import Database
+from exchange.identity.accounts import Identities
+from iain.settings import Settings
+
+
+class PurpleScore(torch.nn.Module):
+    """A 'tumour' detector that needs no training: tumour is dark purple. Two classes
+    (stroma, tumour); its logit is how much darker and bluer than pink a patch is."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: normalised (n, 3, h, w); mean per channel.
+        m = x.mean(dim=(2, 3))
+        score = (m[:, 2] - m[:, 0]) * 2.0 - m[:, 1]
+        return torch.stack([-score, score], dim=1)
+
+
+class Broken(torch.nn.Module):
+    """Answers NaN."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((x.shape[0], 2), float("nan"))
+
+
+class ThreeClasses(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))  # three values per patch
+
+
+def torchscript_bytes(module: torch.nn.Module) -> bytes:
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(module.eval()), buffer)
+    return buffer.getvalue()
+
+
+def export_bytes(module: torch.nn.Module, size: int = 64) -> bytes:
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    program = torch.export.export(
+        module.eval(), (torch.rand(2, 3, size, size),), dynamic_shapes=({0: batch},)
+    )
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    return buffer.getvalue()
+
+
+def manifest(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "name": "purple-score",
+        "version": "1.0.0",
+        "task": "patch_classification",
+        "resolution": 2.0,
+        "patch_size": 64,
+        "classes": [
+            {"name": "stroma", "colour": "#f0a0c0"},
+            {"name": "tumour", "colour": "#6a1b9a"},
+        ],
+        "heatmap_class": "tumour",
+        "licence": "Apache-2.0",
+        "intended_use": "research use only",
+        "authors": ["IAIN tests"],
+        "batch_size": 16,
+    }
+    base.update(overrides)
+    return base
+
+
+def worker_token(settings: Settings, name: str = "worker-1") -> str:
+    """A worker-scoped token of a service account (no roles: it sees no slide itself)."""
+    identities = Identities(Database.open(settings.database_url))
+    username = f"svc.{name}"
+    if identities.user(username) is None:
+        identities.add_user(username, "caen", ["service"])
+    return identities.create_token(username, name=name, scopes=["worker"])[1]
+
+
+def register(
+    client: httpx.Client | Any, artefact: bytes, document: dict[str, Any]
+) -> dict[str, Any]:
+    """POST /api/models as the client's caller: the registered model."""
+    response = client.post(
+        "/api/models",
+        files={
+            "manifest": ("manifest.json", json.dumps(document).encode(), "application/json"),
+            "artefact": ("model.pt", artefact, "application/octet-stream"),
+        },
+    )
+    assert response.status_code == 201, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
