@@ -174,7 +174,14 @@ def build_hub(settings: Settings, store: ObjectStore, tiles: TileService) -> tup
         tiles=tiles,
         cursors=Cursors(settings.secret_key.get_secret_value()),
         models=models,
-        jobs=Jobs(db, store, models, policy),
+        jobs=Jobs(
+            db,
+            store,
+            models,
+            policy,
+            lease_s=settings.job_lease_s,
+            max_lost_leases=settings.job_max_lost_leases,
+        ),
         capabilities=Capabilities(secret),
     )
     return hub, audit_hooks

@@ -27,6 +27,7 @@ from iain.app import build_store, conversion_config, create_app
 from iain.audit_cli import audit_cli
 from iain.cases_cli import cases_cli
 from iain.cli_settings import settings_or_exit
+from iain.inference_cli import jobs_cli, models_cli, run_worker, worker_cli
 from iain.sessions_cli import sessions_cli
 from iain.settings import Settings
 from iain.users_cli import tokens_cli, users_cli
@@ -306,6 +307,10 @@ def prune_uploads(
     out.print(f"{len(pruned)} unfinished upload(s) aborted")
 
 
+cli.command("worker")(run_worker)
+cli.add_typer(worker_cli, name="workers")
+cli.add_typer(models_cli, name="models")
+cli.add_typer(jobs_cli, name="jobs")
 cli.add_typer(audit_cli, name="audit")
 cli.add_typer(cases_cli, name="cases")
 cli.add_typer(users_cli, name="users")

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     convert_worker: bool = True
     convert_timeout_s: float = 3600.0
     convert_memory_mb: int = 4096
+    # Inference jobs (exchange.jobs.queue): how long a worker's lease lasts without a
+    # heartbeat, and how many lost leases a job survives before it fails.
+    job_lease_s: float = 60.0
+    job_max_lost_leases: int = 3
     # Resumable uploads: part size in bytes (S3 needs at least 5 MiB) and the largest upload.
     upload_part_size: int = 16 * 1024 * 1024
     upload_max_gb: int = 200

@@ -108,6 +108,10 @@ class OverlayOut(BaseModel):
     # A DeepZoom descriptor (heatmap), or a GeoJSON FeatureCollection (features).
     dzi_url: str | None
     features_url: str | None
+    # A model's result: its job, and where it came from (model, digest, intended use and
+    # licence, slide hash, code version, device, durations) with its summary figures.
+    job_id: str | None = None
+    info: dict[str, Any] | None = None
 
 
 def _out(overlay: Overlay) -> OverlayOut:
@@ -126,6 +130,8 @@ def _out(overlay: Overlay) -> OverlayOut:
         url=url,
         dzi_url=f"{url}.dzi" if overlay.kind == "heatmap" else None,
         features_url=f"{url}/features" if overlay.kind == "features" else None,
+        job_id=overlay.job_id,
+        info=overlay.info,
     )
 
 

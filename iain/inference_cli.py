@@ -1,0 +1,229 @@
+"""AI assistance on the command line.
+
+`iain worker --hub URL --token T`   an inference worker (pulls jobs over HTTPS)
+`iain workers token NAME`           a worker's service account and its worker-scoped token
+`iain models add ARTEFACT --manifest FILE`, `iain models list`
+`iain jobs run --model NAME[:VERSION] SLIDE... [--case C]`, `iain jobs list`
+
+`models` and `jobs` talk to a hub over HTTP with an API token (IAIN_TOKEN or --token),
+like any client: the AI engineer's machine needs no database or storage credentials."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from exchange.core.db import Database
+from exchange.core.principal import Role, Scope
+from exchange.identity.accounts import Identities, IdentityError
+from iain.cli_settings import settings_or_exit
+
+worker_cli = typer.Typer(no_args_is_help=True, help="Inference workers' service accounts.")
+models_cli = typer.Typer(no_args_is_help=True, help="The model registry (over HTTP).")
+jobs_cli = typer.Typer(no_args_is_help=True, help="Inference jobs (over HTTP).")
+err = Console(stderr=True)
+out = Console()
+
+HubUrl = Annotated[str, typer.Option("--hub", envvar="IAIN_HUB", help="the hub's base URL")]
+Token = Annotated[str, typer.Option("--token", envvar="IAIN_TOKEN", help="an API token")]
+
+
+def run_worker(
+    hub: HubUrl = "http://127.0.0.1:8000",
+    token: Token = "",
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
+    burst: Annotated[bool, typer.Option(help="drain the queue, then exit")] = False,
+    max_jobs: Annotated[int | None, typer.Option(help="exit after this many jobs")] = None,
+    name: Annotated[str | None, typer.Option(help="how the hub lists this worker")] = None,
+    cache_dir: Annotated[Path, typer.Option(help="model artefacts kept here")] = Path(
+        ".iain/worker"
+    ),
+) -> None:
+    """Run an inference worker: claim jobs from the hub, run them, send the results."""
+    # Imported here: torch loads only for the commands that run models.
+    from inference.hub_client import HubClient
+    from inference.protocol import JobFailure
+    from inference.worker import Worker, WorkerConfig
+
+    if not token:
+        err.print("[red]a worker needs its token:[/red] --token or IAIN_TOKEN")
+        raise typer.Exit(2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = WorkerConfig(device=device, burst=burst, max_jobs=max_jobs, cache_dir=cache_dir)
+    if name:
+        config.name = name
+    client = HubClient(hub, token)
+    try:
+        worker = Worker(client, config)
+    except JobFailure as exc:
+        err.print(f"[red]cannot start:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    worker.install_signals()
+    try:
+        count = worker.run()
+    except httpx.HTTPError as exc:
+        err.print(f"[red]the hub at {hub} cannot be reached:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    finally:
+        client.close()
+    out.print(f"{count} job(s) run")
+
+
+@worker_cli.command("token")
+def worker_token(
+    name: Annotated[str, typer.Argument(help="the worker (node) name")],
+    centre: Annotated[str, typer.Option(help="the centre that runs the node")] = "caen",
+) -> None:
+    """Create a worker's service account (if new) and print a new worker-scoped token."""
+    identities = Identities(Database.open(settings_or_exit().database_url))
+    username = f"svc.{name}"
+    try:
+        if identities.user(username) is None:
+            identities.add_user(username, centre, [Role.SERVICE], display_name=f"worker {name}")
+        _row, secret = identities.create_token(username, name=name, scopes=[Scope.WORKER])
+    except IdentityError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(2) from exc
+    out.print(secret)
+
+
+def _client(hub: str, token: str) -> httpx.Client:
+    if not token:
+        err.print("[red]an API token is needed:[/red] --token or IAIN_TOKEN")
+        raise typer.Exit(2)
+    return httpx.Client(
+        base_url=hub.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=600
+    )
+
+
+def _answer(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail")
+        except ValueError:
+            detail = response.text[:300]
+        err.print(f"[red]the hub refused ({response.status_code}):[/red] {detail}")
+        raise typer.Exit(2 if response.status_code < 500 else 1)
+    return response.json() if response.content else None
+
+
+@models_cli.command("add")
+def add_model(
+    artefact: Annotated[Path, typer.Argument(help="a TorchScript (.pt) or torch.export (.pt2)")],
+    manifest: Annotated[Path, typer.Option(help="the manifest, TOML or JSON")],
+    hub: HubUrl = "http://127.0.0.1:8000",
+    token: Token = "",
+) -> None:
+    """Register a model version (an AI engineer's token)."""
+    for path in (artefact, manifest):
+        if not path.is_file():
+            err.print(f"[red]no file {path}[/red]")
+            raise typer.Exit(2)
+    with _client(hub, token) as client, artefact.open("rb") as handle:
+        files: dict[str, tuple[str, IO[bytes] | bytes, str]] = {
+            "manifest": (manifest.name, manifest.read_bytes(), "text/plain"),
+            "artefact": (artefact.name, handle, "application/octet-stream"),
+        }
+        model = _answer(client.post("/api/models", files=files))
+    out.print(f"{model['name']} {model['version']}  id {model['id']}  sha256 {model['sha256']}")
+
+
+@models_cli.command("list")
+def list_models(hub: HubUrl = "http://127.0.0.1:8000", token: Token = "") -> None:
+    """The registered models."""
+    with _client(hub, token) as client:
+        models = _answer(client.get("/api/models"))
+    table = Table("id", "name", "version", "task", "intended use", "sha256")
+    for m in models:
+        table.add_row(
+            m["id"], m["name"], m["version"], m["task"], m["intended_use"], m["sha256"][:12]
+        )
+    out.print(table)
+
+
+def _model_id(client: httpx.Client, model: str) -> str:
+    name, _, version = model.partition(":")
+    models = _answer(client.get("/api/models"))
+    matches = [
+        m
+        for m in models
+        if m["id"] == model or (m["name"] == name and version in ("", m["version"]))
+    ]
+    if not matches:
+        err.print(f"[red]no model {model!r}[/red] (see `iain models list`)")
+        raise typer.Exit(2)
+    newest: dict[str, Any] = max(matches, key=lambda m: m["created_at"])
+    return str(newest["id"])
+
+
+@jobs_cli.command("run")
+def run_jobs(
+    slides: Annotated[list[str] | None, typer.Argument(help="slide ids")] = None,
+    model: Annotated[str, typer.Option(help="model id, NAME or NAME:VERSION")] = "",
+    case: Annotated[str | None, typer.Option(help="every slide of this case")] = None,
+    force: Annotated[bool, typer.Option(help="run again even if a result exists")] = False,
+    wait: Annotated[bool, typer.Option(help="wait for the jobs to end")] = False,
+    hub: HubUrl = "http://127.0.0.1:8000",
+    token: Token = "",
+) -> None:
+    """Queue one job per slide; with --wait, follow them to their end."""
+    with _client(hub, token) as client:
+        body: dict[str, Any] = {
+            "model_id": _model_id(client, model),
+            "slides": slides or [],
+            "force": force,
+        }
+        if case:
+            body["case_id"] = case
+        made = _answer(client.post("/api/inference/jobs", json=body))
+        ids = [job["id"] for job in made["jobs"]]
+        out.print(f"{len(ids)} job(s), {made['created']} new: {' '.join(ids)}")
+        if not wait:
+            return
+        ended = {"succeeded", "failed", "cancelled"}
+        while True:
+            jobs = [_answer(client.get(f"/api/inference/jobs/{i}")) for i in ids]
+            states = [job["state"] for job in jobs]
+            out.print(
+                " ".join(f"{j['id']}:{j['state']}:{j['percent']:.0f}%" for j in jobs),
+                highlight=False,
+            )
+            if all(s in ended for s in states):
+                break
+            time.sleep(2)
+        failed = [j for j in jobs if j["state"] != "succeeded"]
+        for job in failed:
+            err.print(f"job {job['id']} {job['state']}: {job['error'] or ''}")
+        if failed:
+            raise typer.Exit(1)
+
+
+@jobs_cli.command("list")
+def list_jobs(
+    hub: HubUrl = "http://127.0.0.1:8000",
+    token: Token = "",
+    as_json: Annotated[bool, typer.Option("--json", help="JSON, one job a line")] = False,
+) -> None:
+    """The jobs you may see, newest first."""
+    with _client(hub, token) as client:
+        jobs = _answer(client.get("/api/inference/jobs"))
+    if as_json:
+        for job in jobs:
+            sys.stdout.write(json.dumps(job) + "\n")
+        return
+    table = Table("id", "model", "slide", "state", "%", "error")
+    for j in jobs:
+        model = f"{j['model']['name']} {j['model']['version']}" if j["model"] else "?"
+        table.add_row(
+            j["id"], model, j["slide"], j["state"], f"{j['percent']:.0f}", j["error"] or ""
+        )
+    out.print(table)
