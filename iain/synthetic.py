@@ -314,7 +314,7 @@ RAGGED_UM = 4.0  # how far edges wander from the layout's smooth outline
 
 # Tissue covers this fraction of the slide, tumour this fraction of the tissue.
 TISSUE_FRACTION = (0.42, 0.55)
-TUMOUR_FRACTION = (0.35, 0.5)
+TUMOUR_FRACTION = (0.4, 0.55)
 SIDE_UM = 128.0  # the default side of region_polygons' squares
 
 
