@@ -496,6 +496,7 @@ def test_cancelling_a_running_job_stops_its_worker(
         _assert_only_results_stored(settings, slide_id)
 
 
+@pytest.mark.timeout(600)
 def test_three_workers_thirty_jobs_each_job_exactly_one_result(
     settings: Settings, slide_file: Path, tmp_path: Path
 ) -> None:
@@ -538,6 +539,7 @@ def _assert_exactly_one_result_each(settings: Settings, count: int) -> None:
 KILLS = 50
 
 
+@pytest.mark.timeout(900)  # ~150 s here; each kill waits for Python and torch to start
 def test_workers_killed_at_random_points_leave_exactly_one_result_per_job(
     settings: Settings, slide_file: Path, tmp_path: Path
 ) -> None:
