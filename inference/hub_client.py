@@ -110,9 +110,8 @@ class HubClient:
         return Beat(cancel=bool(data["cancel"]), capability=data.get("capability"))
 
     def model_bytes(self, claim: Claim) -> bytes:
-        return self._call(
-            lambda: self.http.get(claim.model.url, headers=self._lease(claim))
-        ).content
+        url, headers = claim.spec.url, self._lease(claim)
+        return self._call(lambda: self.http.get(url, headers=headers)).content
 
     def dzi(self, claim: Claim, capability: str) -> str:
         return self._call(
@@ -140,18 +139,28 @@ class HubClient:
             )
         )
 
+    def upload_artefact(self, claim: Claim, program: bytes) -> None:
+        headers = self._lease(claim)
+        self._call(
+            lambda: self.http.put(
+                f"/api/worker/jobs/{claim.job_id}/artefact", content=program, headers=headers
+            )
+        )
+
     def complete(
         self,
         claim: Claim,
         results: list[str],
         summary: dict[str, Any],
         provenance: dict[str, Any],
+        manifest: dict[str, Any] | None = None,
     ) -> None:
         body = {
             "lease": claim.lease,
             "results": results,
             "summary": summary,
             "provenance": provenance,
+            "manifest": manifest,
         }
         self._call(lambda: self.http.post(f"/api/worker/jobs/{claim.job_id}/complete", json=body))
 

@@ -108,30 +108,67 @@ class Region:
 
 
 @dataclass(frozen=True)
+class TrainingSpec:
+    """What a training job asks for: the model's name and version, how patches are read,
+    and the annotated regions (label, exterior ring in level-0 pixels) to learn from."""
+
+    name: str
+    version: str
+    resolution: float
+    patch_size: int
+    epochs: int
+    regions: tuple[tuple[str, list[tuple[float, float]]], ...]
+
+
+@dataclass(frozen=True)
 class Claim:
     job_id: str
+    kind: str  # inference | training
     attempt: int
     lease: str
     lease_s: float
     capability: str
-    model: ModelSpec
+    model: ModelSpec | None  # inference
+    training: TrainingSpec | None  # training
     slide: SlideSpec
     region: Region | None
     tissue_only: bool
     results: str
+
+    @property
+    def spec(self) -> ModelSpec:
+        if self.model is None:
+            raise JobFailure("this job runs no model")
+        return self.model
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Claim:
         params = data.get("params") or {}
         region = params.get("region")
         s = data["slide"]
+        kind = data.get("kind", "inference")
+        training = None
+        if kind == "training":
+            training = TrainingSpec(
+                name=params["name"],
+                version=params["version"],
+                resolution=float(params.get("resolution", 1.0)),
+                patch_size=int(params.get("patch_size", 64)),
+                epochs=int(params.get("epochs", 6)),
+                regions=tuple(
+                    (r["label"], [(float(x), float(y)) for x, y in r["polygon"]])
+                    for r in data.get("regions", [])
+                ),
+            )
         return cls(
             job_id=data["job_id"],
+            kind=kind,
             attempt=int(data["attempt"]),
             lease=data["lease"],
             lease_s=float(data["lease_s"]),
             capability=data["capability"],
-            model=ModelSpec.from_json(data["model"]),
+            model=ModelSpec.from_json(data["model"]) if data.get("model") else None,
+            training=training,
             slide=SlideSpec(
                 address=s["address"],
                 width=int(s["width"]),
@@ -174,12 +211,15 @@ class JobSource(Protocol):
         self, claim: Claim, name: str, kind: str, body: bytes, params: dict[str, str]
     ) -> None: ...
 
+    def upload_artefact(self, claim: Claim, program: bytes) -> None: ...
+
     def complete(
         self,
         claim: Claim,
         results: list[str],
         summary: dict[str, Any],
         provenance: dict[str, Any],
+        manifest: dict[str, Any] | None = None,
     ) -> None: ...
 
     def fail(self, claim: Claim, reason: str) -> None: ...

@@ -40,8 +40,9 @@ from inference.pipeline import (
     run,
     tissue_of,
 )
-from inference.protocol import Claim, JobFailure, JobSource, LeaseLost, Stopping
+from inference.protocol import Claim, JobFailure, JobSource, LeaseLost, Stopping, TrainingSpec
 from inference.tissue import tissue_area_mm2
+from inference.training import LabelledRegion, TrainingConfig, grid_spec, train
 
 log = logging.getLogger("iain.worker")
 HEARTBEAT_S = 2.0
@@ -191,7 +192,7 @@ class Worker:
             raise Stopping()
 
     def _model(self, claim: Claim) -> torch.nn.Module:
-        spec = claim.model
+        spec = claim.spec
         found = self._models.get(spec.sha256)
         if found is None:
             path = cached_artefact(
@@ -202,7 +203,10 @@ class Worker:
         return found
 
     def _run(self, claim: Claim, lease: _Lease) -> None:
-        spec, slide = claim.model, claim.slide
+        if claim.training is not None:
+            self._train(claim, claim.training, lease)
+            return
+        spec, slide = claim.spec, claim.slide
         if spec.task != "patch_classification":
             raise JobFailure(
                 f"this worker runs patch_classification models; {spec.task} is not supported yet"
@@ -273,6 +277,55 @@ class Worker:
         self._check(lease)
         self.source.complete(claim, [HEATMAP_RESULT, TISSUE_RESULT], summary, provenance)
 
+    def _train(self, claim: Claim, training: TrainingSpec, lease: _Lease) -> None:
+        started = time.perf_counter()
+        config = TrainingConfig(
+            resolution=training.resolution,
+            patch_size=training.patch_size,
+            epochs=training.epochs,
+        )
+        classes = sorted({label for label, _ring in training.regions})
+        pyramid = Pyramid.from_dzi(self.source.dzi(claim, lease.capability))
+        plan = plan_patches(
+            grid_spec(config, classes or ["-", "--"]),
+            claim.slide,
+            pyramid,
+            tissue=None,
+            region=None,
+        )
+        reader = TileReader(
+            lambda z, c, r: self.source.tile(claim, lease.capability, z, c, r),
+            pyramid,
+            plan.z,
+            threads=self.config.tile_threads,
+        )
+        try:
+            trained = train(
+                plan,
+                reader,
+                [LabelledRegion(label, ring) for label, ring in training.regions],
+                name=training.name,
+                version=training.version,
+                config=config,
+                authors=[f"trained by IAIN job {claim.job_id}"],
+                should_stop=lambda: self._check(lease),
+                progress=lease.progress,
+            )
+        finally:
+            reader.close()
+        self._check(lease)
+        self.source.upload_artefact(claim, trained.program)
+        provenance = {
+            "slide_content_hash": claim.slide.content_hash,
+            "code_version": code_version(),
+            "device": "cpu (training)",
+            "worker": self.config.name,
+            "attempt": claim.attempt,
+            "durations_s": {"total_s": round(time.perf_counter() - started, 3)},
+        }
+        self._check(lease)
+        self.source.complete(claim, [], trained.summary, provenance, manifest=trained.manifest)
+
     def _upload_heatmap(
         self,
         claim: Claim,
@@ -291,7 +344,7 @@ class Worker:
     def _provenance(
         self, claim: Claim, plan: Plan, times: dict[str, float], reader: TileReader
     ) -> dict[str, Any]:
-        spec = claim.model
+        spec = claim.spec
         return {
             "model_sha256": spec.sha256,
             "model": f"{spec.name} {spec.version}",

@@ -207,7 +207,15 @@ class InferenceJob(Base):
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    model_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    # JobKind: a model run over the slide, or a model trained from its annotations.
+    kind: Mapped[str] = mapped_column(String(20), default="inference")
+    # The model run (inference), or None (training: `result_model_id` is what it made).
+    model_id: Mapped[str | None] = mapped_column(
+        ForeignKey("model_versions.id"), index=True, default=None
+    )
+    result_model_id: Mapped[str | None] = mapped_column(
+        ForeignKey("model_versions.id"), default=None
+    )
     slide_id: Mapped[str] = mapped_column(ForeignKey("slides.id", ondelete="CASCADE"), index=True)
     # The slide as the requester addressed it: its id (full view) or its opaque id
     # (a granted slide's de-identified view); the worker reads this view only.

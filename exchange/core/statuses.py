@@ -67,6 +67,11 @@ class LinkSource(StrEnum):
     MANUAL = "manual"  # someone linked it by hand
 
 
+class JobKind(StrEnum):
+    INFERENCE = "inference"  # a registered model run over a slide: overlays
+    TRAINING = "training"  # a patch classifier trained from a slide's annotations: a model
+
+
 class JobState(StrEnum):
     """An inference job's states (exchange.jobs.queue): queued -> running -> one of the ends."""
 

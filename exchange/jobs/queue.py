@@ -30,6 +30,7 @@ from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from exchange.access.policy import SLIDE_ROLES, Policy, SlideAccess
+from exchange.annotations.service import list_annotations
 from exchange.audit.actions import AuditAction
 from exchange.audit.chain import record
 from exchange.core.db import Database
@@ -37,10 +38,11 @@ from exchange.core.errors import ExchangeError
 from exchange.core.ids import new_id
 from exchange.core.models import InferenceJob, ModelVersion, Overlay, User
 from exchange.core.principal import Principal, Role
-from exchange.core.statuses import JOB_ENDS, JobState
+from exchange.core.statuses import JOB_ENDS, JobKind, JobState
 from exchange.identity.accounts import principal_of
 from exchange.jobs.manifest import Manifest, Unit
 from exchange.jobs.registry import ModelNotFound, Registry
+from exchange.slides.catalogue import Catalogue
 from storage import ObjectStore
 from tiles.errors import SlideNotFound
 from tiles.location import slide_prefix
@@ -112,15 +114,68 @@ class JobParams:
 
 
 @dataclass(frozen=True)
+class TrainingParams:
+    labels: tuple[str, ...] | None = None  # None: every label annotated on the slide
+    resolution: float = 1.0
+    patch_size: int = 64
+    epochs: int = 6
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "labels": list(self.labels) if self.labels is not None else None,
+            "resolution": self.resolution,
+            "patch_size": self.patch_size,
+            "epochs": self.epochs,
+        }
+
+
+def _probe_manifest(name: str, version: str) -> dict[str, Any]:
+    """A manifest with the trained model's name and version: checks them before training."""
+    return {
+        "name": name,
+        "version": version,
+        "task": "patch_classification",
+        "resolution": 1.0,
+        "patch_size": 64,
+        "classes": [{"name": "a", "colour": "#000000"}, {"name": "b", "colour": "#ffffff"}],
+        "licence": "-",
+        "intended_use": "research use only",
+        "authors": ["-"],
+    }
+
+
+def annotated_regions(catalogue: Catalogue, slide_id: str) -> list[tuple[str, list[list[float]]]]:
+    """The slide's labelled area annotations as (label, exterior ring): what a training
+    job learns from (points and lines have no area)."""
+    _slide, rows = list_annotations(catalogue, slide_id)
+    out: list[tuple[str, list[list[float]]]] = []
+    for row in rows:
+        label = (row.label or "").strip()
+        geometry = row.geometry or {}
+        if not label:
+            continue
+        if geometry.get("type") == "Polygon":
+            rings = [geometry["coordinates"][0]]
+        elif geometry.get("type") == "MultiPolygon":
+            rings = [polygon[0] for polygon in geometry["coordinates"]]
+        else:
+            continue
+        out += [(label, [[float(x), float(y)] for x, y, *_ in ring]) for ring in rings]
+    return out
+
+
+@dataclass(frozen=True)
 class Claimed:
     """What a claim hands one worker: the job as it now is, its lease token (the only copy:
     the hub keeps its hash), the model, and the slide as the requester sees it."""
 
     job: InferenceJob
     lease: str
-    model: ModelVersion
+    model: ModelVersion | None  # None for a training job
     access: SlideAccess
     requester: Principal
+    # A training job's annotated regions: (label, exterior ring in level-0 pixels).
+    regions: tuple[tuple[str, list[list[float]]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -206,6 +261,7 @@ class Jobs:
                     continue
                 job = InferenceJob(
                     id=new_id(),
+                    kind=JobKind.INFERENCE,
                     model_id=model.id,
                     slide_id=access.slide.id,
                     slide_address=access.address,
@@ -232,6 +288,73 @@ class Jobs:
                 )
                 out.append((job, True))
         return out
+
+    def create_training(
+        self,
+        principal: Principal,
+        address: str,
+        name: str,
+        params: TrainingParams,
+    ) -> InferenceJob:
+        """A job that trains a patch classifier from the slide's annotations (their labels
+        are the classes) and registers it as `name`, version "YYYY.MM.DD-<job>"."""
+        self.may_run(principal)
+        access = self.policy.access(principal, address)
+        if access is None or not access.full:
+            raise SlideNotFound(f"no slide {address!r}")
+        if access.slide.mpp_x is None:
+            raise JobError(
+                "the slide has no resolution (µm per pixel): patches cannot be read at "
+                f"{params.resolution} µm/px"
+            )
+        labels = {
+            label for label, _ring in annotated_regions(self.policy.catalogue, access.slide.id)
+        }
+        if params.labels is not None:
+            labels &= set(params.labels)
+        if len(labels) < 2:
+            raise JobError(
+                "training needs area annotations (rectangles, polygons...) of at least two "
+                f"labels on the slide; found {len(labels)}: {', '.join(sorted(labels)) or 'none'}"
+            )
+        job_id = new_id()
+        version = f"{_now():%Y.%m.%d}-{job_id[:6]}"
+        try:
+            Manifest.model_validate(_probe_manifest(name, version))
+        except ValueError as exc:
+            raise JobError(
+                f"a model name is lower-case letters, digits, '.', '_' or '-': {exc}"
+            ) from None
+        document = {"name": name, "version": version, **params.document()}
+        with self.db.session() as session, session.begin():
+            job = InferenceJob(
+                id=job_id,
+                kind=JobKind.TRAINING,
+                model_id=None,
+                slide_id=access.slide.id,
+                slide_address=access.address,
+                requester_id=principal.user_id,
+                requester_centre=principal.centre,
+                params=document,
+                params_key=job_id,
+                state=JobState.QUEUED,
+                attempt=0,
+                lost_leases=0,
+                patches_done=0,
+                patches_total=0,
+                overlay_ids=[],
+            )
+            session.add(job)
+            session.flush()
+            record(
+                session,
+                AuditAction.JOB_CREATE,
+                actor=principal,
+                target_type="job",
+                target_id=job.id,
+                detail={"training": name, "slide": access.address},
+            )
+        return job
 
     @staticmethod
     def _check_runnable(access: SlideAccess, manifest: Manifest, params: JobParams) -> None:
@@ -467,9 +590,9 @@ class Jobs:
     ) -> tuple[str | None, Claimed | None]:
         """The rest of a claim, or why the job cannot run (the requester's rights are
         checked again: a disabled account or a revoked grant ends the job)."""
-        model = session.get(ModelVersion, job.model_id)
+        model = session.get(ModelVersion, job.model_id) if job.model_id else None
         user = session.get(User, job.requester_id)
-        if model is None:
+        if model is None and job.kind != JobKind.TRAINING:
             return "its model is no longer registered", None
         if user is None or not user.active:
             return "its requester's account is disabled", None
@@ -477,7 +600,14 @@ class Jobs:
         access = self.policy.access(requester, job.slide_address)
         if access is None or access.slide.id != job.slide_id:
             return "its requester may no longer see the slide", None
-        return None, Claimed(job, token, model, access, requester)
+        regions: tuple[tuple[str, list[list[float]]], ...] = ()
+        if job.kind == JobKind.TRAINING:
+            wanted = job.params.get("labels")
+            regions = tuple(
+                r for r in annotated_regions(self.policy.catalogue, job.slide_id)
+                if wanted is None or r[0] in wanted
+            )  # fmt: skip
+        return None, Claimed(job, token, model, access, requester, regions)
 
     def _running(self, session: Session, job_id: str, token: str) -> InferenceJob:
         """The job if `token` is its running attempt's lease; StaleLease otherwise."""
@@ -611,9 +741,11 @@ class Jobs:
         results: Sequence[ResultObject],
         summary: dict[str, Any],
         provenance: dict[str, Any],
+        model: ModelVersion | None = None,
     ) -> InferenceJob:
-        """Commits the attempt's result once: its overlays, summary and provenance, in the
-        update that ends the job. The same token again returns the job as committed."""
+        """Commits the attempt's result once: its overlays (or the model it trained),
+        summary and provenance, in the update that ends the job. The same token again
+        returns the job as committed."""
         with self.db.session() as session, session.begin():
             job = session.get(InferenceJob, job_id) if len(job_id) <= 64 else None
             if (
@@ -624,6 +756,9 @@ class Jobs:
                 return job
             job = self._running(session, job_id, token)
             ids = [r.overlay.id for r in results]
+            if model is not None:
+                session.add(model)  # first: the job's row refers to it
+                session.flush()
             won = session.execute(
                 update(InferenceJob)
                 .where(
@@ -636,6 +771,7 @@ class Jobs:
                     overlay_ids=ids,
                     summary=summary,
                     provenance=provenance,
+                    result_model_id=model.id if model is not None else None,
                     patches_done=InferenceJob.patches_total,
                     finished_at=_now(),
                     updated_at=_now(),
@@ -645,6 +781,16 @@ class Jobs:
                 raise StaleLease(f"job {job.id} changed while completing: stop working on it")
             for result in results:
                 session.add(result.overlay)
+            if model is not None:
+                record(
+                    session,
+                    AuditAction.MODEL_ADD,
+                    actor_id=job.requester_id,
+                    actor_centre=job.requester_centre,
+                    target_type="model",
+                    target_id=model.id,
+                    detail={"name": model.name, "version": model.version, "job": job.id},
+                )
             record(
                 session,
                 AuditAction.JOB_RESULT,
@@ -666,6 +812,13 @@ class Jobs:
         for info in list(self.store.list(result_prefix(slide_id, job_id))):
             if info.key not in keep:
                 self.store.delete(info.key)
+
+    def requester_of(self, job: InferenceJob) -> Principal:
+        with self.db.session() as session:
+            user = session.get(User, job.requester_id)
+        if user is None:
+            raise StaleLease(f"job {job.id}'s requester is gone: stop working on it")
+        return principal_of(user)
 
     def is_ended(self, job: InferenceJob) -> bool:
         return job.state in JOB_ENDS

@@ -60,7 +60,7 @@ class MayNotRegister(ExchangeError):
     http_status = 403
 
 
-def artefact_key(sha256: str) -> str:
+def artefact_key_of(sha256: str) -> str:
     return f"models/sha256/{sha256}"
 
 
@@ -148,7 +148,7 @@ class Registry:
         existing = self.find(manifest.name, manifest.version)
         if existing is not None:
             return self._same(existing, document)
-        key = artefact_key(staged.sha256)
+        key = artefact_key_of(staged.sha256)
         if not self.store.exists(key):
             with staged.path.open("rb") as handle:
                 self.store.put(key, handle, staged.size)
@@ -193,6 +193,44 @@ class Registry:
                 "manifest; versions are immutable: register a new version"
             )
         return existing
+
+    def trained(self, requester: Principal, manifest: Manifest, artefact_key: str) -> ModelVersion:
+        """The row of a model a training job made (not yet recorded: the job's completion
+        records it with the job, exchange.jobs.queue): its artefact, uploaded by the
+        worker under the attempt's key, is checked and copied to its place by SHA-256.
+        Whoever may run models may train one from their own annotations."""
+        with tempfile.TemporaryDirectory(dir=self._work()) as tmp:
+            local = Path(tmp) / "artefact"
+            self.store.download(artefact_key, str(local))
+            with local.open("rb") as handle:
+                staged = stage(handle, Path(tmp))
+            try:
+                key = artefact_key_of(staged.sha256)
+                if not self.store.exists(key):
+                    with staged.path.open("rb") as handle:
+                        self.store.put(key, handle, staged.size)
+            finally:
+                staged.path.unlink(missing_ok=True)
+        if self.find(manifest.name, manifest.version) is not None:
+            raise ModelConflict(f"{manifest.name} {manifest.version} is already registered")
+        recorded = manifest.model_copy(update={"sha256": staged.sha256})
+        return ModelVersion(
+            id=new_id(),
+            name=manifest.name,
+            version=manifest.version,
+            task=manifest.task,
+            sha256=staged.sha256,
+            artefact_format=staged.artefact_format,
+            artefact_key=key,
+            size_bytes=staged.size,
+            manifest=recorded.model_dump(mode="json"),
+            created_by=requester.user_id,
+            centre=requester.centre,
+        )
+
+    def _work(self) -> Path:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        return self.work_dir
 
     def find(self, name: str, version: str) -> ModelVersion | None:
         with self.db.session() as session:

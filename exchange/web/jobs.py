@@ -39,9 +39,15 @@ from sqlalchemy import select
 from exchange.access.policy import SlideAccess
 from exchange.core.models import Case, InferenceJob, ModelVersion, Slide
 from exchange.core.principal import Principal
-from exchange.core.statuses import JobState
+from exchange.core.statuses import JobKind, JobState
 from exchange.jobs.capability import Capability
-from exchange.jobs.manifest import InvalidManifest, Manifest, parse_manifest
+from exchange.jobs.manifest import (
+    IntendedUse,
+    InvalidManifest,
+    Manifest,
+    check_manifest,
+    parse_manifest,
+)
 from exchange.jobs.queue import (
     RUN_ROLES,
     Claimed,
@@ -50,6 +56,8 @@ from exchange.jobs.queue import (
     JobParams,
     Region,
     StaleLease,
+    TrainingParams,
+    result_prefix,
 )
 from exchange.jobs.registry import MODEL_ROLES, ModelNotFound
 from exchange.jobs.results import collect, store_features, store_heatmap
@@ -63,6 +71,7 @@ worker_router = APIRouter(prefix="/api/worker", tags=["worker"])
 MAX_WAIT_S = 25.0
 POLL_S = 0.25
 MAX_MANIFEST_UPLOAD = 64 * 1024
+MAX_TRAINED_BYTES = 256 * 1024 * 1024
 
 
 # -- models -------------------------------------------------------------------------------
@@ -163,7 +172,9 @@ class ModelRef(BaseModel):
 
 class JobOut(BaseModel):
     id: str
-    model: ModelRef | None
+    kind: JobKind
+    model: ModelRef | None  # the model run (inference)
+    result_model: ModelRef | None  # the model made (training)
     slide: str  # as the requester addressed it
     state: JobState
     attempt: int
@@ -196,7 +207,8 @@ def _eta(job: InferenceJob) -> float | None:
 
 
 def job_out(job: InferenceJob, models: dict[str, ModelVersion], principal: Principal) -> JobOut:
-    model = models.get(job.model_id)
+    model = models.get(job.model_id or "")
+    made = models.get(job.result_model_id or "")
     total = job.patches_total
     percent = (
         100.0
@@ -205,7 +217,9 @@ def job_out(job: InferenceJob, models: dict[str, ModelVersion], principal: Princ
     )
     return JobOut(
         id=job.id,
+        kind=JobKind(job.kind),
         model=ModelRef(id=model.id, name=model.name, version=model.version) if model else None,
+        result_model=ModelRef(id=made.id, name=made.name, version=made.version) if made else None,
         slide=job.slide_address,
         state=JobState(job.state),
         attempt=job.attempt,
@@ -226,7 +240,7 @@ def job_out(job: InferenceJob, models: dict[str, ModelVersion], principal: Princ
 
 
 def _models_of(hub: Hub, jobs: list[InferenceJob]) -> dict[str, ModelVersion]:
-    ids = {job.model_id for job in jobs}
+    ids = {i for job in jobs for i in (job.model_id, job.result_model_id) if i}
     if not ids:
         return {}
     with hub.db.session() as session:
@@ -278,6 +292,33 @@ def create_jobs(body: JobsIn, principal: CurrentUser, hub: HubDep) -> JobsOut:
     made = hub.jobs.create(principal, body.model_id, addresses, params, force=body.force)
     jobs = [job for job, _ in made]
     return JobsOut(jobs=_outs(hub, jobs, principal), created=sum(1 for _, new in made if new))
+
+
+class TrainIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slide: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=100)
+    labels: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None, min_length=2, max_length=20
+    )
+    resolution: float = Field(default=1.0, ge=0.1, le=16)
+    patch_size: int = Field(default=64, ge=32, le=256)
+    epochs: int = Field(default=6, ge=1, le=50)
+
+
+@router.post("/models/train", status_code=201)
+def train_model(body: TrainIn, principal: CurrentUser, hub: HubDep) -> JobOut:
+    """A job that trains a patch classifier from the slide's annotations: a worker runs
+    it and the model is registered under `name` (research use only)."""
+    params = TrainingParams(
+        labels=tuple(body.labels) if body.labels is not None else None,
+        resolution=body.resolution,
+        patch_size=body.patch_size,
+        epochs=body.epochs,
+    )
+    job = hub.jobs.create_training(principal, body.slide, body.name, params)
+    return _outs(hub, [job], principal)[0]
 
 
 @router.get("/inference/jobs")
@@ -343,14 +384,21 @@ class ModelInfo(BaseModel):
     url: str
 
 
+class RegionOut(BaseModel):
+    label: str
+    polygon: list[list[float]]
+
+
 class ClaimOut(BaseModel):
     job_id: str
+    kind: JobKind
     attempt: int
     lease: str
     lease_s: float
     capability: str
     params: dict[str, Any]
-    model: ModelInfo
+    model: ModelInfo | None  # inference: the model to run
+    regions: list[RegionOut]  # training: the annotated regions to learn from
     slide: SlideInfo
     results: str  # PUT {results}/{name}?kind=...
 
@@ -372,9 +420,11 @@ class HeartbeatOut(BaseModel):
 
 
 class CompleteIn(LeaseIn):
-    results: list[Annotated[str, Field(max_length=40)]] = Field(max_length=16)
+    results: list[Annotated[str, Field(max_length=40)]] = Field(default_factory=list, max_length=16)
     summary: dict[str, Any] = Field(default_factory=dict)
     provenance: dict[str, Any] = Field(default_factory=dict)
+    # A training job's model: its manifest (the artefact was PUT to .../artefact).
+    manifest: dict[str, Any] | None = None
 
 
 class FailIn(LeaseIn):
@@ -407,12 +457,15 @@ def claim_out(hub: Hub, claimed: Claimed) -> ClaimOut:
     address = job.slide_address
     return ClaimOut(
         job_id=job.id,
+        kind=JobKind(job.kind),
         attempt=job.attempt,
         lease=claimed.lease,
         lease_s=hub.jobs.lease_s,
         capability=_capability(hub, job, claimed.requester),
         params=job.params,
-        model=ModelInfo(
+        model=None
+        if model is None
+        else ModelInfo(
             id=model.id,
             name=model.name,
             version=model.version,
@@ -422,6 +475,7 @@ def claim_out(hub: Hub, claimed: Claimed) -> ClaimOut:
             manifest=model.manifest,
             url=f"/api/worker/jobs/{job.id}/model",
         ),
+        regions=[RegionOut(label=label, polygon=ring) for label, ring in claimed.regions],
         slide=SlideInfo(
             address=address,
             width=slide.width,
@@ -462,7 +516,7 @@ def model_artefact(
     job_id: str, _worker: WorkerCaller, hub: HubDep, x_lease: Annotated[str, Header()]
 ) -> StreamingResponse:
     job = hub.jobs.check_lease(job_id, x_lease)
-    model = hub.models.get(job.model_id)
+    model = hub.models.get(job.model_id or "")
 
     def chunks() -> Iterator[bytes]:
         yield from hub.store.iter_chunks(model.artefact_key)
@@ -530,7 +584,9 @@ def complete(job_id: str, body: CompleteIn, _worker: WorkerCaller, hub: HubDep) 
     job = hub.jobs.check_lease_or_done(job_id, body.lease)
     if job.state == JobState.SUCCEEDED:
         return WorkerJobOut(job_id=job.id, state=JobState.SUCCEEDED, overlay_ids=job.overlay_ids)
-    model = hub.models.get(job.model_id)
+    if job.kind == JobKind.TRAINING:
+        return _complete_training(hub, job, body)
+    model = hub.models.get(job.model_id or "")
     manifest = Manifest.model_validate(model.manifest)
     info = {
         "model": {
@@ -561,3 +617,50 @@ def fail(job_id: str, body: FailIn, _worker: WorkerCaller, hub: HubDep) -> Worke
 def release(job_id: str, body: LeaseIn, _worker: WorkerCaller, hub: HubDep) -> Response:
     hub.jobs.release(job_id, body.lease)
     return Response(status_code=204)
+
+
+def _artefact_key(job: InferenceJob) -> str:
+    return result_prefix(job.slide_id, job.id, job.attempt) + "model.artefact"
+
+
+@worker_router.put("/jobs/{job_id}/artefact", status_code=201)
+async def upload_artefact(
+    job_id: str,
+    request: Request,
+    _worker: WorkerCaller,
+    hub: HubDep,
+    x_lease: Annotated[str, Header()],
+) -> dict[str, str]:
+    """A training job's model program (checked when the job completes)."""
+    job = await run_in_threadpool(hub.jobs.check_lease, job_id, x_lease)
+    if job.kind != JobKind.TRAINING:
+        raise JobError(f"job {job_id} trains no model")
+    body = await _bounded_body(request, MAX_TRAINED_BYTES)
+    key = _artefact_key(job)
+    await run_in_threadpool(hub.store.put_bytes, key, body)
+    try:
+        await run_in_threadpool(hub.jobs.check_lease, job_id, x_lease)
+    except StaleLease:
+        await run_in_threadpool(hub.store.delete, key)
+        raise
+    return {"stored": str(len(body))}
+
+
+def _complete_training(hub: Hub, job: InferenceJob, body: CompleteIn) -> WorkerJobOut:
+    if body.manifest is None:
+        raise JobError("a training job completes with its model's manifest")
+    manifest = check_manifest(body.manifest)
+    if (manifest.name, manifest.version) != (job.params["name"], job.params["version"]):
+        raise JobError(
+            f"this job trains {job.params['name']} {job.params['version']}, "
+            f"not {manifest.name} {manifest.version}"
+        )
+    if manifest.intended_use is not IntendedUse.RESEARCH:
+        raise JobError("a model trained in IAIN is for research use only")
+    key = _artefact_key(job)
+    if not hub.store.exists(key):
+        raise JobError("upload the model's program (PUT …/artefact) before completing")
+    row = hub.models.trained(hub.jobs.requester_of(job), manifest, key)
+    summary = {**body.summary, "model_id": row.id}
+    done = hub.jobs.complete(job.id, body.lease, [], summary, body.provenance, model=row)
+    return WorkerJobOut(job_id=done.id, state=JobState(done.state), overlay_ids=[])

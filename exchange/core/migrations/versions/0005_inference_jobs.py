@@ -1,5 +1,5 @@
-"""AI assistance: registered model versions, inference jobs with their leases, and the
-job and provenance of an overlay that a model made.
+"""AI assistance: registered model versions, inference and training jobs with their
+leases, and the job and provenance of an overlay that a model made.
 
 Revision ID: 0005
 Revises: 0004
@@ -39,7 +39,9 @@ def upgrade() -> None:
     op.create_table(
         "inference_jobs",
         sa.Column("id", sa.String(length=32), nullable=False),
-        sa.Column("model_id", sa.String(length=32), nullable=False),
+        sa.Column("kind", sa.String(length=20), nullable=False),
+        sa.Column("model_id", sa.String(length=32), nullable=True),
+        sa.Column("result_model_id", sa.String(length=32), nullable=True),
         sa.Column("slide_id", sa.String(length=32), nullable=False),
         sa.Column("slide_address", sa.String(length=64), nullable=False),
         sa.Column("requester_id", sa.String(length=32), nullable=False),
@@ -63,6 +65,7 @@ def upgrade() -> None:
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["model_id"], ["model_versions.id"]),
+        sa.ForeignKeyConstraint(["result_model_id"], ["model_versions.id"]),
         sa.ForeignKeyConstraint(["slide_id"], ["slides.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["requester_id"], ["users.id"]),
         sa.PrimaryKeyConstraint("id"),
