@@ -27,6 +27,7 @@ from iain.app import build_store, conversion_config, create_app
 from iain.audit_cli import audit_cli
 from iain.cases_cli import cases_cli
 from iain.cli_settings import settings_or_exit
+from iain.embedded_worker import EmbeddedWorker, hub_url
 from iain.inference_cli import jobs_cli, models_cli, run_worker, worker_cli
 from iain.sessions_cli import sessions_cli
 from iain.settings import Settings
@@ -51,16 +52,25 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
         raise typer.Exit(2) from exc
     host, port = host or settings.host, port or settings.port
     out.print(f"IAIN serving on http://{host}:{port}/  (storage: {settings.storage_url})")
+    worker = None
+    if settings.inference_worker:
+        worker = EmbeddedWorker(settings, hub_url(host, port))
+        worker.start()
+        out.print("  with an embedded CPU inference worker (IAIN_INFERENCE_WORKER)")
     # uvicorn believes X-Forwarded-For/-Proto from the trusted proxies only (its default
     # would trust 127.0.0.1): the same list as the login throttle's (IAIN_TRUSTED_PROXIES).
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        forwarded_allow_ips=[str(n) for n in settings.trusted_proxies],
-    )
+    try:
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            forwarded_allow_ips=[str(n) for n in settings.trusted_proxies],
+        )
+    finally:
+        if worker is not None:
+            worker.stop()
 
 
 @cli.command()
@@ -192,7 +202,7 @@ def demo(host: Host = None, port: Port = None) -> None:
     """Start the hub on embedded defaults with sample slides ingested."""
     from iain.demo import prepare_demo
 
-    settings = settings_or_exit()
+    settings = settings_or_exit().model_copy(update={"inference_worker": True})
     prepare_demo(settings, out)
     _serve(settings, host, port)
 

@@ -6,19 +6,25 @@ from datetime import date
 from pathlib import Path
 
 from rich.console import Console
+from sqlalchemy import select
 
-from exchange.core.models import Centre
-from exchange.core.statuses import CaseStatus
-from exchange.identity.accounts import Identities
-from exchange.overlays.service import add_features, add_heatmap, list_overlays
+from exchange.access.policy import Policy
+from exchange.annotations.service import AnnotationData, create_annotations, list_annotations
+from exchange.core.errors import ExchangeError
+from exchange.core.models import Centre, InferenceJob
+from exchange.core.statuses import CaseStatus, JobKind
+from exchange.identity.accounts import Identities, principal_of
+from exchange.jobs.queue import Jobs, TrainingParams
+from exchange.jobs.registry import Registry
+from exchange.overlays.service import add_features, list_overlays
 from exchange.slides import lis
 from exchange.slides.cases import CaseFields
 from exchange.slides.catalogue import Catalogue
 from exchange.slides.ingest import ingest_path
 from iain.app import build_store
-from iain.sample_overlays import CLASS_COLOURS, blob_heatmap, cell_features
+from iain.sample_overlays import CLASS_COLOURS, cell_features
 from iain.settings import Settings
-from iain.synthetic import write_labelled_svs, write_synthetic_slide
+from iain.synthetic import Region, truth_of, write_labelled_svs, write_tissue_regions_slide
 from storage import ObjectStore
 from tiles.errors import TilesError
 
@@ -30,6 +36,10 @@ SAMPLES = (
     ("dicom/google-wsi2dcm-jpeg/jpeg.dicom", "rouen"),
 )
 SYNTHETIC_NAME = "synthetic-HE-demo.tiff"
+DEMO_SEED = 7
+# Who trains the demo's model (a demo account), and its name in the registry.
+DEMO_TRAINER = "caen.pathologist"
+DEMO_MODEL = "demo-tumour-vs-stroma"
 # Demo accounts, one pathologist per centre: (username, centre, display name, password). The
 # passwords are public (printed at start): the demo creates them in development mode only.
 DEMO_USERS = (
@@ -90,11 +100,12 @@ def prepare_demo(
             width, height = synthetic_size
             console.print(f"generating a synthetic H&E slide ({width} x {height})...")
             synthetic.parent.mkdir(parents=True, exist_ok=True)
-            write_synthetic_slide(synthetic, width, height, seed=7)
+            write_tissue_regions_slide(synthetic, width, height, seed=DEMO_SEED)
         _ingest(store, catalogue, synthetic, "caen", console)
     _seed_overlays(store, catalogue, console)
     _seed_cases(settings, store, catalogue, have, console)
     _seed_users(settings, catalogue, console)
+    _seed_training(settings, store, catalogue, console)
     if not settings.testdata.is_dir():
         console.print(f"(no sample slides at {settings.testdata}; the synthetic slide only)")
         return
@@ -173,17 +184,68 @@ def _seed_cases(
 
 
 def _seed_overlays(store: ObjectStore, catalogue: Catalogue, console: Console) -> None:
-    """A heatmap and 10,000 cell outlines on the synthetic slide, as an inference worker
-    would write them, so the viewer's layers panel has something to show."""
+    """10,000 generated cell outlines on the synthetic slide, so the viewer's layers panel
+    shows a feature set (its heatmaps come from real jobs: _seed_training)."""
     slide = next((s for s in catalogue.list_slides() if s.name == SYNTHETIC_NAME), None)
     if slide is None or list_overlays(catalogue, slide.id):
         return
-    # One heatmap value per 64x64 slide pixels: a patch classifier's typical stride.
-    field = blob_heatmap(max(1, slide.width // 64), max(1, slide.height // 64), seed=7)
-    add_heatmap(store, catalogue, slide.id, field, name="Tumour probability", label="P(tumour)")
     cells = cell_features(slide.width, slide.height, count=10_000, seed=7)
     add_features(store, catalogue, slide.id, cells, name="Cells", class_colours=CLASS_COLOURS)
-    console.print(f"  added a demo heatmap and {len(cells)} cell outlines to {slide.id}")
+    console.print(f"  added {len(cells)} generated cell outlines to {slide.id}")
+
+
+def _seed_training(
+    settings: Settings, store: ObjectStore, catalogue: Catalogue, console: Console
+) -> None:
+    """What a pathologist of Caen would do: outline tumour and stroma on the synthetic
+    slide, train a classifier from them, and run it over the slide. The embedded worker
+    runs both jobs at start-up: the tissue mask and the heatmap appear within a minute."""
+    slide = next((s for s in catalogue.list_slides() if s.name == SYNTHETIC_NAME), None)
+    identities = Identities(catalogue.db)
+    user = identities.user(DEMO_TRAINER)
+    if slide is None or user is None:
+        return
+    with catalogue.session() as session:
+        trained = session.scalar(
+            select(InferenceJob.id).where(
+                InferenceJob.slide_id == slide.id, InferenceJob.kind == JobKind.TRAINING
+            )
+        )
+    if trained is not None:
+        return
+    principal = principal_of(user)
+    truth = truth_of(slide.width, slide.height, seed=DEMO_SEED)
+    if not list_annotations(catalogue, slide.id)[1]:
+        items = [
+            AnnotationData(
+                kind="polygon",
+                geometry={
+                    "type": "Polygon",
+                    "coordinates": [[[x, y] for x, y in [*square, square[0]]]],
+                },
+                label=label,
+                colour=colour,
+            )
+            for label, region, colour in (
+                ("tumour", Region.TUMOUR, "#6a1b9a"),
+                ("stroma", Region.STROMA, "#ec407a"),
+            )
+            for square in truth.region_polygons(region, 30)
+        ]
+        if {item.label for item in items} != {"tumour", "stroma"}:
+            return  # a slide too small for training squares (the tests' tiny demos)
+        create_annotations(catalogue, slide.id, items, principal)
+    policy = Policy(catalogue)
+    jobs = Jobs(catalogue.db, store, Registry(catalogue.db, store, settings.cache_dir), policy)
+    try:
+        jobs.create_training(principal, slide.id, DEMO_MODEL, TrainingParams(run_after=True))
+    except ExchangeError as exc:
+        console.print(f"  [yellow]no demo training:[/yellow] {exc.message}")
+        return
+    console.print(
+        f"  queued: train {DEMO_MODEL} from {DEMO_TRAINER}'s annotations on {slide.id}, "
+        "then run it (the embedded worker does both)"
+    )
 
 
 def _ingest(

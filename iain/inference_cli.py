@@ -58,6 +58,7 @@ def run_worker(
         err.print("[red]a worker needs its token:[/red] --token or IAIN_TOKEN")
         raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per tile
     config = WorkerConfig(device=device, burst=burst, max_jobs=max_jobs, cache_dir=cache_dir)
     if name:
         config.name = name

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     convert_memory_mb: int = 4096
     # Inference jobs (exchange.jobs.queue): how long a worker's lease lasts without a
     # heartbeat, and how many lost leases a job survives before it fails.
+    # The embedded default's CPU worker, a child process of `iain serve` (`iain demo` has it).
+    inference_worker: bool = False
     job_lease_s: float = 60.0
     job_max_lost_leases: int = 3
     # Resumable uploads: part size in bytes (S3 needs at least 5 MiB) and the largest upload.

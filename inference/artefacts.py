@@ -22,7 +22,9 @@ def cached_artefact(spec: ModelSpec, cache_dir: Path, fetch: Callable[[], bytes]
     """The artefact's local file, fetched if this worker has no good copy; JobFailure if
     what the hub sent is not what the registry recorded."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"{spec.sha256}.{spec.artefact_format}"
+    # torch.export.load wants the .pt2 suffix; TorchScript's is .pt.
+    suffix = "pt2" if spec.artefact_format == "export" else "pt"
+    path = cache_dir / f"{spec.sha256}.{suffix}"
     with _LOCK:
         if path.exists() and _sha256(path) == spec.sha256:
             return path

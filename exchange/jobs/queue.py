@@ -119,6 +119,8 @@ class TrainingParams:
     resolution: float = 1.0
     patch_size: int = 64
     epochs: int = 6
+    # Once trained, run the model over the same slide (one step for a pathologist).
+    run_after: bool = False
 
     def document(self) -> dict[str, Any]:
         return {
@@ -126,6 +128,7 @@ class TrainingParams:
             "resolution": self.resolution,
             "patch_size": self.patch_size,
             "epochs": self.epochs,
+            "run_after": self.run_after,
         }
 
 

@@ -9,13 +9,17 @@ POST   /api/inference/jobs             {"model_id", "slides": [...] | "case_id",
 GET    /api/inference/jobs             ?slide=&model=&state=&mine=&limit=
 GET    /api/inference/jobs/{id}
 POST   /api/inference/jobs/{id}/cancel | /retry
+POST   /api/models/train               {"slide", "name", "labels"?, "resolution"?, "patch_size"?,
+                                        "epochs"?, "run_after"?}: a training job from the
+                                        slide's annotations (their labels are the classes)
 
 Workers (an API token with the worker scope; exchange.jobs.queue says the rules):
 POST   /api/worker/claim               {"worker", "wait_s"} -> 200 the job, or 204 none
 POST   /api/worker/jobs/{id}/heartbeat {"lease", "done", "total"} -> {"cancel", "capability"}
 GET    /api/worker/jobs/{id}/model     the artefact's bytes            (X-Lease header)
 PUT    /api/worker/jobs/{id}/results/{name}?kind=heatmap|features      (X-Lease header)
-POST   /api/worker/jobs/{id}/complete  {"lease", "results", "summary", "provenance"}
+PUT    /api/worker/jobs/{id}/artefact  a training job's program               (X-Lease header)
+POST   /api/worker/jobs/{id}/complete  {"lease", "results", "summary", "provenance", "manifest"?}
 POST   /api/worker/jobs/{id}/fail      {"lease", "reason"}
 POST   /api/worker/jobs/{id}/release   {"lease"}: handed back (the worker is stopping)
 
@@ -25,6 +29,7 @@ that one slide address only (exchange.jobs.capability)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -37,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from exchange.access.policy import SlideAccess
+from exchange.core.errors import ExchangeError
 from exchange.core.models import Case, InferenceJob, ModelVersion, Slide
 from exchange.core.principal import Principal
 from exchange.core.statuses import JobKind, JobState
@@ -63,7 +69,7 @@ from exchange.jobs.registry import MODEL_ROLES, ModelNotFound
 from exchange.jobs.results import collect, store_features, store_heatmap
 from exchange.web.auth import CurrentUser, WorkerCaller
 from exchange.web.hub import Hub, HubDep
-from tiles.errors import SlideNotFound
+from tiles.errors import SlideNotFound, TilesError
 
 router = APIRouter(prefix="/api", tags=["inference"])
 worker_router = APIRouter(prefix="/api/worker", tags=["worker"])
@@ -305,6 +311,8 @@ class TrainIn(BaseModel):
     resolution: float = Field(default=1.0, ge=0.1, le=16)
     patch_size: int = Field(default=64, ge=32, le=256)
     epochs: int = Field(default=6, ge=1, le=50)
+    # Once trained, run it over the slide (its heatmap then shows in the viewer).
+    run_after: bool = False
 
 
 @router.post("/models/train", status_code=201)
@@ -316,6 +324,7 @@ def train_model(body: TrainIn, principal: CurrentUser, hub: HubDep) -> JobOut:
         resolution=body.resolution,
         patch_size=body.patch_size,
         epochs=body.epochs,
+        run_after=body.run_after,
     )
     job = hub.jobs.create_training(principal, body.slide, body.name, params)
     return _outs(hub, [job], principal)[0]
@@ -660,7 +669,12 @@ def _complete_training(hub: Hub, job: InferenceJob, body: CompleteIn) -> WorkerJ
     key = _artefact_key(job)
     if not hub.store.exists(key):
         raise JobError("upload the model's program (PUT …/artefact) before completing")
-    row = hub.models.trained(hub.jobs.requester_of(job), manifest, key)
+    requester = hub.jobs.requester_of(job)
+    row = hub.models.trained(requester, manifest, key)
     summary = {**body.summary, "model_id": row.id}
     done = hub.jobs.complete(job.id, body.lease, [], summary, body.provenance, model=row)
+    if job.params.get("run_after"):
+        # As the requester asked it: their rights, now (a lost right is a 404 here).
+        with contextlib.suppress(ExchangeError, TilesError):
+            hub.jobs.create(requester, row.id, [job.slide_address], JobParams())
     return WorkerJobOut(job_id=done.id, state=JobState(done.state), overlay_ids=[])

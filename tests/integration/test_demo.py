@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import time
+from pathlib import Path
 
 from rich.console import Console
 
 from iain.demo import DEMO_CASES, SAMPLES, SYNTHETIC_NAME, prepare_demo
+from iain.embedded_worker import EmbeddedWorker
 from iain.settings import Settings
-from tests.hub import hub_client
+from tests.hub import hub_client, serving
 from tests.testdata import TESTDATA
 
 
@@ -64,3 +67,45 @@ def test_demo_without_sample_data_serves_the_synthetic_slide(tmp_path):
     with hub_client(settings) as client:
         listed = client.get("/api/slides", params={"linked": "false"}).json()["items"]
         assert [s["name"] for s in listed] == [SYNTHETIC_NAME]  # to be linked
+
+
+def test_the_demo_trains_its_model_and_runs_it_at_start_up(tmp_path: Path) -> None:
+    """The demo's heatmaps are real results: a classifier trained from a demo pathologist's
+    annotations, run over the synthetic slide by the embedded worker (a child process)."""
+    settings = Settings(home=tmp_path / "home", testdata=tmp_path / "absent")
+    output = io.StringIO()
+    prepare_demo(settings, Console(file=output, width=200), synthetic_size=(8192, 6144))
+    assert "queued: train demo-tumour-vs-stroma" in output.getvalue()
+    with serving(settings) as url:
+        worker = EmbeddedWorker(settings, url)
+        worker.start()
+        try:
+            with hub_client(settings, "caen.pathologist") as client:
+                deadline = time.monotonic() + 240
+                while True:
+                    jobs = client.get("/api/inference/jobs").json()
+                    states = {(j["kind"], j["state"]) for j in jobs}
+                    if states == {("training", "succeeded"), ("inference", "succeeded")}:
+                        break
+                    assert not any(j["state"] == "failed" for j in jobs), jobs
+                    assert time.monotonic() < deadline, jobs
+                    time.sleep(1)
+                synthetic = next(
+                    s
+                    for s in client.get("/api/slides", params={"limit": 200}).json()["items"]
+                    if s["name"] == SYNTHETIC_NAME
+                )
+                overlays = client.get(f"/api/slides/{synthetic['id']}/overlays").json()
+        finally:
+            worker.stop()
+    names = [o["name"] for o in overlays]
+    assert "Cells" in names
+    assert any(n.startswith("demo-tumour-vs-stroma") and n.endswith(": tumour") for n in names)
+    assert any(n.startswith("Tissue (demo-tumour-vs-stroma") for n in names)
+    info = next(o["info"] for o in overlays if o["name"].endswith(": tumour"))
+    assert info["model"]["intended_use"] == "research use only"
+    assert info["provenance"]["slide_content_hash"]
+    # A second start queues nothing again.
+    again = io.StringIO()
+    prepare_demo(settings, Console(file=again, width=200), synthetic_size=(8192, 6144))
+    assert "queued" not in again.getvalue()

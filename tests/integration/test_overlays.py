@@ -296,7 +296,8 @@ def test_heatmap_api_refuses_what_it_cannot_lay_over_the_slide(hub, settings):
     assert list(store.list(f"slides/{slide_id}/overlays/")) == []
 
 
-def test_demo_seeds_a_heatmap_and_ten_thousand_cells_once(tmp_path: Path) -> None:
+def test_demo_seeds_ten_thousand_cells_once(tmp_path: Path) -> None:
+    """Its heatmaps come from real jobs at start-up (tests/integration/test_demo.py)."""
     settings = Settings(home=tmp_path / "home", testdata=tmp_path / "absent")
     for _ in range(2):  # the second run adds nothing
         prepare_demo(settings, Console(file=io.StringIO()), synthetic_size=(2000, 1500))
@@ -304,8 +305,5 @@ def test_demo_seeds_a_heatmap_and_ten_thousand_cells_once(tmp_path: Path) -> Non
     # The synthetic slide, not the demo cases' H&E and IHC slides.
     (slide,) = [s for s in catalogue.list_slides() if s.name == SYNTHETIC_NAME]
     overlays = list_overlays(catalogue, slide.id)
-    assert [(o.kind, o.name) for o in overlays] == [
-        ("heatmap", "Tumour probability"),
-        ("features", "Cells"),
-    ]
-    assert overlays[1].feature_count == 10_000
+    assert [(o.kind, o.name) for o in overlays] == [("features", "Cells")]
+    assert overlays[0].feature_count == 10_000
