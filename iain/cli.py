@@ -28,7 +28,7 @@ from iain.audit_cli import audit_cli
 from iain.cases_cli import cases_cli
 from iain.cli_settings import settings_or_exit
 from iain.embedded_worker import EmbeddedWorker, hub_url
-from iain.inference_cli import jobs_cli, models_cli, run_worker, worker_cli
+from iain.inference_cli import jobs_cli, models_cli, run_worker, train_model, worker_cli
 from iain.sessions_cli import sessions_cli
 from iain.settings import Settings
 from iain.users_cli import tokens_cli, users_cli
@@ -318,6 +318,7 @@ def prune_uploads(
 
 
 cli.command("worker")(run_worker)
+cli.command("train")(train_model)
 cli.add_typer(worker_cli, name="workers")
 cli.add_typer(models_cli, name="models")
 cli.add_typer(jobs_cli, name="jobs")

@@ -4,6 +4,7 @@
 `iain workers token NAME`           a worker's service account and its worker-scoped token
 `iain models add ARTEFACT --manifest FILE`, `iain models list`
 `iain jobs run --model NAME[:VERSION] SLIDE... [--case C]`, `iain jobs list`
+`iain train SLIDE --name NAME`      a classifier trained from the slide's annotations
 
 `models` and `jobs` talk to a hub over HTTP with an API token (IAIN_TOKEN or --token),
 like any client: the AI engineer's machine needs no database or storage credentials."""
@@ -20,7 +21,6 @@ from typing import IO, Annotated, Any
 import httpx
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from exchange.core.db import Database
 from exchange.core.principal import Role, Scope
@@ -143,12 +143,13 @@ def list_models(hub: HubUrl = "http://127.0.0.1:8000", token: Token = "") -> Non
     """The registered models."""
     with _client(hub, token) as client:
         models = _answer(client.get("/api/models"))
-    table = Table("id", "name", "version", "task", "intended use", "sha256")
     for m in models:
-        table.add_row(
-            m["id"], m["name"], m["version"], m["task"], m["intended_use"], m["sha256"][:12]
+        out.print(
+            f"{m['id']}  {m['name']} {m['version']}  {m['task']}  {m['intended_use']}  "
+            f"{m['licence']}  sha256 {m['sha256'][:12]}",
+            highlight=False,
+            soft_wrap=True,
         )
-    out.print(table)
 
 
 def _model_id(client: httpx.Client, model: str) -> str:
@@ -190,22 +191,64 @@ def run_jobs(
         out.print(f"{len(ids)} job(s), {made['created']} new: {' '.join(ids)}")
         if not wait:
             return
-        ended = {"succeeded", "failed", "cancelled"}
-        while True:
-            jobs = [_answer(client.get(f"/api/inference/jobs/{i}")) for i in ids]
-            states = [job["state"] for job in jobs]
-            out.print(
-                " ".join(f"{j['id']}:{j['state']}:{j['percent']:.0f}%" for j in jobs),
-                highlight=False,
-            )
-            if all(s in ended for s in states):
-                break
-            time.sleep(2)
+        jobs = _follow(client, ids)
         failed = [j for j in jobs if j["state"] != "succeeded"]
         for job in failed:
             err.print(f"job {job['id']} {job['state']}: {job['error'] or ''}")
         if failed:
             raise typer.Exit(1)
+
+
+def _follow(client: httpx.Client, ids: list[str]) -> list[dict[str, Any]]:
+    """Polls the jobs until each has ended, printing their progress: their last state."""
+    ended = {"succeeded", "failed", "cancelled"}
+    while True:
+        jobs = [_answer(client.get(f"/api/inference/jobs/{i}")) for i in ids]
+        out.print(
+            " ".join(f"{j['id']}:{j['state']}:{j['percent']:.0f}%" for j in jobs),
+            highlight=False,
+        )
+        if all(j["state"] in ended for j in jobs):
+            return jobs
+        time.sleep(2)
+
+
+def train_model(
+    slide: Annotated[str, typer.Argument(help="the slide whose annotations teach the model")],
+    name: Annotated[str, typer.Option(help="the model's name in the registry")],
+    labels: Annotated[
+        list[str] | None, typer.Option("--label", help="only these labels (repeat)")
+    ] = None,
+    resolution: Annotated[float, typer.Option(help="µm per pixel patches are read at")] = 1.0,
+    epochs: Annotated[int, typer.Option(help="passes over the patches")] = 6,
+    run: Annotated[bool, typer.Option(help="then run it over the slide")] = False,
+    hub: HubUrl = "http://127.0.0.1:8000",
+    token: Token = "",
+) -> None:
+    """Train a patch classifier from a slide's annotations (their labels are the classes);
+    a worker trains it and the hub registers it. Waits for the result."""
+    with _client(hub, token) as client:
+        body: dict[str, Any] = {
+            "slide": slide,
+            "name": name,
+            "resolution": resolution,
+            "epochs": epochs,
+            "run_after": run,
+        }
+        if labels:
+            body["labels"] = labels
+        job = _answer(client.post("/api/models/train", json=body))
+        out.print(f"training job {job['id']} queued (a worker runs it)")
+        (done,) = _follow(client, [job["id"]])
+    if done["state"] != "succeeded":
+        err.print(f"training {done['state']}: {done['error'] or ''}")
+        raise typer.Exit(1)
+    model, summary = done["result_model"], done["summary"]
+    out.print(
+        f"{model['name']} {model['version']}  id {model['id']}  "
+        f"held-out accuracy {summary.get('held_out_accuracy')}  patches {summary.get('patches')}",
+        highlight=False,
+    )
 
 
 @jobs_cli.command("list")
@@ -221,10 +264,11 @@ def list_jobs(
         for job in jobs:
             sys.stdout.write(json.dumps(job) + "\n")
         return
-    table = Table("id", "model", "slide", "state", "%", "error")
     for j in jobs:
-        model = f"{j['model']['name']} {j['model']['version']}" if j["model"] else "?"
-        table.add_row(
-            j["id"], model, j["slide"], j["state"], f"{j['percent']:.0f}", j["error"] or ""
+        what = f"{j['model']['name']} {j['model']['version']}" if j["model"] else j["kind"]
+        out.print(
+            f"{j['id']}  {what}  slide {j['slide']}  {j['state']} {j['percent']:.0f}%  "
+            f"{j['error'] or ''}",
+            highlight=False,
+            soft_wrap=True,
         )
-    out.print(table)

@@ -31,7 +31,7 @@ from iain.synthetic import write_synthetic_slide
 from inference.hub_client import HubClient
 from inference.worker import Worker, WorkerConfig
 from tests import database
-from tests.hub import auth_headers, ingest, serving
+from tests.hub import auth_headers, free_port, ingest, serving
 from tests.inference_kit import (
     Broken,
     PurpleScore,
@@ -576,3 +576,63 @@ def test_workers_killed_at_random_points_leave_exactly_one_result_per_job(
         )
         assert final.returncode == 0, final.stderr[-2000:]
     _assert_exactly_one_result_each(settings, len(slides))
+
+
+def _serve_process(settings: Settings, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "IAIN_HOME": str(settings.home),
+        "IAIN_DATABASE_URL": settings.database_url,
+        "IAIN_PORT": str(port),
+    }
+    child = subprocess.Popen([sys.executable, "-m", "iain.cli", "serve"], env=env)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code < 500:
+                return child
+        except httpx.TransportError:
+            pass
+        assert child.poll() is None and time.monotonic() < deadline, "the hub did not start"
+        time.sleep(0.2)
+
+
+def test_the_hub_restarted_mid_job_loses_nothing(
+    settings: Settings, slide_id: str, tmp_path: Path
+) -> None:
+    settings = settings.model_copy(update={"job_lease_s": 60.0})
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    hub = _serve_process(settings, port)
+    try:
+        eng = httpx.Client(base_url=url, headers=_engineer_headers(settings))
+        slow = register(
+            eng,
+            torchscript_bytes(PurpleScore()),
+            manifest(name="slow", resolution=0.25, patch_size=16, stride=16, batch_size=2),
+        )
+        job = _queue(eng, slow["id"], [slide_id], tissue_only=False)["jobs"][0]  # type: ignore[arg-type]
+        worker = _run_worker(url, worker_token(settings), tmp_path, burst=True)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while True:
+            shown = eng.get(f"/api/inference/jobs/{job['id']}").json()
+            assert shown["state"] in ("queued", "running"), (shown, worker.last)
+            if shown["patches_done"] > 0:
+                break
+            assert time.monotonic() < deadline, (shown, worker.last)
+            time.sleep(0.1)
+        hub.terminate()
+        hub.wait(20)
+        time.sleep(1)
+        hub = _serve_process(settings, port)
+        thread.join(120)
+        assert not thread.is_alive()
+        done = eng.get(f"/api/inference/jobs/{job['id']}").json()
+        assert done["state"] == "succeeded", done
+        assert done["attempt"] == 1  # the lease outlived the restart: no work was lost
+    finally:
+        hub.terminate()
+        hub.wait(20)
+    _assert_exactly_one_result_each(settings, 1)
