@@ -353,8 +353,24 @@ class Runner:
             with contextlib.suppress(RuntimeError, TypeError, NotImplementedError):
                 model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
+    # Segmentation: each cell's share of the output map (its centre, `cell_fraction` of the
+    # input's side) pooled to `sub` x `sub` values (set by `run` from the first output).
+    cell_fraction: float = 1.0
+    sub: int = 0
+
+    def _cells_of(self, maps: torch.Tensor) -> torch.Tensor:
+        h, w = maps.shape[-2:]
+        if not self.sub:
+            self.sub = max(1, round(h * self.cell_fraction))
+        ch = max(1, round(h * self.cell_fraction))
+        cw = max(1, round(w * self.cell_fraction))
+        y0, x0 = (h - ch) // 2, (w - cw) // 2
+        centre = maps[:, :, y0 : y0 + ch, x0 : x0 + cw]
+        return F.adaptive_avg_pool2d(centre, (self.sub, self.sub))
+
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        """Class probabilities, (n, classes) float32, for n uint8 windows."""
+        """Class probabilities for n uint8 windows: (n, classes) for a patch classifier,
+        (n, classes, sub, sub) for a segmentation model (the cell's part of its map)."""
         d = self.device
         host = torch.from_numpy(pixels)
         if d.device.type == "cuda":
@@ -380,11 +396,12 @@ class Runner:
             if not isinstance(out, torch.Tensor):
                 raise JobFailure(f"the model returned {type(out).__name__}, not a tensor")
             out = out.float()
-            if out.ndim != 2 or out.shape[0] != len(pixels):
+            segmenting = self.spec.task == "segmentation"
+            wanted = 4 if segmenting else 2
+            if out.ndim != wanted or out.shape[0] != len(pixels):
                 shape = tuple(out.shape)
-                raise JobFailure(
-                    f"a patch classifier answers (batch, classes); the model gave {shape}"
-                )
+                form = "(batch, classes, h, w)" if segmenting else "(batch, classes)"
+                raise JobFailure(f"a {self.spec.task} model answers {form}; this one {shape}")
             classes = len(self.spec.classes)
             if out.shape[1] != classes:
                 raise JobFailure(
@@ -395,8 +412,10 @@ class Runner:
                 out = torch.softmax(out, dim=1)
             elif self.spec.output == "sigmoid":
                 out = torch.sigmoid(out)
+            if segmenting:
+                out = self._cells_of(out)
             probs = out.cpu().numpy()
-        bad = ~np.isfinite(probs).all(axis=1)
+        bad = ~np.isfinite(probs.reshape(len(probs), -1)).all(axis=1)
         if bad.any():
             raise JobFailure(
                 f"the model produced NaN or infinite outputs for {int(bad.sum())} patches"
@@ -438,27 +457,52 @@ def run(
     progress: Callable[[int, int], None],
     should_stop: Callable[[], None],
 ) -> np.ndarray:
-    """Runs every cell of the plan: the (rows, cols, classes) probabilities, NaN elsewhere."""
+    """Runs every cell of the plan: the (rows, cols, classes) probabilities, NaN elsewhere
+    — for a segmentation model (rows x sub, cols x sub, classes), `sub` values a cell side."""
     spec = runner.spec
-    probs = np.full((plan.rows, plan.cols, len(spec.classes)), np.nan, np.float32)
+    classes = len(spec.classes)
+    if spec.task == "segmentation":
+        # The cell's side as a fraction of the model's input side (patch and margins).
+        runner.cell_fraction = plan.l0_cell_w / (plan.l0_patch + 2 * plan.l0_margin)
+        runner.sub = 0  # at most 4096 heatmap values a side: the overlay stays a few MB
+    probs: np.ndarray | None = None
     done = 0
     progress(0, plan.count)
     for batch in batches(plan, reader, spec.batch_size):
         should_stop()
+        if spec.task == "segmentation" and not runner.sub:
+            # Never finer than the slide itself (the hub refuses that).
+            finest = int(min(plan.l0_cell_w, plan.l0_cell_h))
+            limit = max(1, min(4096 // max(plan.rows, plan.cols), finest))
+            runner(batch.pixels[:1])  # sets sub from the output's size
+            runner.sub = min(runner.sub, limit)
         out = runner(batch.pixels)
-        probs[batch.cells[:, 1], batch.cells[:, 0]] = out
+        if probs is None:
+            sub = out.shape[-1] if out.ndim == 4 else 1
+            probs = np.full((plan.rows * sub, plan.cols * sub, classes), np.nan, np.float32)
+        if out.ndim == 4:
+            sub = out.shape[-1]
+            blocks = out.transpose(0, 2, 3, 1)  # (n, sub, sub, classes)
+            for (col, row), block in zip(batch.cells, blocks, strict=True):
+                probs[row * sub : (row + 1) * sub, col * sub : (col + 1) * sub] = block
+        else:
+            probs[batch.cells[:, 1], batch.cells[:, 0]] = out
         done += len(batch.cells)
         progress(done, plan.count)
+    if probs is None:  # no cell to run (no tissue): nothing but NaN
+        probs = np.full((plan.rows, plan.cols, classes), np.nan, np.float32)
     return probs
 
 
 def class_summary(
     probs: np.ndarray, plan: Plan, spec: ModelSpec, mpp: float | None, tissue_mm2: float | None
 ) -> dict[str, object]:
-    """Figures a pathologist reads beside the heatmap: areas and counts per class."""
+    """Figures a pathologist reads beside the heatmap: areas and counts per class (for a
+    segmentation, counts of heatmap values, each a cell's part)."""
     ran = np.isfinite(probs[..., 0])
     winners = np.argmax(np.nan_to_num(probs, nan=-1.0), axis=-1)
-    cell_mm2 = (plan.l0_cell_w * plan.l0_cell_h * mpp * mpp / 1e6) if mpp else None
+    sub = probs.shape[0] // plan.rows
+    cell_mm2 = (plan.l0_cell_w * plan.l0_cell_h * mpp * mpp / 1e6 / sub**2) if mpp else None
     classes = {}
     for index, cls in enumerate(spec.classes):
         count = int(((winners == index) & ran).sum())
@@ -467,7 +511,7 @@ def class_summary(
             "area_mm2": round(count * cell_mm2, 4) if cell_mm2 is not None else None,
         }
     return {
-        "patches": int(ran.sum()),
+        "patches": int(ran.sum()) // sub**2,
         "tissue_area_mm2": round(tissue_mm2, 4) if tissue_mm2 is not None else None,
         "classes": classes,
     }

@@ -207,9 +207,10 @@ class Worker:
             self._train(claim, claim.training, lease)
             return
         spec, slide = claim.spec, claim.slide
-        if spec.task != "patch_classification":
+        if spec.task not in ("patch_classification", "segmentation"):
             raise JobFailure(
-                f"this worker runs patch_classification models; {spec.task} is not supported yet"
+                f"this worker runs patch classification and segmentation models; {spec.task} "
+                "is not supported yet"
             )
         times: dict[str, float] = {}
         started = time.perf_counter()

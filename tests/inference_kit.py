@@ -27,6 +27,15 @@ class PurpleScore(torch.nn.Module):
         return torch.stack([-score, score], dim=1)
 
 
+class PurpleMap(torch.nn.Module):
+    """PurpleScore per 4 x 4 pixels: a segmentation model's (n, 2, h/4, w/4) logits."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = torch.nn.functional.avg_pool2d(x, 4)
+        score = (m[:, 2] - m[:, 0]) * 2.0 - m[:, 1]
+        return torch.stack([-score, score], dim=1)
+
+
 class Broken(torch.nn.Module):
     """Answers NaN."""
 

@@ -34,6 +34,7 @@ from tests import database
 from tests.hub import auth_headers, free_port, ingest, serving
 from tests.inference_kit import (
     Broken,
+    PurpleMap,
     PurpleScore,
     ThreeClasses,
     export_bytes,
@@ -443,6 +444,37 @@ def test_a_worker_runs_a_job_and_its_heatmap_is_over_the_tissue(
         assert eng.get(heatmap["dzi_url"]).status_code == 200
         # The glass around the tissue got no value: the heatmap's corner is transparent.
         assert summary["patches"] < (heatmap["width"] * heatmap["height"])
+
+
+def test_a_segmentation_model_s_maps_make_a_finer_heatmap(
+    settings: Settings, slide_id: str, tmp_path: Path
+) -> None:
+    with serving(settings) as url:
+        eng = httpx.Client(base_url=url, headers=_engineer_headers(settings))
+        seg = register(
+            eng,
+            torchscript_bytes(PurpleMap()),
+            manifest(name="purple-map", task="segmentation", margin=8),
+        )
+        wrong = register(
+            eng, torchscript_bytes(PurpleScore()), manifest(name="not-a-map", task="segmentation")
+        )
+        jobs = [_queue(eng, m["id"], [slide_id])["jobs"][0] for m in (seg, wrong)]  # type: ignore[arg-type]
+        worker = _run_worker(url, worker_token(settings), tmp_path, burst=True)
+        assert worker.run() == 2
+        done, refused = (eng.get(f"/api/inference/jobs/{j['id']}").json() for j in jobs)
+        assert done["state"] == "succeeded", done
+        grid = done["provenance"]["grid"]
+        heatmap = next(
+            o
+            for o in eng.get(f"/api/slides/{slide_id}/overlays").json()
+            if o["name"].endswith(": tumour")
+        )
+        # 64-px patches with 8 px of margin give 20 x 20 maps; a cell is 16 x 16 of them.
+        assert (heatmap["width"], heatmap["height"]) == (grid[0] * 16, grid[1] * 16)
+        assert done["summary"]["patches"] > 0
+        assert refused["state"] == "failed"
+        assert "answers (batch, classes, h, w)" in refused["error"]
 
 
 def test_a_broken_model_fails_its_job_with_the_reason(
