@@ -201,6 +201,49 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _insert_job(
+    session: Session,
+    principal: Principal,
+    access: SlideAccess,
+    *,
+    kind: JobKind,
+    model_id: str | None,
+    params: dict[str, Any],
+    params_key: str,
+    detail: dict[str, Any],
+    job_id: str | None = None,
+) -> InferenceJob:
+    """A new queued job on the slide as the requester sees it, audited in the transaction."""
+    job = InferenceJob(
+        id=job_id or new_id(),
+        kind=kind,
+        model_id=model_id,
+        slide_id=access.slide.id,
+        slide_address=access.address,
+        requester_id=principal.user_id,
+        requester_centre=principal.centre,
+        params=params,
+        params_key=params_key,
+        state=JobState.QUEUED,
+        attempt=0,
+        lost_leases=0,
+        patches_done=0,
+        patches_total=0,
+        overlay_ids=[],
+    )
+    session.add(job)
+    session.flush()
+    record(
+        session,
+        AuditAction.JOB_CREATE,
+        actor=principal,
+        target_type="job",
+        target_id=job.id,
+        detail=detail,
+    )
+    return job
+
+
 class Jobs:
     def __init__(
         self,
@@ -262,31 +305,14 @@ class Jobs:
                 if existing is not None:
                     out.append((existing, False))
                     continue
-                job = InferenceJob(
-                    id=new_id(),
+                job = _insert_job(
+                    session,
+                    principal,
+                    access,
                     kind=JobKind.INFERENCE,
                     model_id=model.id,
-                    slide_id=access.slide.id,
-                    slide_address=access.address,
-                    requester_id=principal.user_id,
-                    requester_centre=principal.centre,
                     params=params.document(),
                     params_key=key,
-                    state=JobState.QUEUED,
-                    attempt=0,
-                    lost_leases=0,
-                    patches_done=0,
-                    patches_total=0,
-                    overlay_ids=[],
-                )
-                session.add(job)
-                session.flush()
-                record(
-                    session,
-                    AuditAction.JOB_CREATE,
-                    actor=principal,
-                    target_type="job",
-                    target_id=job.id,
                     detail={"model": model.id, "slide": access.address},
                 )
                 out.append((job, True))
@@ -330,32 +356,16 @@ class Jobs:
             ) from None
         document = {"name": name, "version": version, **params.document()}
         with self.db.session() as session, session.begin():
-            job = InferenceJob(
-                id=job_id,
+            job = _insert_job(
+                session,
+                principal,
+                access,
                 kind=JobKind.TRAINING,
                 model_id=None,
-                slide_id=access.slide.id,
-                slide_address=access.address,
-                requester_id=principal.user_id,
-                requester_centre=principal.centre,
                 params=document,
                 params_key=job_id,
-                state=JobState.QUEUED,
-                attempt=0,
-                lost_leases=0,
-                patches_done=0,
-                patches_total=0,
-                overlay_ids=[],
-            )
-            session.add(job)
-            session.flush()
-            record(
-                session,
-                AuditAction.JOB_CREATE,
-                actor=principal,
-                target_type="job",
-                target_id=job.id,
                 detail={"training": name, "slide": access.address},
+                job_id=job_id,
             )
         return job
 
@@ -406,7 +416,6 @@ class Jobs:
 
     def get(self, principal: Principal, job_id: str) -> InferenceJob:
         with self.db.session() as session:
-            self._sweep(session)
             job = session.get(InferenceJob, job_id) if len(job_id) <= 64 else None
             if job is None or not session.scalar(
                 select(InferenceJob.id).where(InferenceJob.id == job.id, self.visible(principal))

@@ -148,23 +148,7 @@ class Registry:
         existing = self.find(manifest.name, manifest.version)
         if existing is not None:
             return self._same(existing, document)
-        key = artefact_key_of(staged.sha256)
-        if not self.store.exists(key):
-            with staged.path.open("rb") as handle:
-                self.store.put(key, handle, staged.size)
-        row = ModelVersion(
-            id=new_id(),
-            name=manifest.name,
-            version=manifest.version,
-            task=manifest.task,
-            sha256=staged.sha256,
-            artefact_format=staged.artefact_format,
-            artefact_key=key,
-            size_bytes=staged.size,
-            manifest=document,
-            created_by=principal.user_id,
-            centre=principal.centre,
-        )
+        row = self._row(principal, recorded, staged, self._keep(staged))
         try:
             with self.db.session() as session, session.begin():
                 session.add(row)
@@ -205,15 +189,25 @@ class Registry:
             with local.open("rb") as handle:
                 staged = stage(handle, Path(tmp))
             try:
-                key = artefact_key_of(staged.sha256)
-                if not self.store.exists(key):
-                    with staged.path.open("rb") as handle:
-                        self.store.put(key, handle, staged.size)
+                key = self._keep(staged)
             finally:
                 staged.path.unlink(missing_ok=True)
         if self.find(manifest.name, manifest.version) is not None:
             raise ModelConflict(f"{manifest.name} {manifest.version} is already registered")
         recorded = manifest.model_copy(update={"sha256": staged.sha256})
+        return self._row(requester, recorded, staged, key)
+
+    def _keep(self, staged: Staged) -> str:
+        """Stores a staged artefact at its place by SHA-256 (once): its key."""
+        key = artefact_key_of(staged.sha256)
+        if not self.store.exists(key):
+            with staged.path.open("rb") as handle:
+                self.store.put(key, handle, staged.size)
+        return key
+
+    @staticmethod
+    def _row(principal: Principal, manifest: Manifest, staged: Staged, key: str) -> ModelVersion:
+        """The row of a version (not yet recorded), its manifest with the artefact's digest."""
         return ModelVersion(
             id=new_id(),
             name=manifest.name,
@@ -223,9 +217,9 @@ class Registry:
             artefact_format=staged.artefact_format,
             artefact_key=key,
             size_bytes=staged.size,
-            manifest=recorded.model_dump(mode="json"),
-            created_by=requester.user_id,
-            centre=requester.centre,
+            manifest=manifest.model_dump(mode="json"),
+            created_by=principal.user_id,
+            centre=principal.centre,
         )
 
     def _work(self) -> Path:
