@@ -495,21 +495,45 @@ def run(
 
 
 def class_summary(
-    probs: np.ndarray, plan: Plan, spec: ModelSpec, mpp: float | None, tissue_mm2: float | None
+    probs: np.ndarray,
+    plan: Plan,
+    spec: ModelSpec,
+    mpp: float | None,
+    tissue: np.ndarray,
+    region: Region | None,
 ) -> dict[str, object]:
-    """Figures a pathologist reads beside the heatmap: areas and counts per class (for a
-    segmentation, counts of heatmap values, each a cell's part)."""
+    """Figures a pathologist reads beside the heatmap: the tissue area (in the region, if
+    any) and, per class, the tissue area where it wins and the patches it won. Areas count
+    each cell's tissue only (its fraction under the mask), so they add up to at most the
+    tissue area; for a segmentation, per heatmap value (a part of a cell)."""
     ran = np.isfinite(probs[..., 0])
     winners = np.argmax(np.nan_to_num(probs, nan=-1.0), axis=-1)
     sub = probs.shape[0] // plan.rows
+    fraction = cell_fraction(tissue, plan.rows, plan.cols)
+    if sub > 1:
+        fraction = np.repeat(np.repeat(fraction, sub, axis=0), sub, axis=1)
     cell_mm2 = (plan.l0_cell_w * plan.l0_cell_h * mpp * mpp / 1e6 / sub**2) if mpp else None
     classes = {}
     for index, cls in enumerate(spec.classes):
-        count = int(((winners == index) & ran).sum())
+        won = (winners == index) & ran
+        area = float(fraction[won].sum()) * cell_mm2 if cell_mm2 is not None else None
         classes[cls.name] = {
-            "patches": count,
-            "area_mm2": round(count * cell_mm2, 4) if cell_mm2 is not None else None,
+            "patches": int(won.sum()) // sub**2 if sub > 1 else int(won.sum()),
+            "area_mm2": round(area, 4) if area is not None else None,
         }
+    tissue_mm2 = None
+    if mpp:
+        h, w = tissue.shape
+        thumb_mm2 = (plan.cols * plan.l0_cell_w / w) * (plan.rows * plan.l0_cell_h / h)
+        thumb_mm2 *= mpp * mpp / 1e6
+        inside = tissue
+        if region is not None:
+            sx, sy = w / (plan.cols * plan.l0_cell_w), h / (plan.rows * plan.l0_cell_h)
+            x0, y0 = int(region.x * sx), int(region.y * sy)
+            x1 = math.ceil((region.x + region.width) * sx)
+            y1 = math.ceil((region.y + region.height) * sy)
+            inside = tissue[y0:y1, x0:x1]
+        tissue_mm2 = float(inside.sum()) * thumb_mm2
     return {
         "patches": int(ran.sum()) // sub**2,
         "tissue_area_mm2": round(tissue_mm2, 4) if tissue_mm2 is not None else None,

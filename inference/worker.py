@@ -41,7 +41,6 @@ from inference.pipeline import (
     tissue_of,
 )
 from inference.protocol import Claim, JobFailure, JobSource, LeaseLost, Stopping, TrainingSpec
-from inference.tissue import tissue_area_mm2
 from inference.training import LabelledRegion, TrainingConfig, grid_spec, train
 
 log = logging.getLogger("iain.worker")
@@ -221,7 +220,7 @@ class Worker:
         mark = time.perf_counter()
         pyramid = Pyramid.from_dzi(self.source.dzi(claim, lease.capability))
         thumb = self.source.thumbnail(claim, lease.capability, THUMBNAIL_SIZE)
-        mask, thumb_mpp = tissue_of(thumb, slide, pyramid)
+        mask, _thumb_mpp = tissue_of(thumb, slide, pyramid)
         times["tissue_s"] = time.perf_counter() - mark
         plan = plan_patches(
             spec,
@@ -253,8 +252,7 @@ class Worker:
         times["inference_s"] = time.perf_counter() - mark
         self._check(lease)
 
-        tissue_mm2 = tissue_area_mm2(mask, thumb_mpp) if thumb_mpp else None
-        summary = class_summary(probs, plan, spec, slide.mpp, tissue_mm2)
+        summary = class_summary(probs, plan, spec, slide.mpp, mask, claim.region)
         shown = [c.name for c in spec.classes].index(spec.shown_class)
         self._upload_heatmap(
             claim,
@@ -276,6 +274,8 @@ class Worker:
         times["total_s"] = time.perf_counter() - started
         provenance = self._provenance(claim, plan, times, reader)
         self._check(lease)
+        # The last progress, even for a job quicker than a heartbeat's interval.
+        self.source.heartbeat(claim, plan.count, plan.count)
         self.source.complete(claim, [HEATMAP_RESULT, TISSUE_RESULT], summary, provenance)
 
     def _train(self, claim: Claim, training: TrainingSpec, lease: _Lease) -> None:

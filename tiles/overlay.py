@@ -142,18 +142,26 @@ class HeatmapTiles:
             f'<Size Width="{size.width}" Height="{size.height}"/></Image>'
         )
 
-    def etag(self, loc: HeatmapLocation, z: int, col: int, row: int) -> str:
+    def etag(self, loc: HeatmapLocation, z: int, col: int, row: int, threshold: int = 0) -> str:
         request = f"{OVERLAY_RENDER_VERSION}/{self.tile_size}/{loc.colour_map}/{z}/{col}/{row}"
+        if threshold:
+            request += f"/t{threshold}"
         digest = hashlib.blake2b(
             f"overlay|{loc.overlay_id}|{request}".encode(), digest_size=16
         ).hexdigest()
         return f'"{digest}"'
 
-    def tile(self, loc: HeatmapLocation, z: int, col: int, row: int) -> Rendered:
+    def tile(
+        self, loc: HeatmapLocation, z: int, col: int, row: int, threshold: int = 0
+    ) -> Rendered:
+        """A colour-mapped tile; with `threshold` (percent of the range), values below it
+        are transparent (the viewer's threshold slider: only the palette changes)."""
+        if not 0 <= threshold <= 100:
+            raise InvalidRequest("a threshold is a percentage, 0 to 100")
         dz = self.deepzoom(loc)
         l0 = dz.l0_tile(z, col, row)  # raises TileNotFound before any storage access
         out = dz.z_tile(z, col, row)
-        etag = self.etag(loc, z, col, row)
+        etag = self.etag(loc, z, col, row, threshold)
         data = self.cache.get(etag)
         if data is not None:
             return Rendered(data, "image/png", etag)
@@ -161,15 +169,18 @@ class HeatmapTiles:
         values = self.pool.run(
             loc.as_slide(), lambda r: _resample(r.properties.l_sizes, r.read_region, loc, l0, out)
         )
-        data = self._encode(values, loc.colour_map)
+        data = self._encode(values, loc.colour_map, threshold)
         self.cache.put(etag, data)
         return Rendered(data, "image/png", etag, "transcode", (time.perf_counter() - started) * 1e3)
 
-    def _encode(self, values: np.ndarray, colour_map: str) -> bytes:
+    def _encode(self, values: np.ndarray, colour_map: str, threshold: int = 0) -> bytes:
         palette = self._luts.get(colour_map)
         if palette is None:
             palette = self._luts[colour_map] = colour_lut(colour_map).tobytes()
         lut = np.frombuffer(palette, np.uint8).reshape(256, 4)
+        if threshold:
+            lut = lut.copy()
+            lut[: math.ceil(threshold * 255 / 100), 3] = 0
         height, width = values.shape
         # A palette PNG: one byte per pixel, and the browser does the colour mapping.
         image = Image.frombytes("P", (width, height), np.ascontiguousarray(values).tobytes())

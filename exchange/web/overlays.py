@@ -155,6 +155,7 @@ async def heatmap_tile(
     tile: str,
     catalogue: CatalogueDep,
     parts: Parts,
+    threshold: Annotated[int, Query(ge=0, le=100, description="% of the range: below, clear")] = 0,
 ) -> Response:
     match = _TILE_NAME.fullmatch(tile)
     if match is None or not level.isdigit() or len(level) > 3:
@@ -164,11 +165,11 @@ async def heatmap_tile(
     if loc is None:
         loc = await run_in_threadpool(parts.location, catalogue, slide_id, overlay_id)
     parts.tiles.deepzoom(loc).z_tile(z, col, row)  # range check before anything else
-    etag = parts.tiles.etag(loc, z, col, row)
+    etag = parts.tiles.etag(loc, z, col, row, threshold)
     if not_modified(request, etag):
         headers = {"ETag": etag, "Cache-Control": PRIVATE_IMMUTABLE}
         return Response(status_code=304, headers=headers)
-    rendered: Rendered = await run_in_threadpool(parts.tiles.tile, loc, z, col, row)
+    rendered: Rendered = await run_in_threadpool(parts.tiles.tile, loc, z, col, row, threshold)
     return Response(
         rendered.data,
         media_type=rendered.media_type,

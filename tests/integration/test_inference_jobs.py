@@ -444,6 +444,19 @@ def test_a_worker_runs_a_job_and_its_heatmap_is_over_the_tissue(
         assert eng.get(heatmap["dzi_url"]).status_code == 200
         # The glass around the tissue got no value: the heatmap's corner is transparent.
         assert summary["patches"] < (heatmap["width"] * heatmap["height"])
+        assert done["patches_done"] == done["patches_total"] == summary["patches"]
+        # Areas are tissue areas: the classes' add up to at most the tissue's.
+        class_area = sum(c["area_mm2"] for c in summary["classes"].values())
+        assert 0 < class_area <= summary["tissue_area_mm2"] * 1.001
+        # A region's figures are the region's.
+        region = {"x": 0, "y": 0, "width": 1024, "height": 768}
+        part = _queue(eng, model["id"], [slide_id], region=region)["jobs"][0]  # type: ignore[arg-type]
+        assert worker.run() == 2
+        part = eng.get(f"/api/inference/jobs/{part['id']}").json()
+        assert part["state"] == "succeeded", part
+        assert part["params"]["region"] == [0, 0, 1024, 768]
+        assert 0 < part["summary"]["patches"] < summary["patches"]
+        assert part["summary"]["tissue_area_mm2"] < summary["tissue_area_mm2"]
 
 
 def test_a_segmentation_model_s_maps_make_a_finer_heatmap(

@@ -307,3 +307,26 @@ def test_demo_seeds_ten_thousand_cells_once(tmp_path: Path) -> None:
     overlays = list_overlays(catalogue, slide.id)
     assert [(o.kind, o.name) for o in overlays] == [("features", "Cells")]
     assert overlays[0].feature_count == 10_000
+
+
+def test_a_heatmap_threshold_clears_the_values_below_it(hub, settings):
+    """The viewer's threshold slider: the same tile with values under the threshold clear."""
+    client, slide_id = hub
+    overlay_id, field = _heatmap(settings, slide_id)
+    base = f"/api/slides/{slide_id}/overlays/{overlay_id}_files/8/0_0.png"
+    plain = _rgba(client.get(base).content)
+    half = client.get(base, params={"threshold": 50})
+    assert half.status_code == 200 and half.headers["etag"] != client.get(base).headers["etag"]
+    halved = _rgba(half.content)
+    # Only the alpha changes, and only where the value is under one half.
+    assert (halved[:, :, :3] == plain[:, :, :3]).all()
+    kept = halved[:, :, 3] > 0
+    assert kept.sum() < (plain[:, :, 3] > 0).sum()
+    shown = np.asarray(
+        Image.fromarray(np.round(field * 255).astype(np.uint8)).resize(
+            (plain.shape[1], plain.shape[0]), Image.Resampling.NEAREST
+        )
+    )
+    assert (shown[kept] >= 120).mean() > 0.97  # what stays is at or above ~0.5
+    for bad in (-1, 101, "x"):
+        assert client.get(base, params={"threshold": bad}).status_code == 400

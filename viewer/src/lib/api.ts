@@ -381,6 +381,25 @@ export interface OverlayInfo {
   feature_count: number | null;
   dzi_url: string | null;
   features_url: string | null;
+  /** A model's result: the inference job that computed it, and what it came from. */
+  job_id?: string | null;
+  info?: OverlayProvenance | null;
+}
+
+/** What the hub records beside a model's result (exchange/web/jobs.py `complete`). */
+export interface OverlayProvenance {
+  model?: {
+    id: string;
+    name: string;
+    version: string;
+    sha256: string;
+    intended_use: string;
+    licence: string;
+  };
+  job_id?: string;
+  attempt?: number;
+  summary?: JobSummary | null;
+  provenance?: JobProvenance | null;
 }
 
 /** A feature of an overlay, as the hub stores them: GeoJSON in level-0 pixel coordinates. */
@@ -442,4 +461,139 @@ export async function createGrant(grant: GrantRequest): Promise<Grant> {
 
 export async function revokeGrant(grantId: string): Promise<void> {
   await send("DELETE", `/api/grants/${encodeURIComponent(grantId)}`);
+}
+
+// ---- AI assistance (exchange/web/jobs.py) ----------------------------------------------
+
+/** What a model is registered for: research only, or an aid to diagnosis. */
+export type IntendedUse = "research use only" | "diagnostic aid" | (string & {});
+
+/** A registered model version, as GET /api/models lists them. */
+export interface AiModel {
+  id: string;
+  name: string;
+  version: string;
+  task: string;
+  sha256: string;
+  artefact_format: string;
+  size_bytes: number;
+  intended_use: IntendedUse;
+  licence: string;
+  manifest: {
+    classes?: { name: string; colour: string }[];
+    heatmap_class?: string | null;
+    resolution?: number;
+    unit?: string;
+    patch_size?: number;
+    authors?: string[];
+    description?: string;
+    [key: string]: unknown;
+  };
+  created_at: string;
+}
+
+/** As exchange/core/statuses.py JobState names them. */
+export type JobState = "queued" | "running" | "succeeded" | "failed" | "cancelled" | (string & {});
+/** States that end by themselves: the panel polls the hub while a job has one. */
+export const ACTIVE_JOB_STATES: readonly JobState[] = ["queued", "running"];
+
+/** A level-0 rectangle of the slide, in pixels. */
+export interface Region {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+/** The figures a job's worker reports beside its heatmap (inference/pipeline.py class_summary). */
+export interface JobSummary {
+  patches?: number;
+  tissue_area_mm2?: number | null;
+  classes?: Record<string, { patches: number; area_mm2: number | null }>;
+}
+
+/** Where a result came from (inference/worker.py `_provenance`). */
+export interface JobProvenance {
+  model_sha256?: string;
+  model?: string;
+  slide_content_hash?: string;
+  code_version?: string;
+  device?: string;
+  worker?: string;
+  attempt?: number;
+  patches?: number;
+  durations_s?: Record<string, number>;
+  [key: string]: unknown;
+}
+
+/** An inference job (one model version over one slide), as the hub sends it. */
+export interface InferenceJob {
+  id: string;
+  model: { id: string; name: string; version: string } | null;
+  /** The slide, as its requester addressed it. */
+  slide: string;
+  state: JobState;
+  attempt: number;
+  percent: number;
+  patches_done: number;
+  patches_total: number;
+  eta_s: number | null;
+  error: string | null;
+  /** `region`: [x, y, width, height] in level-0 pixels, or null for the whole slide. */
+  params: { region?: [number, number, number, number] | null; tissue_only?: boolean };
+  overlay_ids: string[];
+  summary: JobSummary | null;
+  provenance: JobProvenance | null;
+  mine: boolean;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+export interface JobRequest {
+  model_id: string;
+  slides: string[];
+  region?: Region;
+  tissue_only?: boolean;
+  force?: boolean;
+}
+
+export interface JobQuery {
+  slide?: string;
+  model?: string;
+  state?: JobState;
+  /** Only the user's own jobs (else their centre's too). */
+  mine?: boolean;
+  limit?: number;
+}
+
+/** The models the user may run; rejects with a 404 ApiError when their role may run none. */
+export function listModels(): Promise<AiModel[]> {
+  return apiRequest<AiModel[]>("GET", "/api/models");
+}
+
+/** Queues one job per slide; `created` counts the new ones (the others were already queued,
+ * running or done with the same model and parameters, and come back as they are). */
+export function createJobs(request: JobRequest): Promise<{ jobs: InferenceJob[]; created: number }> {
+  return apiRequest<{ jobs: InferenceJob[]; created: number }>("POST", "/api/inference/jobs", request);
+}
+
+/** Newest first. */
+export function listJobs(query: JobQuery = {}): Promise<InferenceJob[]> {
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(query)) {
+    if (value !== undefined && value !== null && value !== "" && value !== false) {
+      params.set(name, String(value));
+    }
+  }
+  const text = params.toString();
+  return apiRequest<InferenceJob[]>("GET", `/api/inference/jobs${text ? `?${text}` : ""}`);
+}
+
+export function cancelJob(id: string): Promise<InferenceJob> {
+  return apiRequest<InferenceJob>("POST", `/api/inference/jobs/${encodeURIComponent(id)}/cancel`);
+}
+
+export function retryJob(id: string): Promise<InferenceJob> {
+  return apiRequest<InferenceJob>("POST", `/api/inference/jobs/${encodeURIComponent(id)}/retry`);
 }

@@ -168,3 +168,30 @@ export function formatBlock(slide: {
   if (slide.level) text = text ? `${text}.${slide.level}` : slide.level;
   return text || null;
 }
+
+/** A moment as the language writes it, to the minute ("7 Dec 2026, 16:15"). */
+export function formatDateTime(iso: string): string {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return iso;
+  return date.toLocaleString(t.locale, {
+    year: "numeric",
+    month: "short",
+    day: "numeric",
+    hour: "2-digit",
+    minute: "2-digit",
+  });
+}
+
+/** A time left or taken, rounded as a person says it: "0.82 s", "12 s", "3 min", "1 h 05". */
+export function formatSeconds(seconds: number): string {
+  if (seconds < 10) return `${formatDecimal(Number(Math.max(0, seconds).toPrecision(2)))} s`;
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 60) return `${minutes} min`;
+  return `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, "0")}`;
+}
+
+/** A percentage without a needless decimal ("42", "99.5"). */
+export function formatPercent(percent: number): string {
+  return new Intl.NumberFormat(t.locale, { maximumFractionDigits: 1 }).format(percent);
+}

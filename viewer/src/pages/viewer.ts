@@ -8,6 +8,7 @@ import { formatDimensions, formatVendor, scanResolution } from "../lib/format";
 import { compareWithUrl, viewerUrl, worklistUrl, type Protocol, type ViewState } from "../lib/routes";
 import { t } from "../lib/strings";
 import { applyView, currentView, fullyLoaded } from "../lib/transform";
+import { createAiPanel, type AiPanel } from "../panels/ai";
 import { attachAnnotations, type Annotations } from "../panels/annotate";
 import { associatedImagesButton } from "../panels/associated";
 import { appHeader, backLink, deidentifiedNotice } from "../panels/header";
@@ -28,6 +29,8 @@ export interface ViewerHandle {
   readonly overlays: Overlays | null;
   /** Null on a de-identified slide (the hub keeps its annotations to its own centre). */
   readonly annotations: Annotations | null;
+  /** AI assistance (models, jobs, results); null on a de-identified slide. */
+  readonly ai: AiPanel | null;
   protocol: Protocol;
   /** True once every tile needed for the current view, at the best resolution, is drawn. */
   fullyLoaded(): boolean;
@@ -77,6 +80,8 @@ export async function showViewer(
   const switcher = protocolSwitch(protocol, (next) => handle.setProtocol(next));
   const elements = slideViewerElements("osd");
   const main = h("main", { class: "viewer-main" }, elements.osd, elements.message);
+  // Results of models are layers of the full view only, as the annotations are.
+  const ai = deidentified ? null : createAiPanel(slide, main);
   mount(
     root,
     h(
@@ -87,6 +92,7 @@ export async function showViewer(
         slideTitle(slide, centres.get(slide.centre) ?? slide.centre),
         ...(deidentified ? [deidentifiedNotice()] : []),
         associatedImagesButton(slide, main),
+        ...(ai ? [ai.button] : []),
         // Only a full view can be shared: a de-identified one is another centre's slide.
         ...(deidentified ? [] : [shareButton(slide, centres)]),
         h(
@@ -104,6 +110,7 @@ export async function showViewer(
   const navigation = setUpNavigation(viewer, slide, () => handle.protocol, main);
   const overlays = deidentified ? null : attachOverlays(viewer, slide, main);
   const annotations = deidentified ? null : attachAnnotations(viewer, slide);
+  if (ai && overlays && annotations) ai.connect({ overlays, annotations });
 
   let restoreBounds: OpenSeadragon.Rect | null = null;
   let openAt = view;
@@ -123,6 +130,7 @@ export async function showViewer(
     navigation,
     overlays,
     annotations,
+    ai,
     protocol,
     fullyLoaded: () => fullyLoaded(viewer),
     setProtocol(next) {

@@ -24,6 +24,7 @@ import { h } from "../lib/dom";
 import { errorText } from "../lib/errors";
 import { rings } from "../lib/geometry";
 import { t } from "../lib/strings";
+import { intendedUseBadge } from "./intended-use";
 import {
   imageToScreenMatrix,
   matrixScale,
@@ -62,6 +63,12 @@ export interface Overlays {
   readonly layers: OverlayLayer[];
   /** Resolves once the list and every feature set are loaded (or failed). */
   readonly ready: Promise<void>;
+  /**
+   * Lists the slide's overlays again and adds those not shown yet (a job's new results):
+   * those in `show` are switched on, any other new one follows the default (a model's first
+   * result on, its others off). Resolves to the layers it added.
+   */
+  refresh(show?: readonly string[]): Promise<OverlayLayer[]>;
   setVisible(id: string, visible: boolean): void;
   setOpacity(id: string, opacity: number): void;
   /** Hides every layer, or shows again those that were shown. */
@@ -169,6 +176,67 @@ export function attachOverlays(
     hidden: true,
   });
 
+  /** A job's first result (its heatmap) is shown; the others (its tissue mask) start off.
+   * The hub lists overlays in the order they were made: a job's first result first. */
+  const jobsSeen = new Set<string>();
+  const shownByDefault = (info: OverlayInfo): boolean => {
+    if (!info.job_id) return true;
+    if (jobsSeen.has(info.job_id)) return false;
+    jobsSeen.add(info.job_id);
+    return true;
+  };
+
+  const addLayer = (info: OverlayInfo, visible: boolean): OverlayLayer | null => {
+    const base = { info, visible, opacity: DEFAULT_OPACITY[info.kind] ?? 1 };
+    if (info.kind === "heatmap") {
+      const layer: HeatmapLayer = { ...base, item: null };
+      heatmaps.push(layer);
+      layers.push(layer);
+      if (viewer.world.getItemCount() > 0) addHeatmap(layer);
+      return layer;
+    }
+    if (info.kind === "features") {
+      const canvas = h("canvas", { class: "overlay-features", "data-overlay-id": info.id });
+      canvas.hidden = !visible;
+      // The canvas is larger than the view (see PAN_MARGIN): a clipping box holds it.
+      const clip = h("div", { class: "overlay-features-clip" }, canvas);
+      // Above the slide, below the annotations' layer.
+      (featureLayers.at(-1)?.canvas.parentElement ?? viewer.drawer.canvas).after(clip);
+      const layer: FeatureLayer = { ...base, packed: null, canvas, drawnAt: null };
+      canvas.style.opacity = String(layer.opacity);
+      featureLayers.push(layer);
+      layers.push(layer);
+      return layer;
+    }
+    return null;
+  };
+
+  const showPanel = (): void => {
+    buildPanel(panel, layers, overlays);
+    if (!panel.isConnected) main.append(panel);
+    panel.hidden = false;
+  };
+
+  const loadFeatures = async (added: OverlayLayer[]): Promise<void> => {
+    await Promise.all(
+      added
+        .filter((layer): layer is FeatureLayer => layer.info.kind === "features")
+        .map(async (layer) => {
+          const row = panel.querySelector<HTMLElement>(
+            `[data-overlay-id="${layer.info.id}"] .overlay-status`,
+          );
+          try {
+            const features = await getOverlayFeatures(layer.info.features_url ?? "");
+            layer.packed = pack(features, layer.info.legend as ClassesLegend);
+            if (row) row.textContent = "";
+          } catch (error) {
+            if (row) row.textContent = t.overlays.failed(errorText(error));
+          }
+        }),
+    );
+    draw();
+  };
+
   const load = async (): Promise<void> => {
     let infos: OverlayInfo[];
     try {
@@ -177,47 +245,40 @@ export function attachOverlays(
       return; // no layers panel: the slide itself still shows
     }
     if (infos.length === 0) return;
-    for (const info of infos) {
-      const base = { info, visible: true, opacity: DEFAULT_OPACITY[info.kind] ?? 1 };
-      if (info.kind === "heatmap") {
-        const layer: HeatmapLayer = { ...base, item: null };
-        heatmaps.push(layer);
-        layers.push(layer);
-        if (viewer.world.getItemCount() > 0) addHeatmap(layer);
-      } else if (info.kind === "features") {
-        const canvas = h("canvas", { class: "overlay-features", "data-overlay-id": info.id });
-        // The canvas is larger than the view (see PAN_MARGIN): a clipping box holds it.
-        const clip = h("div", { class: "overlay-features-clip" }, canvas);
-        // Above the slide, below the annotations' layer.
-        (featureLayers.at(-1)?.canvas.parentElement ?? viewer.drawer.canvas).after(clip);
-        const layer: FeatureLayer = { ...base, packed: null, canvas, drawnAt: null };
-        canvas.style.opacity = String(layer.opacity);
-        featureLayers.push(layer);
-        layers.push(layer);
-      }
-    }
-    buildPanel(panel, layers, overlays);
-    main.append(panel);
-    panel.hidden = false;
-    await Promise.all(
-      featureLayers.map(async (layer) => {
-        const row = panel.querySelector<HTMLElement>(`[data-overlay-id="${layer.info.id}"] .overlay-status`);
-        try {
-          const features = await getOverlayFeatures(layer.info.features_url ?? "");
-          layer.packed = pack(features, layer.info.legend as ClassesLegend);
-          if (row) row.textContent = "";
-        } catch (error) {
-          if (row) row.textContent = t.overlays.failed(errorText(error));
-        }
-      }),
-    );
-    draw();
+    const added = infos.flatMap((info) => addLayer(info, shownByDefault(info)) ?? []);
+    showPanel();
+    await loadFeatures(added);
   };
+
+  const refresh = async (show?: readonly string[]): Promise<OverlayLayer[]> => {
+    const infos = await listOverlays(slide.id);
+    const known = new Set(layers.map((l) => l.info.id));
+    const added: OverlayLayer[] = [];
+    for (const info of infos) {
+      if (known.has(info.id)) continue;
+      const byDefault = shownByDefault(info);
+      const layer = addLayer(info, show ? show.includes(info.id) : byDefault);
+      if (layer) added.push(layer);
+    }
+    if (added.length === 0) return added;
+    panel.classList.remove("collapsed"); // a new result: its row in view
+    showPanel();
+    await loadFeatures(added);
+    return added;
+  };
+  const ready = load();
+  // One list at a time: a refresh waits for the first load, and for the refresh before it.
+  let queue: Promise<unknown> = ready;
 
   const overlays: Overlays = {
     layers,
     stats,
-    ready: load(),
+    ready,
+    refresh(show) {
+      const next = queue.then(() => refresh(show));
+      queue = next.catch(() => undefined);
+      return next;
+    },
     setVisible(id, visible) {
       const layer = find(id);
       if (!layer) return;
@@ -293,7 +354,20 @@ function layerRow(layer: OverlayLayer, overlays: Overlays): HTMLElement {
     ),
     slider,
     legend,
+    modelLine(info),
     h("p", { class: "overlay-status", role: "status" }, info.kind === "features" ? t.overlays.loading : ""),
+  );
+}
+
+/** A model's result: which model made it, and what it may be used for. */
+function modelLine(info: OverlayInfo): HTMLElement | null {
+  const model = info.info?.model;
+  if (!model) return null;
+  return h(
+    "p",
+    { class: "overlay-source" },
+    h("span", {}, `${model.name} ${model.version}`),
+    intendedUseBadge(model.intended_use),
   );
 }
 

@@ -30,6 +30,12 @@ export interface Annotations {
   readonly pending: number;
   readonly selected: string | null;
   setTool(tool: Tool): void;
+  /**
+   * The rectangle tool for one shape that is not saved as an annotation (the AI panel's
+   * region): resolves to the rectangle drawn, or to null when another tool is picked first
+   * (Esc, the pan tool, hiding the annotations).
+   */
+  pickRectangle(): Promise<Geometry | null>;
   select(id: string | null): void;
   zoomTo(id: string): void;
   undo(): Promise<void>;
@@ -52,6 +58,13 @@ export function attachAnnotations(viewer: OpenSeadragon.Viewer, slide: SlideDeta
   const store = new AnnotationStore(slide.id);
   let pending = 0;
   let colour = DEFAULT_COLOUR;
+  /** While pickRectangle waits: its answer. */
+  let picking: ((geometry: Geometry | null) => void) | null = null;
+  const endPick = (geometry: Geometry | null): void => {
+    const done = picking;
+    picking = null;
+    done?.(geometry);
+  };
 
   // ---- the panel ------------------------------------------------------------------------
   const status = h("p", { class: "ann-status", role: "status" });
@@ -226,6 +239,13 @@ export function attachAnnotations(viewer: OpenSeadragon.Viewer, slide: SlideDeta
   const layer: AnnotationLayer = new AnnotationLayer(viewer, store, slide, {
     select: (id) => handle.select(id),
     drawn: ({ kind, geometry }) => {
+      if (picking && kind === "rectangle") {
+        const done = picking;
+        picking = null; // before the tool changes: this is an answer, not a cancel
+        layer.setTool("pan");
+        done(geometry);
+        return;
+      }
       void saving(async () => {
         const created = await store.create({ kind, geometry, label: "", colour, comment: "" });
         if (kind !== "point") layer.setTool("pan");
@@ -237,6 +257,7 @@ export function attachAnnotations(viewer: OpenSeadragon.Viewer, slide: SlideDeta
       await saving(() => store.update(id, { geometry }));
     },
     toolChanged: (tool) => {
+      if (tool !== "rectangle") endPick(null);
       for (const b of toolButtons) b.setAttribute("aria-pressed", String(b.dataset.tool === tool));
       hint.textContent = t.annotations.toolHints[tool] ?? "";
     },
@@ -379,6 +400,14 @@ export function attachAnnotations(viewer: OpenSeadragon.Viewer, slide: SlideDeta
       return layer.selected;
     },
     setTool: (tool) => layer.setTool(tool),
+    pickRectangle() {
+      endPick(null);
+      if (!layer.visible) handle.setVisible(true); // drawing what one sees
+      layer.setTool("rectangle");
+      return new Promise((resolve) => {
+        picking = resolve;
+      });
+    },
     select(id) {
       layer.selected = id;
       refresh();
