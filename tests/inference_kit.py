@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,27 @@ class Broken(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.full((x.shape[0], 2), float("nan"))
+
+
+class Fixed32(torch.nn.Module):
+    """A classifier that only takes 32 x 32 inputs: a manifest saying 64 lies about it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(3 * 32 * 32, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))
+
+
+def corrupt_torchscript() -> bytes:
+    """A zip that looks like a TorchScript program to the hub, and is not one."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("m/data.pkl", b"not a pickle")
+        archive.writestr("m/code/__torch__/m.py", b"garbage")
+        archive.writestr("m/version", b"3")
+    return buffer.getvalue()
 
 
 class ThreeClasses(torch.nn.Module):

@@ -34,9 +34,11 @@ from tests import database
 from tests.hub import auth_headers, free_port, ingest, serving
 from tests.inference_kit import (
     Broken,
+    Fixed32,
     PurpleMap,
     PurpleScore,
     ThreeClasses,
+    corrupt_torchscript,
     export_bytes,
     manifest,
     register,
@@ -322,6 +324,8 @@ def test_leases_claim_heartbeat_complete_and_stale_attempts(
         ).status_code
         == 409
     )
+    oversized = put(f"{results}/heatmap", content=b"\0" * (64 * 1024 * 1024 + 1), headers=headers)
+    assert oversized.status_code == 400 and "at most 64 MiB" in oversized.json()["detail"]
     values = np.full((12, 16), np.nan, np.float32)
     values[2:6, 3:9] = 0.8
     assert put(f"{results}/heatmap", content=_npy(values), headers=headers).status_code == 201
@@ -497,13 +501,20 @@ def test_a_broken_model_fails_its_job_with_the_reason(
         eng = httpx.Client(base_url=url, headers=_engineer_headers(settings))
         nan = register(eng, torchscript_bytes(Broken()), manifest(name="nan-model"))
         three = register(eng, torchscript_bytes(ThreeClasses()), manifest(name="three"))
-        jobs = [_queue(eng, m["id"], [slide_id])["jobs"][0] for m in (nan, three)]  # type: ignore[arg-type]
+        liar = register(eng, torchscript_bytes(Fixed32()), manifest(name="says-64"))
+        corrupt = register(eng, corrupt_torchscript(), manifest(name="corrupt"))
+        models = (nan, three, liar, corrupt)
+        jobs = [_queue(eng, m["id"], [slide_id])["jobs"][0] for m in models]  # type: ignore[arg-type]
         worker = _run_worker(url, worker_token(settings), tmp_path, burst=True)
-        assert worker.run() == 2
+        assert worker.run() == 4
         errors = [eng.get(f"/api/inference/jobs/{j['id']}").json() for j in jobs]
-        assert [e["state"] for e in errors] == ["failed", "failed"]
+        assert [e["state"] for e in errors] == ["failed"] * 4
         assert "NaN" in errors[0]["error"]
         assert "outputs 3 values per patch" in errors[1]["error"]
+        assert (
+            "the model failed on a batch of" in errors[2]["error"] and "64x64" in errors[2]["error"]
+        )
+        assert "cannot be loaded" in errors[3]["error"]
         _assert_only_results_stored(settings, slide_id)
 
 
