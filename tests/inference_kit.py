@@ -52,7 +52,8 @@ class Fixed32(torch.nn.Module):
         self.linear = torch.nn.Linear(3 * 32 * 32, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x.flatten(1))
+        logits: torch.Tensor = self.linear(x.flatten(1))
+        return logits
 
 
 def corrupt_torchscript() -> bytes:
