@@ -396,23 +396,27 @@ class Runner:
             if not isinstance(out, torch.Tensor):
                 raise JobFailure(f"the model returned {type(out).__name__}, not a tensor")
             out = out.float()
-            segmenting = self.spec.task == "segmentation"
-            wanted = 4 if segmenting else 2
+            task, classes = self.spec.task, len(self.spec.classes)
+            wanted, form = {
+                "segmentation": (4, "(batch, classes, h, w)"),
+                "detection": (3, "(batch, detections, 3 + classes): x, y, radius, scores"),
+            }.get(task, (2, "(batch, classes)"))
             if out.ndim != wanted or out.shape[0] != len(pixels):
-                shape = tuple(out.shape)
-                form = "(batch, classes, h, w)" if segmenting else "(batch, classes)"
-                raise JobFailure(f"a {self.spec.task} model answers {form}; this one {shape}")
-            classes = len(self.spec.classes)
-            if out.shape[1] != classes:
+                raise JobFailure(f"a {task} model answers {form}; this one {tuple(out.shape)}")
+            given = out.shape[2] - 3 if task == "detection" else out.shape[1]
+            if given != classes:
                 raise JobFailure(
-                    f"the model outputs {out.shape[1]} values per patch, its manifest names "
+                    f"the model outputs {given} values per patch, its manifest names "
                     f"{classes} classes"
                 )
+            scores = out[..., 3:] if task == "detection" else out
+            axis = -1 if task == "detection" else 1
             if self.spec.output == "softmax":
-                out = torch.softmax(out, dim=1)
+                scores = torch.softmax(scores, dim=axis)
             elif self.spec.output == "sigmoid":
-                out = torch.sigmoid(out)
-            if segmenting:
+                scores = torch.sigmoid(scores)
+            out = torch.cat([out[..., :3], scores], dim=-1) if task == "detection" else scores
+            if task == "segmentation":
                 out = self._cells_of(out)
             probs = out.cpu().numpy()
         bad = ~np.isfinite(probs.reshape(len(probs), -1)).all(axis=1)
@@ -420,10 +424,14 @@ class Runner:
             raise JobFailure(
                 f"the model produced NaN or infinite outputs for {int(bad.sum())} patches"
             )
-        if self.spec.output == "probabilities" and ((probs < -1e-4) | (probs > 1 + 1e-4)).any():
+        scored = probs[..., 3:] if self.spec.task == "detection" else probs
+        if self.spec.output == "probabilities" and ((scored < -1e-4) | (scored > 1 + 1e-4)).any():
             raise JobFailure(
                 "the manifest says the outputs are probabilities, but some lie outside [0, 1]"
             )
+        if self.spec.task == "detection":
+            probs[..., 3:] = np.clip(probs[..., 3:], 0.0, 1.0)
+            return probs.astype(np.float32)
         clipped: np.ndarray = np.clip(probs, 0.0, 1.0).astype(np.float32)
         return clipped
 
@@ -494,6 +502,49 @@ def run(
     return probs
 
 
+def _tissue_mm2(
+    plan: Plan, mpp: float | None, tissue: np.ndarray, region: Region | None
+) -> float | None:
+    """The tissue area under the mask, in the region if any."""
+    if not mpp:
+        return None
+    h, w = tissue.shape
+    l0_w, l0_h = plan.cols * plan.l0_cell_w, plan.rows * plan.l0_cell_h
+    pixel_mm2 = (l0_w / w) * (l0_h / h) * mpp * mpp / 1e6
+    inside = tissue
+    if region is not None:
+        sx, sy = w / l0_w, h / l0_h
+        x0, y0 = int(region.x * sx), int(region.y * sy)
+        x1 = math.ceil((region.x + region.width) * sx)
+        y1 = math.ceil((region.y + region.height) * sy)
+        inside = tissue[y0:y1, x0:x1]
+    area: float = float(inside.sum()) * pixel_mm2
+    return area
+
+
+def detection_summary(
+    rows: np.ndarray,
+    plan: Plan,
+    spec: ModelSpec,
+    mpp: float | None,
+    tissue: np.ndarray,
+    region: Region | None,
+) -> dict[str, object]:
+    """Counts per class, and per mm² of tissue."""
+    tissue_mm2 = _tissue_mm2(plan, mpp, tissue, region)
+    classes = {}
+    for index, cls in enumerate(spec.classes):
+        count = int((rows[:, 3] == index).sum())
+        per_mm2 = round(count / tissue_mm2, 2) if tissue_mm2 else None
+        classes[cls.name] = {"count": count, "per_mm2": per_mm2}
+    return {
+        "patches": plan.count,
+        "detections": len(rows),
+        "tissue_area_mm2": round(tissue_mm2, 4) if tissue_mm2 is not None else None,
+        "classes": classes,
+    }
+
+
 def class_summary(
     probs: np.ndarray,
     plan: Plan,
@@ -521,21 +572,53 @@ def class_summary(
             "patches": int(won.sum()) // sub**2 if sub > 1 else int(won.sum()),
             "area_mm2": round(area, 4) if area is not None else None,
         }
-    tissue_mm2 = None
-    if mpp:
-        h, w = tissue.shape
-        thumb_mm2 = (plan.cols * plan.l0_cell_w / w) * (plan.rows * plan.l0_cell_h / h)
-        thumb_mm2 *= mpp * mpp / 1e6
-        inside = tissue
-        if region is not None:
-            sx, sy = w / (plan.cols * plan.l0_cell_w), h / (plan.rows * plan.l0_cell_h)
-            x0, y0 = int(region.x * sx), int(region.y * sy)
-            x1 = math.ceil((region.x + region.width) * sx)
-            y1 = math.ceil((region.y + region.height) * sy)
-            inside = tissue[y0:y1, x0:x1]
-        tissue_mm2 = float(inside.sum()) * thumb_mm2
+    tissue_mm2 = _tissue_mm2(plan, mpp, tissue, region)
     return {
         "patches": int(ran.sum()) // sub**2,
         "tissue_area_mm2": round(tissue_mm2, 4) if tissue_mm2 is not None else None,
         "classes": classes,
     }
+
+
+def run_detection(
+    runner: Runner,
+    plan: Plan,
+    reader: TileReader,
+    *,
+    thresholds: dict[str, float],
+    progress: Callable[[int, int], None],
+    should_stop: Callable[[], None],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Runs a detector over the plan: its detections as (n, 5) level-0 rows x, y, radius,
+    class, score (each kept by the cell its centre lies in, so overlapping windows count
+    it once; below its class's threshold, default 0.5, dropped), and the count per cell."""
+    spec = runner.spec
+    names = [c.name for c in spec.classes]
+    floor = np.array([thresholds.get(n, 0.5) for n in names], np.float32)
+    scale = plan.z_window / spec.input_size * plan.z_downsample  # l0 px per input px
+    found: list[np.ndarray] = []
+    counts = np.full((plan.rows, plan.cols), np.nan, np.float32)
+    done = 0
+    progress(0, plan.count)
+    for batch in batches(plan, reader, spec.batch_size):
+        should_stop()
+        out = runner(batch.pixels)  # (n, k, 3 + classes)
+        for (col, row), rows in zip(batch.cells, out, strict=True):
+            z_x, z_y = plan.z_origin(int(col), int(row))
+            x = (z_x + rows[:, 0] * plan.z_window / spec.input_size) * plan.z_downsample
+            y = (z_y + rows[:, 1] * plan.z_window / spec.input_size) * plan.z_downsample
+            cls = rows[:, 3:].argmax(axis=1)
+            score = rows[np.arange(len(rows)), 3 + cls]
+            cx0, cy0 = col * plan.l0_cell_w, row * plan.l0_cell_h
+            keep = (
+                (score >= floor[cls])
+                & (x >= cx0) & (x < cx0 + plan.l0_cell_w)
+                & (y >= cy0) & (y < cy0 + plan.l0_cell_h)
+            )  # fmt: skip
+            kept = np.stack([x, y, rows[:, 2] * scale, cls, score], axis=1)[keep]
+            counts[row, col] = len(kept)
+            found.append(kept.astype(np.float32))
+        done += len(batch.cells)
+        progress(done, plan.count)
+    rows = np.concatenate(found) if found else np.zeros((0, 5), np.float32)
+    return rows, counts

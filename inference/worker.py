@@ -36,8 +36,10 @@ from inference.pipeline import (
     Runner,
     TileReader,
     class_summary,
+    detection_summary,
     plan_patches,
     run,
+    run_detection,
     tissue_of,
 )
 from inference.protocol import Claim, JobFailure, JobSource, LeaseLost, Stopping, TrainingSpec
@@ -47,6 +49,7 @@ log = logging.getLogger("iain.worker")
 HEARTBEAT_S = 2.0
 TISSUE_RESULT = "tissue"
 HEATMAP_RESULT = "heatmap"
+DETECTIONS_RESULT = "detections"
 
 
 def code_version() -> str:
@@ -206,11 +209,6 @@ class Worker:
             self._train(claim, claim.training, lease)
             return
         spec, slide = claim.spec, claim.slide
-        if spec.task not in ("patch_classification", "segmentation"):
-            raise JobFailure(
-                f"this worker runs patch classification and segmentation models; {spec.task} "
-                "is not supported yet"
-            )
         times: dict[str, float] = {}
         started = time.perf_counter()
         model = self._model(claim)
@@ -239,29 +237,60 @@ class Worker:
             keep=max(256, 4 * math.ceil(pyramid.level_size(plan.z)[0] / pyramid.tile_size)),
         )
         mark = time.perf_counter()
+        runner = Runner(model, spec, self.device)
+        results = [HEATMAP_RESULT, TISSUE_RESULT]
         try:
-            probs = run(
-                Runner(model, spec, self.device),
-                plan,
-                reader,
-                progress=lease.progress,
-                should_stop=lambda: self._check(lease),
-            )
+            if spec.task == "detection":
+                detections, counts = run_detection(
+                    runner,
+                    plan,
+                    reader,
+                    thresholds=dict(spec.manifest.get("thresholds") or {}),
+                    progress=lease.progress,
+                    should_stop=lambda: self._check(lease),
+                )
+            else:
+                probs = run(
+                    runner,
+                    plan,
+                    reader,
+                    progress=lease.progress,
+                    should_stop=lambda: self._check(lease),
+                )
         finally:
             reader.close()
         times["inference_s"] = time.perf_counter() - mark
         self._check(lease)
 
-        summary = class_summary(probs, plan, spec, slide.mpp, mask, claim.region)
-        shown = [c.name for c in spec.classes].index(spec.shown_class)
-        self._upload_heatmap(
-            claim,
-            HEATMAP_RESULT,
-            probs[..., shown],
-            title=f"{spec.name} {spec.version}: {spec.shown_class}",
-            colour_map="inferno",
-            label=f"P({spec.shown_class})",
-        )
+        if spec.task == "detection":
+            summary = detection_summary(detections, plan, spec, slide.mpp, mask, claim.region)
+            buffer = io.BytesIO()
+            np.save(buffer, detections, allow_pickle=False)
+            title = f"{spec.name} {spec.version}: detections"
+            self.source.upload(
+                claim, DETECTIONS_RESULT, "detections", buffer.getvalue(), {"title": title}
+            )
+            results.insert(0, DETECTIONS_RESULT)
+            peak = float(np.nanmax(counts)) if np.isfinite(counts).any() else 0.0
+            self._upload_heatmap(
+                claim,
+                HEATMAP_RESULT,
+                counts / peak if peak else counts,
+                title=f"{spec.name} {spec.version}: density",
+                colour_map="inferno",
+                label="detections per patch (of the most)",
+            )
+        else:
+            summary = class_summary(probs, plan, spec, slide.mpp, mask, claim.region)
+            shown = [c.name for c in spec.classes].index(spec.shown_class)
+            self._upload_heatmap(
+                claim,
+                HEATMAP_RESULT,
+                probs[..., shown],
+                title=f"{spec.name} {spec.version}: {spec.shown_class}",
+                colour_map="inferno",
+                label=f"P({spec.shown_class})",
+            )
         tissue_values = np.where(mask, 1.0, np.nan).astype(np.float32)
         self._upload_heatmap(
             claim,
@@ -276,7 +305,7 @@ class Worker:
         self._check(lease)
         # The last progress, even for a job quicker than a heartbeat's interval.
         self.source.heartbeat(claim, plan.count, plan.count)
-        self.source.complete(claim, [HEATMAP_RESULT, TISSUE_RESULT], summary, provenance)
+        self.source.complete(claim, results, summary, provenance)
 
     def _train(self, claim: Claim, training: TrainingSpec, lease: _Lease) -> None:
         started = time.perf_counter()

@@ -20,12 +20,15 @@ import numpy as np
 from exchange.core.ids import new_id
 from exchange.core.models import InferenceJob, Overlay, Slide
 from exchange.jobs.queue import JobError, ResultObject, result_prefix
+from exchange.overlays.detections import InvalidDetections, check_detections, pack
 from exchange.overlays.service import InvalidOverlay, features_overlay, heatmap_overlay
 from storage import ObjectNotFound, ObjectStore
+from tiles.geometry import Size
 from tiles.overlay import COLOUR_MAPS
 
 MAX_HEATMAP_BYTES = 64 * 1024 * 1024
 MAX_FEATURES_BYTES = 64 * 1024 * 1024
+MAX_DETECTIONS_BYTES = 128 * 1024 * 1024  # 5,000,000 detections of 20 bytes
 MAX_RESULTS = 16
 _RESULT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 
@@ -131,6 +134,50 @@ def store_features(
         "legend": overlay.legend,
         "size_bytes": len(data),
         "feature_count": overlay.feature_count,
+    }
+    return _put(store, key, data, meta_key, meta)
+
+
+def store_detections(
+    store: ObjectStore,
+    job: InferenceJob,
+    slide: Slide,
+    name: str,
+    body: bytes,
+    *,
+    title: str,
+    classes: list[tuple[str, str]],
+) -> list[str]:
+    """A detector's result: an (n, 5) .npy array x, y, radius, class index, score in
+    level-0 pixels, packed for viewport queries (exchange.overlays.detections)."""
+    check_name(name)
+    if len(body) > MAX_DETECTIONS_BYTES:
+        raise InvalidResult(f"a detection upload is at most {MAX_DETECTIONS_BYTES // 1024**2} MiB")
+    try:
+        values = np.load(io.BytesIO(body), allow_pickle=False)
+        rows = check_detections(values, Size(slide.width, slide.height), len(classes))
+    except (ValueError, OSError, EOFError) as exc:
+        raise InvalidResult(f"detections are a NumPy .npy array of numbers: {exc}") from None
+    except InvalidDetections as exc:
+        raise InvalidResult(exc.message) from None
+    names = [n for n, _colour in classes]
+    key, meta_key = _keys(job, name, ".pack")
+    data = pack(rows, Size(slide.width, slide.height), names)
+    counts = np.bincount(rows[:, 3].astype(np.int64), minlength=len(names))
+    legend = {
+        "type": "classes",
+        "classes": [
+            {"name": n, "colour": colour, "count": int(counts[i])}
+            for i, (n, colour) in enumerate(classes)
+        ],
+    }
+    meta = {
+        "kind": "features",
+        "key": key,
+        "name": title[:200] or "Detections",
+        "legend": legend,
+        "size_bytes": len(data),
+        "feature_count": len(rows),
     }
     return _put(store, key, data, meta_key, meta)
 

@@ -66,7 +66,13 @@ from exchange.jobs.queue import (
     result_prefix,
 )
 from exchange.jobs.registry import MODEL_ROLES, ModelNotFound
-from exchange.jobs.results import collect, store_features, store_heatmap
+from exchange.jobs.results import (
+    MAX_DETECTIONS_BYTES,
+    collect,
+    store_detections,
+    store_features,
+    store_heatmap,
+)
 from exchange.web.auth import CurrentUser, WorkerCaller
 from exchange.web.hub import Hub, HubDep
 from tiles.errors import SlideNotFound, TilesError
@@ -545,13 +551,14 @@ async def upload_result(
     _worker: WorkerCaller,
     hub: HubDep,
     x_lease: Annotated[str, Header()],
-    kind: Annotated[str, Query(pattern="^(heatmap|features)$")] = "heatmap",
+    kind: Annotated[str, Query(pattern="^(heatmap|features|detections)$")] = "heatmap",
     title: Annotated[str, Query(min_length=1, max_length=200)] = "Result",
     colour_map: Annotated[str, Query(max_length=32)] = "viridis",
     label: Annotated[str, Query(max_length=200)] = "",
 ) -> dict[str, str]:
     job = await run_in_threadpool(hub.jobs.check_lease, job_id, x_lease)
-    body = await _bounded_body(request, 64 * 1024 * 1024)
+    limit = MAX_DETECTIONS_BYTES if kind == "detections" else 64 * 1024 * 1024
+    body = await _bounded_body(request, limit)
     slide = hub.catalogue.get(job.slide_id)
     if slide is None:
         raise JobNotFound(f"no job {job_id!r}")
@@ -561,6 +568,10 @@ async def upload_result(
             return store_heatmap(
                 hub.store, job, slide, name, body, title=title, colour_map=colour_map, label=label
             )
+        if kind == "detections":
+            manifest = Manifest.model_validate(hub.models.get(job.model_id or "").manifest)
+            classes = [(c.name, c.colour) for c in manifest.classes]
+            return store_detections(hub.store, job, slide, name, body, title=title, classes=classes)
         return store_features(hub.store, job, slide, name, body, title=title, class_colours={})
 
     keys = await run_in_threadpool(write)

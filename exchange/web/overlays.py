@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from exchange.core.models import Overlay
 from exchange.overlays import service as svc
+from exchange.overlays.detections import MAX_VIEW, PackedSets
 from exchange.overlays.service import FeatureSets, InvalidOverlay
 from exchange.slides.catalogue import Catalogue
 from exchange.web import deps
@@ -43,6 +44,7 @@ WRITE = [Depends(deps.overlay_writable_slide)]
 
 # A POST body larger than this is refused before parsing (10,000 polygons are ~3 MB).
 MAX_BODY = 128 * 1024 * 1024
+PACKED_SUFFIX = ".pack"  # a detector's packed set (exchange.overlays.detections)
 _TILE_NAME = re.compile(r"(\d{1,9})_(\d{1,9})\.png")
 
 
@@ -52,6 +54,7 @@ class OverlayParts:
 
     tiles: HeatmapTiles
     features: FeatureSets
+    packed: PackedSets
     # (location, slide id) of heatmaps by overlay id: the tile hot path makes no query.
     _locations: dict[str, tuple[HeatmapLocation, str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -83,7 +86,9 @@ def get_parts(request: Request) -> OverlayParts:
         hub = hub_of(request)
         service = hub.tiles
         parts = OverlayParts(
-            HeatmapTiles(service.pool, service.cache, service.tile_size), FeatureSets(hub.store)
+            HeatmapTiles(service.pool, service.cache, service.tile_size),
+            FeatureSets(hub.store),
+            PackedSets(hub.store),
         )
         state.overlay_parts = parts
     return parts
@@ -261,17 +266,35 @@ async def overlay_features(
     catalogue: CatalogueDep,
     parts: Parts,
     bbox: Annotated[str | None, Query(description="x0,y0,x1,y1 in level-0 pixels")] = None,
+    max_features: Annotated[int, Query(alias="max", ge=1, le=MAX_VIEW)] = MAX_VIEW,
 ) -> Response:
     box = _bbox(bbox) if bbox is not None else None
     overlay = await run_in_threadpool(svc.get_overlay, catalogue, slide_id, overlay_id)
     if overlay.kind != "features":
         raise svc.OverlayNotFound(f"overlay {overlay_id!r} is a {overlay.kind}, not features")
-    tag = hashlib.blake2b(f"{overlay.id}|{box}".encode(), digest_size=16).hexdigest()
-    etag = f'"{tag}"'
+    key = f"{overlay.id}|{box}|{max_features}".encode()
+    etag = f'"{hashlib.blake2b(key, digest_size=16).hexdigest()}"'
     gz = "gzip" in request.headers.get("accept-encoding", "")
     headers = {"ETag": etag, "Cache-Control": PRIVATE_IMMUTABLE, "Vary": "Accept-Encoding"}
     if not_modified(request, etag):
         return Response(status_code=304, headers=headers)
+    if overlay.storage_key.endswith(PACKED_SUFFIX):
+        # A detector's large set: the cells in view, or their density (zoomed out).
+        slide = await run_in_threadpool(catalogue.get, slide_id)
+        view = box or (
+            0.0,
+            0.0,
+            float(slide.width if slide else 0),
+            float(slide.height if slide else 0),
+        )
+        answer = await run_in_threadpool(
+            parts.packed.query, overlay.storage_key, view, max_features
+        )
+        body = json.dumps(answer, separators=(",", ":")).encode()
+        if gz:
+            body = await run_in_threadpool(_gzip, body)
+            headers["Content-Encoding"] = "gzip"
+        return Response(body, media_type="application/geo+json", headers=headers)
     features = await run_in_threadpool(parts.features.get, overlay)
     if box is None:
         body = features.body_gzip if gz else features.body

@@ -35,6 +35,7 @@ from tests.hub import auth_headers, free_port, ingest, serving
 from tests.inference_kit import (
     Broken,
     Fixed32,
+    GridDetector,
     PurpleMap,
     PurpleScore,
     ThreeClasses,
@@ -492,6 +493,51 @@ def test_a_segmentation_model_s_maps_make_a_finer_heatmap(
         assert done["summary"]["patches"] > 0
         assert refused["state"] == "failed"
         assert "answers (batch, classes, h, w)" in refused["error"]
+
+
+def test_a_detector_s_points_are_answered_by_viewport_or_as_density(
+    settings: Settings, slide_id: str, tmp_path: Path
+) -> None:
+    with serving(settings) as url:
+        eng = httpx.Client(base_url=url, headers=_engineer_headers(settings))
+        detector = register(
+            eng,
+            torchscript_bytes(GridDetector()),
+            manifest(
+                name="grid-detector",
+                task="detection",
+                resolution=1.0,
+                thresholds={"stroma": 0.0, "tumour": 0.0},
+            ),
+        )
+        job = _queue(eng, detector["id"], [slide_id])["jobs"][0]  # type: ignore[arg-type]
+        worker = _run_worker(url, worker_token(settings), tmp_path, burst=True)
+        assert worker.run() == 1, worker.last
+        done = eng.get(f"/api/inference/jobs/{job['id']}").json()
+        assert done["state"] == "succeeded", done
+        summary = done["summary"]
+        # Four per patch, each counted once (by the cell its centre lies in).
+        assert summary["detections"] == 4 * summary["patches"]
+        counts = {c: v["count"] for c, v in summary["classes"].items()}
+        assert sum(counts.values()) == summary["detections"] and counts["tumour"] > 0
+        overlays = {o["name"]: o for o in eng.get(f"/api/slides/{slide_id}/overlays").json()}
+        points = overlays["grid-detector 1.0.0: detections"]
+        assert points["kind"] == "features" and points["feature_count"] == summary["detections"]
+        assert {c["name"]: c["count"] for c in points["legend"]["classes"]} == counts
+        every = eng.get(points["features_url"]).json()
+        assert every["aggregated"] is False and len(every["features"]) == summary["detections"]
+        first = every["features"][0]
+        assert first["geometry"]["type"] == "Point" and first["properties"]["class"] in counts
+        x, y = first["geometry"]["coordinates"]
+        near = eng.get(
+            points["features_url"], params={"bbox": f"{x - 1},{y - 1},{x + 1},{y + 1}"}
+        ).json()
+        assert [f["geometry"]["coordinates"] for f in near["features"]] == [[x, y]]
+        dense = eng.get(points["features_url"], params={"max": 1}).json()
+        assert dense["aggregated"] is True
+        assert sum(f["properties"]["count"] for f in dense["features"]) == summary["detections"]
+        assert "grid-detector 1.0.0: density" in overlays
+    _assert_only_results_stored(settings, slide_id)
 
 
 def test_a_broken_model_fails_its_job_with_the_reason(
