@@ -287,10 +287,7 @@ async def overlay_features(
             float(slide.width if slide else 0),
             float(slide.height if slide else 0),
         )
-        answer = await run_in_threadpool(
-            parts.packed.query, overlay.storage_key, view, max_features
-        )
-        body = json.dumps(answer, separators=(",", ":")).encode()
+        body = await run_in_threadpool(parts.packed.query, overlay.storage_key, view, max_features)
         if gz:
             body = await run_in_threadpool(_gzip, body)
             headers["Content-Encoding"] = "gzip"

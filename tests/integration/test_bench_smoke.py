@@ -84,3 +84,8 @@ def test_viewer_load_signs_in_and_times_a_zoom_step() -> None:
 def test_viewer_overlay_frames(slide: Path) -> None:
     printed = run("viewer_overlays.py", "--slide", slide, "--frames", "10")
     assert "frame median" in printed
+
+
+def test_detection_viewports() -> None:
+    printed = run("detections.py", "--count", "20000", "--views", "5")
+    assert "packed, S3" in printed and "GeoJSON in memory" in printed

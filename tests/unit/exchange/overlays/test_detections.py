@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ def test_a_viewport_of_a_million_detections_reads_only_its_cells(tmp_path: Path)
     store.put_bytes("d.pack", pack(rows, SLIDE, ["tumour", "lymphocyte", "stroma"]))
     packed = PackedSets(store)
     view = (10_000.0, 10_000.0, 12_000.0, 11_200.0)
-    answer = packed.query("d.pack", view)
+    answer = json.loads(packed.query("d.pack", view))
     inside = (
         (rows[:, 0] >= view[0]) & (rows[:, 0] <= view[2])
         & (rows[:, 1] >= view[1]) & (rows[:, 1] <= view[3])
@@ -65,7 +66,7 @@ def test_a_viewport_of_a_million_detections_reads_only_its_cells(tmp_path: Path)
     # The header once, then one range per grid row met: a small part of the 20 MB.
     assert store.ranges <= 2 + 2 and store.bytes < 1_000_000
     # Zoomed out: the density, per cell and class, adding up to every detection.
-    whole = packed.query("d.pack", (0.0, 0.0, float(SLIDE.width), float(SLIDE.height)))
+    whole = json.loads(packed.query("d.pack", (0.0, 0.0, float(SLIDE.width), float(SLIDE.height))))
     assert whole["aggregated"] is True
     assert sum(f["properties"]["count"] for f in whole["features"]) == 1_000_000
     cell = whole["features"][0]["geometry"]["coordinates"][0]
@@ -75,13 +76,13 @@ def test_a_viewport_of_a_million_detections_reads_only_its_cells(tmp_path: Path)
 def test_an_empty_set_and_edges(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     store.put_bytes("e.pack", pack(np.zeros((0, 5), np.float32), SLIDE, ["a"]))
-    assert PackedSets(store).query("e.pack", (0, 0, 100, 100))["features"] == []
+    assert json.loads(PackedSets(store).query("e.pack", (0, 0, 100, 100)))["features"] == []
     edge = np.array([[SLIDE.width - 0.5, SLIDE.height - 0.5, 1, 0, 0.9]], np.float32)
     store.put_bytes("x.pack", pack(edge, SLIDE, ["a"]))
     found = PackedSets(store).query(
         "x.pack", (SLIDE.width - 1, SLIDE.height - 1, SLIDE.width, SLIDE.height)
     )
-    assert len(found["features"]) == 1
+    assert len(json.loads(found)["features"]) == 1
 
 
 @pytest.mark.parametrize(
