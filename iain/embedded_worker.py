@@ -44,7 +44,8 @@ def fresh_token(db: Database) -> str:
             .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
             .values(revoked_at=datetime.now(UTC))
         )
-    return identities.create_token(ACCOUNT, name="embedded", scopes=[Scope.WORKER])[1]
+    scopes = [Scope.WORKER, Scope.ALL_CENTRES]  # the demo's one worker serves every centre
+    return identities.create_token(ACCOUNT, name="embedded", scopes=scopes)[1]
 
 
 class EmbeddedWorker:

@@ -82,7 +82,10 @@ def run_worker(
 @worker_cli.command("token")
 def worker_token(
     name: Annotated[str, typer.Argument(help="the worker (node) name")],
-    centre: Annotated[str, typer.Option(help="the centre that runs the node")] = "caen",
+    centre: Annotated[str, typer.Option(help="the centre whose jobs the node runs")] = "caen",
+    all_centres: Annotated[
+        bool, typer.Option(help="run every centre's jobs (a pool the centres share)")
+    ] = False,
 ) -> None:
     """Create a worker's service account (if new) and print a new worker-scoped token."""
     identities = Identities(Database.open(settings_or_exit().database_url))
@@ -90,7 +93,8 @@ def worker_token(
     try:
         if identities.user(username) is None:
             identities.add_user(username, centre, [Role.SERVICE], display_name=f"worker {name}")
-        _row, secret = identities.create_token(username, name=name, scopes=[Scope.WORKER])
+        scopes = [Scope.WORKER, *([Scope.ALL_CENTRES] if all_centres else [])]
+        _row, secret = identities.create_token(username, name=name, scopes=scopes)
     except IdentityError as exc:
         err.print(f"[red]{exc.message}[/red]")
         raise typer.Exit(2) from exc

@@ -23,6 +23,9 @@ class Scope(StrEnum):
     """What an API token is narrowed to; a token without scopes acts as its user."""
 
     WORKER = "worker"  # an inference worker: only the worker protocol (exchange.web.jobs)
+    # With WORKER: the jobs of every centre (the hub's own pool, the embedded worker);
+    # without it a worker runs its own centre's jobs only.
+    ALL_CENTRES = "all_centres"
 
 
 class Purpose(StrEnum):

@@ -557,14 +557,18 @@ class Jobs:
             )
         )
 
-    def claim(self, worker: str) -> Claimed | None:
-        """The oldest queued job, leased to `worker`; None when there is none."""
+    def claim(self, worker: str, centre: str | None = None) -> Claimed | None:
+        """The oldest queued job, leased to `worker`; None when there is none. With
+        `centre`, only the jobs of that centre's requesters: a node in a hospital's network
+        reads that hospital's slides only (a worker token with the all-centres scope
+        serves every centre: the hub's own pool)."""
+        only = (InferenceJob.requester_centre == centre,) if centre is not None else ()
         for _ in range(_CLAIM_TRIES):
             with self.db.session() as session, session.begin():
                 self._sweep(session)
                 candidate = session.scalar(
                     select(InferenceJob.id)
-                    .where(InferenceJob.state == JobState.QUEUED)
+                    .where(InferenceJob.state == JobState.QUEUED, *only)
                     .order_by(InferenceJob.created_at, InferenceJob.id)
                     .limit(1)
                     .with_for_update(skip_locked=True)

@@ -44,7 +44,7 @@ from sqlalchemy import select
 from exchange.access.policy import SlideAccess
 from exchange.core.errors import ExchangeError
 from exchange.core.models import Case, InferenceJob, ModelVersion, Slide
-from exchange.core.principal import Principal
+from exchange.core.principal import Principal, Scope
 from exchange.core.statuses import JobKind, JobState
 from exchange.jobs.capability import Capability
 from exchange.jobs.manifest import (
@@ -506,11 +506,13 @@ def claim_out(hub: Hub, claimed: Claimed) -> ClaimOut:
 
 
 @worker_router.post("/claim", response_model=None)
-async def claim(body: ClaimIn, _worker: WorkerCaller, hub: HubDep) -> ClaimOut | Response:
-    """The oldest queued job, or 204 after waiting up to wait_s for one (long poll)."""
+async def claim(body: ClaimIn, worker: WorkerCaller, hub: HubDep) -> ClaimOut | Response:
+    """The oldest queued job this worker may run (its centre's, or any with the
+    all-centres scope), or 204 after waiting up to wait_s for one (long poll)."""
     deadline = time.monotonic() + body.wait_s
+    centre = None if Scope.ALL_CENTRES in worker.scopes else worker.centre
     while True:
-        claimed = await run_in_threadpool(hub.jobs.claim, body.worker)
+        claimed = await run_in_threadpool(hub.jobs.claim, body.worker, centre)
         if claimed is not None:
             return claim_out(hub, claimed)
         if time.monotonic() + POLL_S > deadline:

@@ -52,10 +52,12 @@ def test_register_run_on_several_slides_and_a_worker_node_from_the_cli(
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\nversion = "1"\n')
 
-    node = _iain(settings, "workers", "token", "gpu-node-1", "--centre", "lille")
+    node = _iain(settings, "workers", "token", "gpu-node-1", "--centre", "caen")
     assert node.returncode == 0, node.stderr
     worker_token = node.stdout.strip()
     assert worker_token.startswith("iain_")
+    elsewhere = _iain(settings, "workers", "token", "lille-node", "--centre", "lille")
+    lille_token = elsewhere.stdout.strip()
 
     with serving(settings) as url:
         hub = ["--hub", url, "--token", token]
@@ -71,6 +73,9 @@ def test_register_run_on_several_slides_and_a_worker_node_from_the_cli(
         queued = _iain(settings, "jobs", "run", "--model", "purple-score:1.0.0", *slides, *hub)
         assert queued.returncode == 0, queued.stderr
         assert "3 job(s), 3 new" in queued.stdout
+        # A node in Lille's network runs Lille's jobs only: it leaves Caen's to Caen's.
+        idle = _iain(settings, "worker", "--hub", url, "--token", lille_token, "--burst")
+        assert idle.returncode == 0 and "0 job(s) run" in idle.stdout, idle.stderr
         ran = _iain(settings, "worker", "--hub", url, "--token", worker_token, "--burst")
         assert ran.returncode == 0, ran.stderr
         assert "3 job(s) run" in ran.stdout
