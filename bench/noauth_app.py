@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from exchange.core.principal import Principal, Role
 from exchange.slides.catalogue import Catalogue
-from exchange.web.auth import current_user
+from exchange.web.auth import current_user, tile_caller
 from iain.app import create_app
 from iain.settings import Settings
 from tiles.location import SlideLocator
@@ -46,6 +46,7 @@ def without_auth(hub: FastAPI) -> FastAPI:
     hub.state.locator_for = None  # tiles.routes falls back to app.state.slide_locator
     hub.state.scope_locator = every_slide
     hub.dependency_overrides[current_user] = lambda: NOBODY
+    hub.dependency_overrides[tile_caller] = lambda: NOBODY  # the tile routes' caller
     return hub
 
 

@@ -350,9 +350,10 @@ class Jobs:
         version = f"{_now():%Y.%m.%d}-{job_id[:6]}"
         try:
             Manifest.model_validate(_probe_manifest(name, version))
-        except ValueError as exc:
+        except ValueError:
             raise JobError(
-                f"a model name is lower-case letters, digits, '.', '_' or '-': {exc}"
+                f"{name!r} is not a model name: 1 to 100 lower-case letters, digits, '.', '_' "
+                "or '-', starting with a letter or digit"
             ) from None
         document = {"name": name, "version": version, **params.document()}
         with self.db.session() as session, session.begin():

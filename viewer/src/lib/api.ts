@@ -482,6 +482,8 @@ export interface AiModel {
   manifest: {
     classes?: { name: string; colour: string }[];
     heatmap_class?: string | null;
+    /** Per class, the score (0–1) above which the model calls it. */
+    thresholds?: Record<string, number>;
     resolution?: number;
     unit?: string;
     patch_size?: number;
@@ -505,11 +507,24 @@ export interface Region {
   height: number;
 }
 
-/** The figures a job's worker reports beside its heatmap (inference/pipeline.py class_summary). */
+/**
+ * The figures a job's worker reports: beside an inference job's heatmap
+ * (inference/pipeline.py class_summary), or about a training job's model
+ * (inference/training.py: its patches per label, held-out accuracy, durations).
+ */
 export interface JobSummary {
-  patches?: number;
+  /** Inference: how many patches were analysed; training: how many per label. */
+  patches?: number | Record<string, number>;
   tissue_area_mm2?: number | null;
   classes?: Record<string, { patches: number; area_mm2: number | null }>;
+  held_out_patches?: number;
+  /** 0–1; null when no patch could be held out. */
+  held_out_accuracy?: number | null;
+  epochs?: number;
+  read_s?: number;
+  train_s?: number;
+  /** The model the training job registered. */
+  model_id?: string;
 }
 
 /** Where a result came from (inference/worker.py `_provenance`). */
@@ -526,10 +541,27 @@ export interface JobProvenance {
   [key: string]: unknown;
 }
 
-/** An inference job (one model version over one slide), as the hub sends it. */
+/** As exchange/core/statuses.py JobKind names them. */
+export type JobKind = "inference" | "training" | (string & {});
+
+export interface ModelRef {
+  id: string;
+  name: string;
+  version: string;
+}
+
+/**
+ * A job, as the hub sends it: an inference job (one model version over one slide), or a
+ * training job (a model made from one slide's annotations; `model` null, `result_model`
+ * the model once made).
+ */
 export interface InferenceJob {
   id: string;
-  model: { id: string; name: string; version: string } | null;
+  kind: JobKind;
+  /** The model run (inference); null once removed, and for a training job. */
+  model: ModelRef | null;
+  /** The model made (training), once it is. */
+  result_model: ModelRef | null;
   /** The slide, as its requester addressed it. */
   slide: string;
   state: JobState;
@@ -539,8 +571,19 @@ export interface InferenceJob {
   patches_total: number;
   eta_s: number | null;
   error: string | null;
-  /** `region`: [x, y, width, height] in level-0 pixels, or null for the whole slide. */
-  params: { region?: [number, number, number, number] | null; tissue_only?: boolean };
+  /** `region`: [x, y, width, height] in level-0 pixels, or null for the whole slide;
+   * a training job's: the model's name and version, its labels, patches and epochs. */
+  params: {
+    region?: [number, number, number, number] | null;
+    tissue_only?: boolean;
+    name?: string;
+    version?: string;
+    labels?: string[] | null;
+    resolution?: number;
+    patch_size?: number;
+    epochs?: number;
+    run_after?: boolean;
+  };
   overlay_ids: string[];
   summary: JobSummary | null;
   provenance: JobProvenance | null;
@@ -556,6 +599,21 @@ export interface JobRequest {
   region?: Region;
   tissue_only?: boolean;
   force?: boolean;
+}
+
+/** POST /api/models/train: a model from the slide's labelled area annotations. */
+export interface TrainRequest {
+  slide: string;
+  /** Lower-case letters, digits, '.', '_' and '-'. */
+  name: string;
+  /** The labels to learn (at least two); all the slide's, when left out. */
+  labels?: string[];
+  /** µm per pixel the patches are read at (the hub's default 1). */
+  resolution?: number;
+  patch_size?: number;
+  epochs?: number;
+  /** Once trained, run it over the slide. */
+  run_after?: boolean;
 }
 
 export interface JobQuery {
@@ -588,6 +646,11 @@ export function listJobs(query: JobQuery = {}): Promise<InferenceJob[]> {
   }
   const text = params.toString();
   return apiRequest<InferenceJob[]>("GET", `/api/inference/jobs${text ? `?${text}` : ""}`);
+}
+
+/** Queues a training job; rejects with the hub's reason (fewer than two labels, a bad name…). */
+export function trainModel(request: TrainRequest): Promise<InferenceJob> {
+  return apiRequest<InferenceJob>("POST", "/api/models/train", request);
 }
 
 export function cancelJob(id: string): Promise<InferenceJob> {

@@ -160,8 +160,12 @@ function slideTitle(slide: SlideDetail, centreName: string): HTMLElement {
       // First, where the rest may be cut short: its case, block and stain (and, for those
       // who may, the form that sets them).
       placementLine(slide),
-      h("span", { class: "slide-centre" }, centreName),
-      ...facts.slice(1).map((f) => ` · ${f}`),
+      h(
+        "span",
+        { class: "slide-facts-rest" },
+        h("span", { class: "slide-centre" }, centreName),
+        ...facts.slice(1).map((f) => ` · ${f}`),
+      ),
     ),
   );
 }

@@ -2,7 +2,12 @@
  * AI assistance on the slide page: the models the user may run (with what they may be used
  * for), a run over the whole slide or over a rectangle drawn on it, and the jobs — followed
  * live, cancelled, retried; a job's result is its heatmap (switched on in the layers panel,
- * which has its legend and opacity), its summary figures and its provenance.
+ * which has its legend, opacity and threshold), its summary figures and its provenance.
+ *
+ * A model can also be trained here from the slide's labelled area annotations (POST
+ * /api/models/train, then run over the slide): the training job is listed with the others,
+ * with its held-out accuracy once done, and the run it asked for has its heatmap switched on
+ * as any run of this page has.
  *
  * The hub decides everything (exchange/web/jobs.py): who may run, which jobs one sees, who
  * may cancel. The panel only hides what the hub would refuse anyway, and shows any refusal
@@ -19,6 +24,7 @@ import {
   listJobs,
   listModels,
   retryJob,
+  trainModel,
   type AiModel,
   type InferenceJob,
   type IntendedUse,
@@ -37,7 +43,7 @@ import {
   formatPercent,
   formatSeconds,
 } from "../lib/format";
-import { bounds, type Geometry } from "../lib/geometry";
+import { bounds, type Feature, type Geometry } from "../lib/geometry";
 import { viewerUrl } from "../lib/routes";
 import { t } from "../lib/strings";
 import type { Annotations } from "./annotate";
@@ -49,6 +55,11 @@ const POLL_MS = 1500;
 /** After a failed poll, a little longer. */
 const POLL_RETRY_MS = 4000;
 const JOBS_LIMIT = 50;
+/** After a training job that asked for a run, the list is asked for this many more times at
+ * most, until the run shows (the hub queues it as the training job completes). */
+const FOLLOW_POLLS = 8;
+/** A model's name as the hub takes it (exchange/jobs/manifest.py _NAME). */
+const MODEL_NAME = /^[a-z0-9][a-z0-9._-]{0,99}$/;
 /** Roles that may cancel or retry any job of their centre (exchange/jobs/queue.py MANAGE_ROLES). */
 const MANAGE_ROLES = ["ai_engineer", "centre_admin", "hub_admin"];
 
@@ -62,8 +73,8 @@ export interface AiDependencies {
 }
 
 export interface AiPanel {
-  /** The header's "AI" button; hidden when the user's role may run no model, or when no
-   * model is registered and no job was run on the slide. */
+  /** The header's "AI" button; hidden when the user's role may run no model (the hub
+   * answers 404 to /api/models). */
   readonly button: HTMLButtonElement;
   readonly panel: HTMLElement;
   /** The models as last listed (empty until they are). */
@@ -93,6 +104,13 @@ export function createAiPanel(slide: SlideDetail, container: HTMLElement): AiPan
   let busy = false;
   /** Jobs of this slide seen queued or running: their success switches their heatmap on. */
   const watched = new Set<string>();
+  /** Models trained from this page with a run to follow: model id → polls left to see it. */
+  const followed = new Map<string, number>();
+  let training = false;
+  /** The model's name was typed by the user: the labels no longer rename it. */
+  let nameTyped = false;
+  /** Labels the user unticked. */
+  const untrained = new Set<string>();
   /** Jobs whose result section the user opened or closed (kept across re-renders). */
   const resultOpen = new Map<string, boolean>();
   const rendered = new Map<string, { key: string; element: HTMLElement }>();
@@ -140,6 +158,46 @@ export function createAiPanel(slide: SlideDetail, container: HTMLElement): AiPan
     b.addEventListener("click", () => void handle.setScope(s));
     return b;
   });
+  const trainLabels = h("ul", { class: "ai-train-labels", "data-testid": "ai-train-labels" });
+  const trainWhy = h("p", { class: "ai-train-why", "data-testid": "ai-train-why" }, t.ai.train.loading);
+  const trainName = h("input", {
+    type: "text",
+    class: "ai-train-name",
+    name: "ai-train-name",
+    maxlength: 100,
+    autocomplete: "off",
+    spellcheck: "false",
+    // MODEL_NAME, as the browser reads `pattern` (the `v` flag: a class's "-" escaped).
+    pattern: "[a-z0-9][a-z0-9._\\-]{0,99}",
+    title: t.ai.train.nameHint,
+  });
+  const trainRun = h(
+    "button",
+    { type: "button", class: "ai-train-run", title: t.ai.train.runHint, disabled: true },
+    t.ai.train.run,
+  );
+  const trainMessage = h("p", {
+    class: "ai-train-message",
+    role: "status",
+    "aria-live": "polite",
+  });
+  const trainSection = h(
+    "details",
+    { class: "ai-train", "data-testid": "ai-train" },
+    h("summary", {}, t.ai.train.title),
+    h("p", { class: "ai-train-intro" }, t.ai.train.intro),
+    trainLabels,
+    trainWhy,
+    h(
+      "label",
+      { class: "ai-train-field" },
+      h("span", {}, t.ai.train.name),
+      trainName,
+      h("small", {}, t.ai.train.nameHint),
+    ),
+    h("div", { class: "ai-run" }, trainRun),
+    trainMessage,
+  );
   const jobList = h("ul", { class: "ai-job-list", "data-testid": "ai-jobs" });
   const jobsStatus = h("p", { class: "ai-jobs-status" }, t.ai.loading);
 
@@ -156,6 +214,7 @@ export function createAiPanel(slide: SlideDetail, container: HTMLElement): AiPan
       runActions,
       message,
     ),
+    trainSection,
     h(
       "section",
       { class: "ai-jobs", "aria-label": t.ai.jobs },
@@ -179,6 +238,10 @@ export function createAiPanel(slide: SlideDetail, container: HTMLElement): AiPan
     message.textContent = text;
     message.classList.toggle("error", isError);
   };
+  const sayTrain = (text: string, isError = false): void => {
+    trainMessage.textContent = text;
+    trainMessage.classList.toggle("error", isError);
+  };
 
   const setOpen = (open: boolean): void => {
     panel.hidden = !open;
@@ -198,6 +261,7 @@ export function createAiPanel(slide: SlideDetail, container: HTMLElement): AiPan
     if (!selected || !modelById(selected)) selected = models[0]?.id ?? null;
     modelList.replaceChildren(...models.map((model) => modelItem(model)));
     updateRunButtons();
+    deps?.overlays.useModels(models);
   };
 
   const modelItem = (model: AiModel): HTMLElement => {
@@ -250,6 +314,106 @@ export function createAiPanel(slide: SlideDetail, container: HTMLElement): AiPan
     const off = busy || !selected;
     runSlide.disabled = off;
     runRegion.disabled = off || !deps;
+  };
+
+  // ---- training -------------------------------------------------------------------------
+  /** The labels to learn: those with area annotations, less those the user unticked. */
+  const chosenLabels = (areas: LabelledAreas[]): string[] =>
+    areas.filter((a) => !untrained.has(a.label)).map((a) => a.label);
+
+  const renderTraining = (): void => {
+    const store = deps?.annotations.store;
+    if (!store) return;
+    const areas = labelledAreas(store.features);
+    trainLabels.replaceChildren(
+      ...areas.map((area) => {
+        const box = h("input", {
+          type: "checkbox",
+          value: area.label,
+          "aria-label": t.ai.train.learn(area.label),
+        });
+        box.checked = !untrained.has(area.label);
+        box.addEventListener("change", () => {
+          if (box.checked) untrained.delete(area.label);
+          else untrained.add(area.label);
+          renderTraining();
+        });
+        return h(
+          "li",
+          { "data-label": area.label },
+          h(
+            "label",
+            {},
+            box,
+            swatch(area.colour),
+            h("span", { class: "ai-train-label" }, area.label),
+            h("span", { class: "ai-train-count" }, t.ai.train.areas(area.count)),
+          ),
+        );
+      }),
+    );
+    const chosen = chosenLabels(areas);
+    if (!nameTyped) trainName.value = modelNameFor(chosen.length > 0 ? chosen : areas.map((a) => a.label));
+    const why =
+      areas.length === 0
+        ? t.ai.train.noAreas
+        : areas.length === 1
+          ? t.ai.train.oneLabel(areas[0]?.label ?? "")
+          : chosen.length < 2
+            ? t.ai.train.pickTwo
+            : "";
+    trainWhy.textContent = why;
+    trainWhy.hidden = why === "";
+    trainRun.disabled = training || chosen.length < 2;
+  };
+
+  trainName.addEventListener("input", () => {
+    nameTyped = trainName.value !== "";
+    if (!nameTyped) renderTraining();
+  });
+
+  const train = async (): Promise<void> => {
+    const store = deps?.annotations.store;
+    if (!store) return;
+    const labels = chosenLabels(labelledAreas(store.features));
+    training = true;
+    renderTraining();
+    sayTrain(t.ai.train.queuing);
+    try {
+      const job = await trainModel({
+        slide: slide.id,
+        name: trainName.value.trim(),
+        labels,
+        run_after: true,
+      });
+      watched.add(job.id);
+      sayTrain(t.ai.train.queued);
+      if (scope !== "centre" || job.mine) jobs = [job, ...jobs.filter((j) => j.id !== job.id)];
+      resultOpen.set(job.id, true);
+      renderJobs();
+      rendered.get(job.id)?.element.scrollIntoView({ block: "nearest" });
+      schedule();
+    } catch (error) {
+      sayTrain(t.ai.train.failed(errorText(error)), true);
+    } finally {
+      training = false;
+      renderTraining();
+    }
+  };
+  trainRun.addEventListener("click", () => void train());
+
+  /** A training job of this page is done: its model is listed, and the run it asked for is
+   * followed (its heatmap switched on once done). */
+  const trained = async (job: InferenceJob): Promise<void> => {
+    sayTrain("");
+    resultOpen.set(job.id, true);
+    if (job.result_model && job.params.run_after) followed.set(job.result_model.id, FOLLOW_POLLS);
+    try {
+      models = await listModels();
+      showModels();
+    } catch {
+      // The list stays as it was; the job says what it made.
+    }
   };
 
   // ---- running --------------------------------------------------------------------------
@@ -347,6 +511,7 @@ export function createAiPanel(slide: SlideDetail, container: HTMLElement): AiPan
   };
 
   const jobItem = (job: InferenceJob): HTMLElement => {
+    if (job.kind === "training") return trainingItem(job);
     const model = modelById(job.model?.id);
     const modelName = job.model ? `${job.model.name} ${job.model.version}` : t.ai.unknownModel;
     const use: IntendedUse | undefined = model?.intended_use ?? overlayUse(job);
@@ -408,6 +573,12 @@ export function createAiPanel(slide: SlideDetail, container: HTMLElement): AiPan
       item.append(resultSection(job, use, elsewhere));
     }
 
+    jobActions(item, job, models.length > 0);
+    return item;
+  };
+
+  /** Cancel (queued or running) and retry (failed or cancelled), for those who may. */
+  const jobActions = (item: HTMLElement, job: InferenceJob, retryable: boolean): void => {
     const actions: HTMLElement[] = [];
     if (isActive(job) && canManage(job)) {
       const b = h("button", { type: "button", class: "ai-cancel" }, t.ai.cancel);
@@ -417,7 +588,7 @@ export function createAiPanel(slide: SlideDetail, container: HTMLElement): AiPan
       });
       actions.push(b);
     }
-    if ((job.state === "failed" || job.state === "cancelled") && canManage(job) && models.length > 0) {
+    if ((job.state === "failed" || job.state === "cancelled") && canManage(job) && retryable) {
       const b = h("button", { type: "button", class: "ai-retry" }, t.ai.retry);
       b.addEventListener("click", () => {
         b.disabled = true;
@@ -426,7 +597,143 @@ export function createAiPanel(slide: SlideDetail, container: HTMLElement): AiPan
       actions.push(b);
     }
     if (actions.length > 0) item.append(h("div", { class: "ai-job-actions" }, ...actions));
+  };
+
+  /** A training job: what it learns, its progress, then the model it made and how well. */
+  const trainingItem = (job: InferenceJob): HTMLElement => {
+    const params = job.params;
+    const name = job.result_model?.name ?? params.name ?? "";
+    const title = t.ai.trainingOf(name);
+    const labels = params.labels ?? [];
+    const elsewhere = job.slide !== slide.id;
+    const item = h(
+      "li",
+      {
+        class: `ai-job ai-training state-${job.state}`,
+        "data-job-id": job.id,
+        "data-state": job.state,
+        "data-kind": "training",
+      },
+      h(
+        "div",
+        { class: "ai-job-head" },
+        h("span", { class: "ai-job-model", title }, title),
+        h(
+          "span",
+          { class: `ai-state state-${job.state}`, "data-testid": "ai-job-state" },
+          t.ai.states[job.state] ?? job.state,
+        ),
+      ),
+      h(
+        "p",
+        { class: "ai-job-meta" },
+        labels.length > 0 ? `${t.ai.learns(labels.join(", "))} · ` : "",
+        t.ai.requested(formatDateTime(job.created_at), job.mine ? t.ai.byYou : t.ai.byColleague),
+      ),
+      elsewhere
+        ? h(
+            "p",
+            { class: "ai-job-slide" },
+            h("a", { href: viewerUrl(job.slide) }, t.ai.otherSlide(slideNames.get(job.slide) ?? job.slide)),
+          )
+        : null,
+    );
+    if (job.state === "queued") {
+      item.append(
+        h(
+          "p",
+          { class: "ai-job-progress" },
+          t.ai.waiting,
+          job.attempt > 0 ? ` (${t.ai.attempt(job.attempt + 1)})` : "",
+        ),
+      );
+    } else if (job.state === "running") {
+      const reading = job.patches_total === 0;
+      const bar = h("progress", {
+        class: "ai-progress",
+        max: 100,
+        ...(reading ? {} : { value: job.percent }),
+      });
+      const parts = reading
+        ? [t.ai.reading]
+        : [
+            t.ai.progress(formatPercent(job.percent)),
+            t.ai.steps(formatInteger(job.patches_done), formatInteger(job.patches_total)),
+          ];
+      if (job.eta_s !== null) parts.push(t.ai.eta(formatSeconds(job.eta_s)));
+      item.append(
+        bar,
+        h("p", { class: "ai-job-progress", "data-testid": "ai-job-progress" }, parts.join(" · ")),
+      );
+    } else if (job.state === "failed" && job.error) {
+      item.append(h("p", { class: "ai-job-error", role: "alert" }, job.error));
+    } else if (job.state === "succeeded") {
+      item.append(trainingResult(job));
+    }
+    jobActions(item, job, true);
     return item;
+  };
+
+  const trainingResult = (job: InferenceJob): HTMLElement => {
+    const summary = job.summary ?? {};
+    const made = job.result_model;
+    const accuracy = summary.held_out_accuracy;
+    const held = summary.held_out_patches;
+    const perLabel = typeof summary.patches === "object" ? Object.entries(summary.patches) : [];
+    const durations = [
+      typeof summary.read_s === "number"
+        ? `${t.ai.durationNames.read_s} ${formatSeconds(summary.read_s)}`
+        : "",
+      typeof summary.train_s === "number"
+        ? `${t.ai.durationNames.train_s} ${formatSeconds(summary.train_s)}`
+        : "",
+    ]
+      .filter(Boolean)
+      .join(" · ");
+    const figures = h(
+      "dl",
+      { class: "ai-figures" },
+      ...definition(t.ai.newModel, made ? `${made.name} ${made.version}` : t.ai.none, "model"),
+      ...definition(
+        t.ai.accuracy,
+        typeof accuracy === "number"
+          ? t.ai.accuracyOf(formatPercent(accuracy * 100), formatInteger(held ?? 0))
+          : t.ai.noAccuracy,
+        "accuracy",
+      ),
+      ...definition(
+        t.ai.epochs,
+        typeof summary.epochs === "number" ? formatInteger(summary.epochs) : t.ai.none,
+      ),
+      ...definition(t.ai.durations, durations || t.ai.none, "durations"),
+    );
+    const table =
+      perLabel.length > 0
+        ? h(
+            "table",
+            { class: "ai-classes ai-train-patches" },
+            h("thead", {}, h("tr", {}, h("th", {}, t.ai.label), h("th", {}, t.ai.patchCount))),
+            h(
+              "tbody",
+              {},
+              ...perLabel.map(([label, count]) =>
+                h("tr", { "data-label": label }, h("td", {}, label), h("td", {}, formatInteger(count))),
+              ),
+            ),
+          )
+        : null;
+    const open = resultOpen.get(job.id) ?? false;
+    const section = h(
+      "details",
+      { class: "ai-result", open },
+      h("summary", {}, t.ai.trainedResult),
+      intendedUseNotice("research use only"),
+      figures,
+      table,
+      job.params.run_after ? h("p", { class: "ai-then-runs" }, t.ai.thenRuns) : null,
+    );
+    section.addEventListener("toggle", () => resultOpen.set(job.id, section.open));
+    return section;
   };
 
   /** The intended use the hub recorded with a job's result, when its model is not listed. */
@@ -567,23 +874,43 @@ export function createAiPanel(slide: SlideDetail, container: HTMLElement): AiPan
       ? { slide: slide.id, limit: JOBS_LIMIT }
       : { mine: scope === "mine", limit: JOBS_LIMIT };
 
+  /**
+   * Notes the jobs of this slide that started or ended: a watched run that succeeded has its
+   * heatmap shown, a watched training its model listed and its run followed. Oldest first:
+   * a training job before the run it asked for, which may be in the same list.
+   */
+  const settle = async (list: readonly InferenceJob[]): Promise<void> => {
+    for (const job of [...list].reverse()) {
+      if (job.slide !== slide.id) continue;
+      const followUp = job.kind !== "training" && job.model !== null && followed.delete(job.model.id);
+      if (isActive(job)) {
+        watched.add(job.id);
+        continue;
+      }
+      if (!watched.delete(job.id) && !followUp) continue;
+      say(""); // "Queued…" is over: the job says how it ended
+      if (job.state !== "succeeded") continue;
+      if (job.kind === "training") {
+        await trained(job);
+      } else {
+        resultOpen.set(job.id, true);
+        await showResult(job, true);
+      }
+    }
+    // A run still to show up: a few more polls at most.
+    for (const [id, left] of followed) {
+      if (left <= 1) followed.delete(id);
+      else followed.set(id, left - 1);
+    }
+  };
+
   /** Asks for the list; a watched job of this slide that is now done has its heatmap shown. */
   const refreshJobs = async (): Promise<void> => {
     const asked = scope;
     const listed = await listJobs(query());
     if (asked !== scope) return; // the user switched lists meanwhile
     jobs = listed;
-    for (const job of jobs) {
-      if (job.slide !== slide.id) continue;
-      if (isActive(job)) watched.add(job.id);
-      else if (watched.delete(job.id)) {
-        say(""); // "Queued…" is over: the job says how it ended
-        if (job.state === "succeeded") {
-          resultOpen.set(job.id, true);
-          await showResult(job, true);
-        }
-      }
-    }
+    await settle(jobs);
     await nameSlides(jobs);
     renderJobs();
     schedule();
@@ -604,7 +931,7 @@ export function createAiPanel(slide: SlideDetail, container: HTMLElement): AiPan
   };
 
   const schedule = (delay = POLL_MS): void => {
-    const active = jobs.some(isActive) || watched.size > 0;
+    const active = jobs.some(isActive) || watched.size > 0 || followed.size > 0;
     polling = active;
     if (!active || timer !== null) return;
     timer = window.setTimeout(() => {
@@ -621,13 +948,8 @@ export function createAiPanel(slide: SlideDetail, container: HTMLElement): AiPan
 
   // Watched jobs on this slide: a poll of another list must still see them end.
   const watchedStillActive = async (): Promise<void> => {
-    if (scope === "slide" || watched.size === 0) return;
-    const mine = await listJobs({ slide: slide.id, limit: JOBS_LIMIT });
-    for (const job of mine) {
-      if (!watched.has(job.id) || isActive(job)) continue;
-      watched.delete(job.id);
-      if (job.state === "succeeded") await showResult(job, true);
-    }
+    if (scope === "slide" || (watched.size === 0 && followed.size === 0)) return;
+    await settle(await listJobs({ slide: slide.id, limit: JOBS_LIMIT }));
   };
 
   const load = async (): Promise<void> => {
@@ -640,6 +962,8 @@ export function createAiPanel(slide: SlideDetail, container: HTMLElement): AiPan
     try {
       models = await listModels();
       showModels();
+      // No model yet: the panel still trains one from the slide's annotations.
+      trainSection.open = models.length === 0;
     } catch (error) {
       if (error instanceof ApiError && error.notFound) {
         // The user's role may run no model: no button (the layers panel still shows results).
@@ -647,15 +971,13 @@ export function createAiPanel(slide: SlideDetail, container: HTMLElement): AiPan
         return;
       }
       modelStatus.textContent = t.ai.modelsFailed(errorText(error));
-      button.hidden = false; // the panel says why
     }
+    button.hidden = false; // the hub lets this user run models (or the panel says why not)
     try {
       await refreshJobs();
     } catch (error) {
       jobsStatus.textContent = t.ai.jobsFailed(errorText(error));
     }
-    // Nothing to run and nothing run: no button (the header has little room to spare).
-    if (models.length > 0 || jobs.length > 0) button.hidden = false;
   };
 
   const handle: AiPanel = {
@@ -674,8 +996,15 @@ export function createAiPanel(slide: SlideDetail, container: HTMLElement): AiPan
     connect(dependencies) {
       deps = dependencies;
       updateRunButtons();
+      if (models.length > 0) dependencies.overlays.useModels(models);
       // Results listed before the layers were: their buttons now know the layer.
       void dependencies.overlays.ready.then(() => renderJobs());
+      // The labels to train from follow the annotations as they are drawn and named.
+      const store = dependencies.annotations.store;
+      store.onChange(renderTraining);
+      void dependencies.annotations.loaded.then(renderTraining, () => {
+        trainWhy.textContent = t.ai.train.noAnnotations;
+      });
     },
     setOpen,
     async setScope(next) {
@@ -696,6 +1025,51 @@ export function createAiPanel(slide: SlideDetail, container: HTMLElement): AiPan
     },
   };
   return handle;
+}
+
+export interface LabelledAreas {
+  label: string;
+  /** How many area annotations (rectangles, ellipses, polygons, freehand) have it. */
+  count: number;
+  /** The colour of the first of them. */
+  colour: string;
+}
+
+/**
+ * The labels a model can be trained on: those of area annotations (a polygon or a
+ * multipolygon: points and lines have no area), in the order they were first used, as the
+ * hub counts them (exchange/jobs/queue.py annotated_regions: the label trimmed).
+ */
+export function labelledAreas(features: readonly Feature[]): LabelledAreas[] {
+  const out = new Map<string, LabelledAreas>();
+  for (const feature of features) {
+    const label = (feature.properties.label ?? "").trim();
+    const type = feature.geometry.type;
+    if (!label || (type !== "Polygon" && type !== "MultiPolygon")) continue;
+    const known = out.get(label);
+    if (known) known.count += 1;
+    else out.set(label, { label, count: 1, colour: feature.properties.colour });
+  }
+  return [...out.values()];
+}
+
+/**
+ * A model's name from the labels it learns, as the hub takes names (lower-case letters,
+ * digits, '.', '_', '-'): "tumour-vs-stroma"; accents dropped, other characters as '-'.
+ */
+export function modelNameFor(labels: readonly string[]): string {
+  const words = labels
+    .map((label) =>
+      label
+        .normalize("NFD")
+        .replace(/[\u0300-\u036f]/g, "")
+        .toLowerCase()
+        .replace(/[^a-z0-9._]+/g, "-")
+        .replace(/^[-._]+|[-._]+$/g, ""),
+    )
+    .filter(Boolean);
+  const name = (words.length > 0 ? words.join("-vs-") : "model").slice(0, 60).replace(/[-._]+$/, "");
+  return MODEL_NAME.test(name) ? name : "model";
 }
 
 /** A drawn rectangle as the job's region: whole level-0 pixels, cut to the slide. */

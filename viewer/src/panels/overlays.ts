@@ -8,12 +8,19 @@
  * nodes would cost one DOM node each. A layer's opacity is its canvas's CSS opacity: the
  * browser fades the layer as a whole (overlapping shapes do not darken), without a redraw. Tiny features (a cell when the whole slide is in
  * view) become dots, so a zoomed-out view costs a rectangle per feature, not a polygon.
+ *
+ * A heatmap's threshold (percent of its legend's range: below it, clear) is the hub's to
+ * apply: its tiles are asked for with `?threshold=N` (exchange/web/overlays.py). A new
+ * threshold is a new tiled image (OpenSeadragon keeps a tile's address for the tile's life:
+ * resetting the old image would ask for the same addresses again), laid just above the old
+ * one, which is removed once the new one has every tile of the view: no blank frame between.
  */
 
 import OpenSeadragon from "openseadragon";
 import {
   getOverlayFeatures,
   listOverlays,
+  type AiModel,
   type ClassesLegend,
   type OverlayFeature,
   type OverlayInfo,
@@ -37,6 +44,10 @@ import {
 export const TOGGLE_OVERLAYS_EVENT = "iain:toggle-overlays";
 
 const DEFAULT_OPACITY: Record<OverlayInfo["kind"], number> = { heatmap: 0.6, features: 1 };
+/** The threshold slider asks for new tiles once it has stood still this long (ms). */
+const THRESHOLD_DEBOUNCE_MS = 150;
+/** A new threshold's image replaces the old one when fully loaded, or after this (ms). */
+const SWAP_AFTER_MS = 4000;
 /** Features smaller than this on screen (CSS px) are drawn as a dot of DOT px. */
 const DOT_BELOW = 4;
 const DOT = 2;
@@ -57,6 +68,8 @@ export interface OverlayLayer {
   readonly info: OverlayInfo;
   visible: boolean;
   opacity: number;
+  /** A heatmap's: percent (0–100) of its legend's range below which it is clear; 0 none. */
+  threshold: number;
 }
 
 export interface Overlays {
@@ -71,6 +84,13 @@ export interface Overlays {
   refresh(show?: readonly string[]): Promise<OverlayLayer[]>;
   setVisible(id: string, visible: boolean): void;
   setOpacity(id: string, opacity: number): void;
+  /** A heatmap's threshold, percent of its legend's range (its tiles are asked for again). */
+  setThreshold(id: string, percent: number): void;
+  /**
+   * The registered models: a heatmap of a model whose manifest has a threshold for the
+   * class it shows starts at that threshold (unless the user has moved its slider).
+   */
+  useModels(models: readonly AiModel[]): void;
   /** Hides every layer, or shows again those that were shown. */
   toggleAll(): void;
   /** The last features draw: how many features it drew and how long it took. */
@@ -99,7 +119,13 @@ interface FeatureLayer extends OverlayLayer {
 }
 
 interface HeatmapLayer extends OverlayLayer {
+  /** The image shown; `next`, the image of a new threshold while its tiles load. */
   item: OpenSeadragon.TiledImage | null;
+  next: OpenSeadragon.TiledImage | null;
+  /** Counts the images asked for: an answer for an older one is dropped. */
+  generation: number;
+  /** The user moved the threshold slider: a model's default no longer applies. */
+  thresholdSet: boolean;
 }
 
 export function attachOverlays(
@@ -123,33 +149,75 @@ export function attachOverlays(
   viewer.addHandler("update-viewport", draw);
   viewer.addHandler("resize", draw);
 
+  /**
+   * Adds the layer's image at its threshold: the first one, or one replacing the image
+   * shown (just above it, so that the old one shows until the new one has its tiles).
+   */
   const addHeatmap = (layer: HeatmapLayer): void => {
     const slideItem = slideImage(viewer);
     if (!slideItem || !layer.info.dzi_url) return;
+    const generation = ++layer.generation;
+    dropNext(layer);
     const bounds = slideItem.getBounds();
+    const shown = layer.item ? viewer.world.getIndexOfItem(layer.item) : -1;
     viewer.addTiledImage({
-      tileSource: layer.info.dzi_url,
+      // DeepZoom's tile source carries the descriptor's query to every tile's address.
+      tileSource: heatmapDescriptor(layer.info.dzi_url, layer.threshold),
       x: bounds.x,
       y: bounds.y,
       width: bounds.width,
       opacity: layer.visible ? layer.opacity : 0,
+      ...(shown >= 0 ? { index: shown + 1 } : {}),
       success: (event: unknown) => {
-        layer.item = (event as { item: OpenSeadragon.TiledImage }).item;
-        layer.item.setOpacity(layer.visible ? layer.opacity : 0);
+        const item = (event as { item: OpenSeadragon.TiledImage }).item;
+        if (generation !== layer.generation) {
+          viewer.world.removeItem(item); // a later threshold, or the world reopened, won
+          return;
+        }
+        item.setOpacity(layer.visible ? layer.opacity : 0);
+        if (!layer.item || viewer.world.getIndexOfItem(layer.item) < 0) {
+          layer.item = item;
+          return;
+        }
+        layer.next = item;
+        const swap = (): void => {
+          if (layer.next !== item) return;
+          window.clearTimeout(timer);
+          const old = layer.item;
+          layer.item = item;
+          layer.next = null;
+          if (old) viewer.world.removeItem(old);
+        };
+        // A hidden image loads no tile (OpenSeadragon's `preload` is off): swap at once.
+        const timer = window.setTimeout(swap, layer.visible ? SWAP_AFTER_MS : 0);
+        item.whenFullyLoaded(swap);
       },
     });
+  };
+  const dropNext = (layer: HeatmapLayer): void => {
+    if (layer.next) viewer.world.removeItem(layer.next);
+    layer.next = null;
   };
   // Opening another tile source (the DeepZoom / IIIF switch) empties the world: add again.
   viewer.addHandler("open", () => {
     for (const layer of heatmaps) {
       layer.item = null;
+      layer.next = null;
       addHeatmap(layer);
     }
   });
 
+  /** Thresholds (percent) from the models' manifests, by model id. */
+  const modelThresholds = new Map<string, number>();
+  const defaultThreshold = (info: OverlayInfo): number => {
+    const id = info.info?.model?.id;
+    return id ? (modelThresholds.get(id) ?? 0) : 0;
+  };
+
   const apply = (layer: OverlayLayer): void => {
     if (layer.info.kind === "heatmap") {
-      (layer as HeatmapLayer).item?.setOpacity(layer.visible ? layer.opacity : 0);
+      const heatmap = layer as HeatmapLayer;
+      for (const item of [heatmap.item, heatmap.next]) item?.setOpacity(layer.visible ? layer.opacity : 0);
     } else {
       const canvas = (layer as FeatureLayer).canvas;
       canvas.style.opacity = String(layer.opacity);
@@ -158,13 +226,18 @@ export function attachOverlays(
         draw();
       }
     }
-    const row = panel.querySelector<HTMLElement>(`[data-overlay-id="${layer.info.id}"]`);
+    const row = panel.querySelector<HTMLElement>(`.overlay-layer[data-layer-id="${layer.info.id}"]`);
     if (row) {
       row.classList.toggle("hidden-layer", !layer.visible);
       const box = row.querySelector<HTMLInputElement>("input[type=checkbox]");
       if (box) box.checked = layer.visible;
-      const slider = row.querySelector<HTMLInputElement>("input[type=range]");
+      const slider = row.querySelector<HTMLInputElement>("input.overlay-opacity");
       if (slider) slider.value = String(Math.round(layer.opacity * 100));
+      const threshold = row.querySelector<HTMLInputElement>("input.overlay-threshold");
+      if (threshold && Number(threshold.value) !== layer.threshold) {
+        threshold.value = String(layer.threshold);
+        showThreshold(row, layer);
+      }
     }
   };
   const find = (id: string): OverlayLayer | undefined => layers.find((l) => l.info.id === id);
@@ -187,9 +260,16 @@ export function attachOverlays(
   };
 
   const addLayer = (info: OverlayInfo, visible: boolean): OverlayLayer | null => {
-    const base = { info, visible, opacity: DEFAULT_OPACITY[info.kind] ?? 1 };
+    const base = { info, visible, opacity: DEFAULT_OPACITY[info.kind] ?? 1, threshold: 0 };
     if (info.kind === "heatmap") {
-      const layer: HeatmapLayer = { ...base, item: null };
+      const layer: HeatmapLayer = {
+        ...base,
+        threshold: defaultThreshold(info),
+        item: null,
+        next: null,
+        generation: 0,
+        thresholdSet: false,
+      };
       heatmaps.push(layer);
       layers.push(layer);
       if (viewer.world.getItemCount() > 0) addHeatmap(layer);
@@ -223,7 +303,7 @@ export function attachOverlays(
         .filter((layer): layer is FeatureLayer => layer.info.kind === "features")
         .map(async (layer) => {
           const row = panel.querySelector<HTMLElement>(
-            `[data-overlay-id="${layer.info.id}"] .overlay-status`,
+            `.overlay-layer[data-layer-id="${layer.info.id}"] .overlay-status`,
           );
           try {
             const features = await getOverlayFeatures(layer.info.features_url ?? "");
@@ -292,6 +372,24 @@ export function attachOverlays(
       layer.opacity = Math.min(1, Math.max(0, opacity));
       apply(layer);
     },
+    setThreshold(id, percent) {
+      const layer = heatmaps.find((l) => l.info.id === id);
+      if (!layer) return;
+      layer.thresholdSet = true;
+      setThreshold(layer, percent);
+    },
+    useModels(models) {
+      modelThresholds.clear();
+      for (const model of models) {
+        const { thresholds, heatmap_class: shown, classes } = model.manifest;
+        const name = shown ?? classes?.at(-1)?.name;
+        const value = name && thresholds ? thresholds[name] : undefined;
+        if (typeof value === "number" && value > 0) modelThresholds.set(model.id, value * 100);
+      }
+      for (const layer of heatmaps) {
+        if (!layer.thresholdSet) setThreshold(layer, defaultThreshold(layer.info));
+      }
+    },
     toggleAll() {
       const shown = layers.filter((l) => l.visible);
       const again = shown.length > 0 ? [] : hiddenByKey.length > 0 ? hiddenByKey : layers;
@@ -303,7 +401,21 @@ export function attachOverlays(
   };
   document.addEventListener(TOGGLE_OVERLAYS_EVENT, () => overlays.toggleAll());
 
+  const setThreshold = (layer: HeatmapLayer, percent: number): void => {
+    const value = Math.min(100, Math.max(0, Math.round(percent)));
+    if (value === layer.threshold) return;
+    layer.threshold = value;
+    apply(layer);
+    if (viewer.world.getItemCount() > 0) addHeatmap(layer);
+  };
+
   return overlays;
+}
+
+/** The heatmap's DeepZoom descriptor, with the threshold its tiles are to be cut at. */
+function heatmapDescriptor(dziUrl: string, threshold: number): string {
+  if (threshold <= 0) return dziUrl;
+  return `${dziUrl}${dziUrl.includes("?") ? "&" : "?"}threshold=${threshold}`;
 }
 
 // ---- the panel ------------------------------------------------------------------------------
@@ -326,6 +438,10 @@ function buildPanel(panel: HTMLElement, layers: OverlayLayer[], overlays: Overla
   );
 }
 
+/**
+ * A layer's row: its name and switch, opacity and legend (the `.overlay-item`), then, for a
+ * heatmap, its threshold under the ramp it cuts, and which model made it.
+ */
 function layerRow(layer: OverlayLayer, overlays: Overlays): HTMLElement {
   const { info } = layer;
   const box = h("input", { type: "checkbox", "aria-label": t.overlays.show(info.name) });
@@ -338,25 +454,84 @@ function layerRow(layer: OverlayLayer, overlays: Overlays): HTMLElement {
     step: 1,
     value: Math.round(layer.opacity * 100),
     "aria-label": t.overlays.opacity(info.name),
+    title: t.overlays.opacityLabel,
     class: "overlay-opacity",
   });
   slider.addEventListener("input", () => overlays.setOpacity(info.id, Number(slider.value) / 100));
   const legend = info.legend.type === "ramp" ? rampLegend(info.legend) : classesLegend(info.legend);
-  return h(
+  const row = h(
     "li",
-    { class: `overlay-item kind-${info.kind}`, "data-overlay-id": info.id },
+    { class: layer.visible ? "overlay-layer" : "overlay-layer hidden-layer", "data-layer-id": info.id },
     h(
-      "label",
-      { class: "overlay-name" },
-      box,
-      h("span", { title: info.name }, info.name),
-      h("span", { class: "overlay-kind" }, t.overlays.kinds[info.kind] ?? info.kind),
+      "div",
+      { class: `overlay-item kind-${info.kind}`, "data-overlay-id": info.id },
+      h(
+        "label",
+        { class: "overlay-name" },
+        box,
+        h("span", { title: info.name }, info.name),
+        h("span", { class: "overlay-kind" }, t.overlays.kinds[info.kind] ?? info.kind),
+      ),
+      slider,
+      legend,
     ),
-    slider,
-    legend,
+    info.kind === "heatmap" ? thresholdControl(layer, overlays) : null,
     modelLine(info),
     h("p", { class: "overlay-status", role: "status" }, info.kind === "features" ? t.overlays.loading : ""),
   );
+  showThreshold(row, layer);
+  return row;
+}
+
+/** The heatmap's threshold: a slider under its ramp, with its value. The tiles are asked
+ * for again once the slider stands still (THRESHOLD_DEBOUNCE_MS): dragging it or holding an
+ * arrow key asks for the last value only. */
+function thresholdControl(layer: OverlayLayer, overlays: Overlays): HTMLElement {
+  const { info } = layer;
+  const slider = h("input", {
+    type: "range",
+    min: 0,
+    max: 100,
+    step: 1,
+    value: layer.threshold,
+    "aria-label": t.overlays.threshold(info.name),
+    class: "overlay-threshold",
+  });
+  const value = h("output", { class: "overlay-threshold-value", "aria-live": "polite" });
+  const control = h(
+    "div",
+    { class: "overlay-threshold-row", title: t.overlays.thresholdHint },
+    h("span", { class: "overlay-threshold-label" }, t.overlays.thresholdLabel),
+    value,
+    slider,
+  );
+  let timer: number | null = null;
+  const commit = (): void => {
+    if (timer !== null) window.clearTimeout(timer);
+    timer = null;
+    overlays.setThreshold(info.id, Number(slider.value));
+  };
+  slider.addEventListener("input", () => {
+    showThreshold(control, { ...layer, threshold: Number(slider.value) });
+    if (timer !== null) window.clearTimeout(timer);
+    timer = window.setTimeout(commit, THRESHOLD_DEBOUNCE_MS);
+  });
+  return control;
+}
+
+/** "≥ 50 %", and the value it stands for in the legend's terms in its tooltip. */
+function showThreshold(row: HTMLElement, layer: Pick<OverlayLayer, "info" | "threshold">): void {
+  const output = row.querySelector<HTMLElement>(".overlay-threshold-value");
+  if (!output) return;
+  const percent = layer.threshold;
+  output.textContent = percent > 0 ? t.overlays.thresholdValue(String(percent)) : t.overlays.thresholdNone;
+  const legend = layer.info.legend;
+  output.removeAttribute("title");
+  if (legend.type === "ramp" && percent > 0) {
+    const cut = legend.min + ((legend.max - legend.min) * percent) / 100;
+    output.title = t.overlays.thresholdOf(legend.label || layer.info.name, formatValue(cut));
+  }
+  row.classList.toggle("thresholded", percent > 0);
 }
 
 /** A model's result: which model made it, and what it may be used for. */
