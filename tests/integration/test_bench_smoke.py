@@ -89,3 +89,13 @@ def test_viewer_overlay_frames(slide: Path) -> None:
 def test_detection_viewports() -> None:
     printed = run("detections.py", "--count", "20000", "--views", "5")
     assert "packed, S3" in printed and "GeoJSON in memory" in printed
+
+
+def test_inference_on_cpu_pipeline_against_model_only() -> None:
+    printed = run("inference_cpu.py", "--quick")
+    assert "pipeline, ResNet-18" in printed and "Whole slide" in printed
+
+
+def test_inference_gpu_script_checks_on_cpu() -> None:
+    printed = run("inference_gpu.py", "--device", "cpu", "--quick")
+    assert "ResNet-50, pipeline" in printed and "ViT-B/16" in printed
