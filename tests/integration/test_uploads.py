@@ -619,7 +619,9 @@ def test_single_dicom_file_still_goes_through_a_local_copy_that_is_deleted(
         refused = client.post(f"/api/uploads/{bad['id']}/complete")
         assert refused.status_code == 422 and "SHA-256" in refused.json()["detail"]
         assert leftovers(settings) == []
-    assert [k.split("/")[1] for k in object_keys(settings, "slides/")] == [slide["id"]]
+    # Only the accepted slide's objects are left (its normalised pyramid may have been
+    # written beside its original by the hub's conversion worker in the meantime).
+    assert {k.split("/")[1] for k in object_keys(settings, "slides/")} == {slide["id"]}
 
 
 def test_local_copies_left_by_a_killed_hub_are_removed_when_a_hub_starts(
