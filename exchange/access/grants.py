@@ -101,16 +101,49 @@ def create_grant(
             raise InvalidGrant(f"unknown user {request.username!r}")
         if grantee_user.centre == principal.centre:
             raise InvalidGrant("a user sees their own centre's slides already")
-    grant = Grant(
-        id=new_id(),
-        slide_id=request.slide_id,
-        case_id=request.case_id,
+    grant = add_grant(
+        session,
+        principal,
         grantor_id=principal.user_id,
         grantor_centre=principal.centre,
+        purpose=request.purpose,
+        slide_id=request.slide_id,
+        case_id=request.case_id,
         grantee_centre=request.centre,
         grantee_user_id=grantee_user.id if grantee_user else None,
-        purpose=request.purpose.value,
+        expires_at=expires_at,
         legal_basis=request.legal_basis,
+    )
+    return grant, grantee_user
+
+
+def add_grant(
+    session: Session,
+    actor: Principal,
+    *,
+    grantor_id: str,
+    grantor_centre: str,
+    purpose: Purpose,
+    slide_id: str | None = None,
+    case_id: str | None = None,
+    grantee_centre: str | None = None,
+    grantee_user_id: str | None = None,
+    expires_at: datetime | None = None,
+    legal_basis: str = "",
+) -> Grant:
+    """The grant row and its audit event, without the checks of `create_grant`: for a
+    feature that has made its own (a second-opinion request grants its addressee on its
+    requester's behalf, whoever moves it along)."""
+    grant = Grant(
+        id=new_id(),
+        slide_id=slide_id,
+        case_id=case_id,
+        grantor_id=grantor_id,
+        grantor_centre=grantor_centre,
+        grantee_centre=grantee_centre,
+        grantee_user_id=grantee_user_id,
+        purpose=purpose.value,
+        legal_basis=legal_basis,
         created_at=datetime.now(UTC),
         expires_at=expires_at,
     )
@@ -119,18 +152,32 @@ def create_grant(
     audit.record(
         session,
         AuditAction.GRANT,
-        actor=principal,
-        target_type="slide" if request.slide_id else "case",
-        target_id=request.slide_id or request.case_id or "",
+        actor=actor,
+        target_type="slide" if slide_id else "case",
+        target_id=slide_id or case_id or "",
         detail={
             "grant_id": grant.id,
-            "grantee_centre": request.centre,
-            "grantee_user_id": grant.grantee_user_id,
+            "grantee_centre": grantee_centre,
+            "grantee_user_id": grantee_user_id,
             "purpose": grant.purpose,
             "expires_at": expires_at.isoformat() if expires_at else None,
         },
     )
-    return grant, grantee_user
+    return grant
+
+
+def end_grant(session: Session, actor: Principal, grant: Grant) -> None:
+    """Revokes the grant with its audit event (once: ending it again changes nothing)."""
+    if grant.revoked_at is None:
+        grant.revoked_at = datetime.now(UTC)
+        audit.record(
+            session,
+            AuditAction.REVOKE,
+            actor=actor,
+            target_type="slide" if grant.slide_id else "case",
+            target_id=grant.slide_id or grant.case_id or "",
+            detail={"grant_id": grant.id},
+        )
 
 
 def revoke_grant(session: Session, policy: Policy, principal: Principal, grant_id: str) -> Grant:
@@ -140,16 +187,7 @@ def revoke_grant(session: Session, policy: Policy, principal: Principal, grant_i
     if grant is None or grant.grantor_centre != principal.centre:
         raise GrantNotFound(f"no grant {grant_id!r}")
     policy.may_grant(principal)
-    if grant.revoked_at is None:
-        grant.revoked_at = datetime.now(UTC)
-        audit.record(
-            session,
-            AuditAction.REVOKE,
-            actor=principal,
-            target_type="slide" if grant.slide_id else "case",
-            target_id=grant.slide_id or grant.case_id or "",
-            detail={"grant_id": grant.id},
-        )
+    end_grant(session, principal, grant)
     return grant
 
 

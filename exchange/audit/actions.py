@@ -41,6 +41,8 @@ class AuditAction(StrEnum):
     JOB_CANCEL = "job_cancel"
     JOB_RESULT = "job_result"  # the winning attempt's result committed
     JOB_FAIL = "job_fail"
+    # second opinions (exchange.sharing): every step of a consultation, with its timeline
+    CONSULTATION = "consultation"
     # the trail itself
     AUDIT_EXPORT = "audit_export"
     AUDIT_PRUNE = "audit_prune"

@@ -141,6 +141,12 @@ class Annotation(Base):
     label: Mapped[str] = mapped_column(String(200), default="")
     colour: Mapped[str] = mapped_column(String(7))  # #rrggbb
     comment: Mapped[str] = mapped_column(Text, default="")
+    # A second opinion's layer (exchange.sharing): drawn by its participants, shown to both
+    # sides and to no one else; None: the owner centre's own annotations.
+    consultation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("consultations.id", ondelete="CASCADE"), index=True, default=None
+    )
+    author_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), default=None)
     # Optimistic concurrency: every write bumps it; a write naming an older one is refused.
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -331,6 +337,8 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(String(200), default="")
     # RPPS: the French national health-professional number, when known.
     rpps: Mapped[str | None] = mapped_column(String(11), default=None)
+    # Where notifications are mailed ("" = in the app only).
+    email: Mapped[str] = mapped_column(String(254), default="")
     # argon2 hash; None for accounts that log in only through OpenID Connect.
     password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
     # "issuer|subject" of an OpenID Connect login linked to this account.
@@ -534,3 +542,211 @@ class AuditView(Base):
     slide_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     viewing_session: Mapped[str] = mapped_column(String(100), primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+# --- second opinions (exchange.sharing) -------------------------------------------------------
+
+
+class Pool(Base):
+    """A centre's specialty pool: second-opinion requests addressed to the specialty rather
+    than to one person; its managers triage them (assign) and its members may take one."""
+
+    __tablename__ = "consultation_pools"
+    __table_args__ = (UniqueConstraint("centre", "specialty"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    centre: Mapped[str] = mapped_column(ForeignKey("centres.code"), index=True)
+    specialty: Mapped[str] = mapped_column(String(50))  # exchange.sharing.consultations
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class PoolMember(Base):
+    __tablename__ = "consultation_pool_members"
+
+    pool_id: Mapped[str] = mapped_column(
+        ForeignKey("consultation_pools.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
+    manager: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Consultation(Base):
+    """A second-opinion request and its answer (exchange.sharing.consultations): the one
+    row the state machine moves, compare-and-set on `version`. Nothing in it names the
+    patient: the case is known by its centre's pseudonymous reference."""
+
+    __tablename__ = "consultations"
+    __table_args__ = (
+        # The inbox, the outbox and the pool's queue: one index each, newest activity first.
+        Index("ix_consultations_requester", "requester_id", "updated_at", "id"),
+        Index("ix_consultations_addressee", "addressee_user_id", "updated_at", "id"),
+        Index("ix_consultations_assignee", "assignee_id", "updated_at", "id"),
+        Index("ix_consultations_pool", "pool_id", "updated_at", "id"),
+        Index("ix_consultations_state_due", "state", "due_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20), default="draft")  # ConsultationState
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    requester_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    requester_centre: Mapped[str] = mapped_column(ForeignKey("centres.code"), index=True)
+    case_id: Mapped[str | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="SET NULL"), index=True, default=None
+    )
+    case_reference: Mapped[str] = mapped_column(String(100), default="")
+    # The request.
+    question: Mapped[str] = mapped_column(Text, default="")
+    clinical_context: Mapped[str] = mapped_column(Text, default="")
+    specimen_site: Mapped[str] = mapped_column(String(200), default="")
+    specimen_procedure: Mapped[str] = mapped_column(String(200), default="")
+    stains: Mapped[str] = mapped_column(String(500), default="")
+    initial_diagnosis: Mapped[str] = mapped_column(Text, default="")
+    initial_status: Mapped[str] = mapped_column(String(20), default="provisional")
+    initial_confidence: Mapped[str] = mapped_column(String(20), default="moderate")
+    urgency: Mapped[str] = mapped_column(String(20), default="routine")
+    network: Mapped[str] = mapped_column(String(50), default="")
+    consent: Mapped[str] = mapped_column(String(30), default="")  # Consent
+    # The addressee: one named pathologist, or a centre's specialty pool.
+    addressee_user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), default=None)
+    pool_id: Mapped[str | None] = mapped_column(ForeignKey("consultation_pools.id"), default=None)
+    addressee_centre: Mapped[str | None] = mapped_column(
+        ForeignKey("centres.code"), index=True, default=None
+    )
+    # Who answers: the named addressee once accepted, or the pool member assigned / taking it.
+    assignee_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), default=None)
+    decline_reason: Mapped[str] = mapped_column(Text, default="")
+    # The answer.
+    answer_diagnosis: Mapped[str] = mapped_column(Text, default="")
+    answer_agreement: Mapped[str] = mapped_column(String(20), default="")  # Agreement
+    answer_confidence: Mapped[str] = mapped_column(String(20), default="")
+    answer_comments: Mapped[str] = mapped_column(Text, default="")
+    # Turnaround (each set once, by the first event of its kind).
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    first_viewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Reminders sent (the hub's scheduled task claims each once, whatever the processes).
+    reminded_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    reminded_overdue_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class ConsultationSlide(Base):
+    __tablename__ = "consultation_slides"
+
+    consultation_id: Mapped[str] = mapped_column(
+        ForeignKey("consultations.id", ondelete="CASCADE"), primary_key=True
+    )
+    slide_id: Mapped[str] = mapped_column(
+        ForeignKey("slides.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ConsultationGrant(Base):
+    """A grant the consultation made (revoked when it ends)."""
+
+    __tablename__ = "consultation_grants"
+
+    consultation_id: Mapped[str] = mapped_column(
+        ForeignKey("consultations.id", ondelete="CASCADE"), primary_key=True
+    )
+    grant_id: Mapped[str] = mapped_column(
+        ForeignKey("grants.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class ConsultationMaterial(Base):
+    """A block or glass slide posted with the request, and where it is."""
+
+    __tablename__ = "consultation_material"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    consultation_id: Mapped[str] = mapped_column(
+        ForeignKey("consultations.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(20))  # block, glass
+    label: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), default="sent")  # sent, received, returned
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ConsultationEvent(Base):
+    """The consultation's timeline: one row per transition (and per addendum, material
+    update, first view), written with the transition and its audit event."""
+
+    __tablename__ = "consultation_events"
+    __table_args__ = (Index("ix_consultation_events_at", "consultation_id", "at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    consultation_id: Mapped[str] = mapped_column(
+        ForeignKey("consultations.id", ondelete="CASCADE")
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(30))
+    from_state: Mapped[str] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Message(Base):
+    """A message of a discussion thread. A thread is attached to its subject by type and id
+    (a consultation, an annotation), never by a foreign key to another feature's table;
+    `consultation_id` says whose participants may read it."""
+
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_subject", "subject_type", "subject_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    consultation_id: Mapped[str] = mapped_column(
+        ForeignKey("consultations.id", ondelete="CASCADE"), index=True
+    )
+    subject_type: Mapped[str] = mapped_column(String(20))  # consultation, annotation
+    subject_id: Mapped[str] = mapped_column(String(32))
+    author_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    body: Mapped[str] = mapped_column(Text)
+    # Usernames @mentioned, and view links ({"slide", "x", "y", "zoom"}: a viewport).
+    mentions: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    links: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# --- notifications (exchange.live) -------------------------------------------------------------
+
+
+class Notification(Base):
+    """Something awaits a user: shown in the app (the bell), mailed if the user chose so.
+    The text names no patient and no slide: only what happened and a link."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ix_notifications_user", "user_id", "read_at", "created_at"),
+        Index("ix_notifications_created", "created_at"),
+        Index("ix_notifications_mail", "mail_state", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    event: Mapped[str] = mapped_column(String(30))  # exchange.live.notifications.Event
+    subject_type: Mapped[str] = mapped_column(String(20))
+    subject_id: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(String(500))
+    link: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # "" (not mailed), "pending", "sending", "sent", "failed"
+    mail_state: Mapped[str] = mapped_column(String(10), default="")
+    mail_attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class NotificationSettings(Base):
+    """A user's choice of events and channels: {event: {"app": bool, "email": bool}}."""
+
+    __tablename__ = "notification_settings"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    choices: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
