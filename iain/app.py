@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +20,9 @@ from exchange.identity.sessions import LoginThrottle, Sessions
 from exchange.jobs.capability import Capabilities
 from exchange.jobs.queue import Jobs
 from exchange.jobs.registry import Registry
+from exchange.live.mail import MailConfig, Mailer
+from exchange.live.notifications import Feed, Outbox, Scheduler
+from exchange.sharing.consultations import ConsultationConfig, Consultations
 from exchange.slides.catalogue import Catalogue
 from exchange.slides.conversion import ConversionConfig, ConversionWorker
 from exchange.slides.listing import Cursors
@@ -28,9 +31,11 @@ from exchange.slides.uploads import (
 )
 from exchange.web import annotations as annotation_routes
 from exchange.web import cases as case_routes
+from exchange.web import consultations as consultation_routes
 from exchange.web import grants as grant_routes
 from exchange.web import jobs as job_routes
 from exchange.web import login as auth_routes
+from exchange.web import notifications as notification_routes
 from exchange.web import ops as ops_routes
 from exchange.web import overlays as overlay_routes
 from exchange.web import slides as exchange_routes
@@ -183,8 +188,45 @@ def build_hub(settings: Settings, store: ObjectStore, tiles: TileService) -> tup
             max_lost_leases=settings.job_max_lost_leases,
         ),
         capabilities=Capabilities(secret),
+        consultations=Consultations(
+            db,
+            ConsultationConfig(
+                routine_days=settings.consultation_routine_days,
+                urgent_days=settings.consultation_urgent_days,
+                grant_margin_days=settings.consultation_grant_margin_days,
+                public_url=settings.public_url,
+            ),
+        ),
+        feed=Feed(db, poll_s=settings.notify_poll_s),
     )
     return hub, audit_hooks
+
+
+def mail_config(settings: Settings) -> MailConfig:
+    return MailConfig(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.smtp_sender,
+        starttls=settings.smtp_starttls,
+        tls=settings.smtp_tls,
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value(),
+        ca_file=settings.smtp_ca_file,
+        client_cert=settings.smtp_client_cert,
+        client_key=settings.smtp_client_key,
+    )
+
+
+def scheduler(settings: Settings, hub: Hub) -> Scheduler:
+    """The hub's periodic work: due-date reminders, and e-mails when SMTP is set."""
+    tasks: list[tuple[float, Callable[[], object]]] = [
+        (settings.reminders_every_s, hub.consultations.remind)
+    ]
+    config = mail_config(settings)
+    if config.enabled:
+        outbox = Outbox(hub.db, Mailer(config), settings.public_url)
+        tasks.append((1.0, outbox.send_pending))
+    return Scheduler(tasks)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -204,6 +246,8 @@ def create_app(settings: Settings) -> FastAPI:
             worker = ConversionWorker(hub.catalogue, conversion_config(settings), tiles.pool.evict)
             worker.start()
         app.state.conversion_worker = worker
+        periodic = scheduler(settings, hub)
+        periodic.start()
         # What start-up made lives as long as the process: out of the collector's sight,
         # so that its full collections (every few thousand requests) do not walk it.
         # Garbage is collected first, never frozen (it may hold database connections).
@@ -214,6 +258,8 @@ def create_app(settings: Settings) -> FastAPI:
         gc.collect()
         if worker is not None:
             worker.stop()
+        periodic.stop()
+        hub.feed.stop()
         tiles.pool.close()
         if ranges is not None:
             await ranges.close()
@@ -241,6 +287,8 @@ def create_app(settings: Settings) -> FastAPI:
         grant_routes.router,
         case_routes.router,
         job_routes.router,
+        consultation_routes.router,
+        notification_routes.router,
     ):
         app.include_router(router, dependencies=logged_in)
     # Tiles are also read by workers, with their job's capability (exchange.jobs.capability).

@@ -50,6 +50,26 @@ class Settings(BaseSettings):
     inference_worker: bool = False
     job_lease_s: float = 60.0
     job_max_lost_leases: int = 3
+    # Second opinions (exchange.sharing): days to answer a routine / urgent request, and how
+    # long after the due date the addressee may still open its slides.
+    consultation_routine_days: PositiveInt = 7
+    consultation_urgent_days: PositiveInt = 2
+    consultation_grant_margin_days: int = 7
+    # Notifications: how often each hub process looks for new ones (the live bell), and
+    # e-mail over SMTP ("" host: in the app only). MSSanté is SMTP with a client
+    # certificate: smtp_client_cert / smtp_client_key (PEM).
+    notify_poll_s: float = 0.25
+    reminders_every_s: float = 60.0
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_sender: str = "iain@localhost"
+    smtp_starttls: bool = True
+    smtp_tls: bool = False
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_ca_file: str = ""
+    smtp_client_cert: str = ""
+    smtp_client_key: str = ""
     # Resumable uploads: part size in bytes (S3 needs at least 5 MiB) and the largest upload.
     upload_part_size: int = 16 * 1024 * 1024
     upload_max_gb: int = 200

@@ -682,9 +682,7 @@ class ConsultationEvent(Base):
     __table_args__ = (Index("ix_consultation_events_at", "consultation_id", "at", "id"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    consultation_id: Mapped[str] = mapped_column(
-        ForeignKey("consultations.id", ondelete="CASCADE")
-    )
+    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     actor_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
     action: Mapped[str] = mapped_column(String(30))

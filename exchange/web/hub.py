@@ -23,6 +23,8 @@ from exchange.identity.sessions import LoginThrottle, Sessions
 from exchange.jobs.capability import Capabilities
 from exchange.jobs.queue import Jobs
 from exchange.jobs.registry import Registry
+from exchange.live.notifications import Feed
+from exchange.sharing.consultations import Consultations
 from exchange.slides.catalogue import Catalogue
 from exchange.slides.listing import Cursors
 from exchange.slides.uploads import Uploads
@@ -61,6 +63,9 @@ class Hub:
     models: Registry
     jobs: Jobs
     capabilities: Capabilities
+    # Second opinions, and the live feed of notifications of this process.
+    consultations: Consultations
+    feed: Feed
 
     @property
     def db(self) -> Database:

@@ -1,0 +1,2 @@
+"""Sharing between centres: second-opinion requests (consultations), their threads; teaching
+collections and tumour boards to come."""
