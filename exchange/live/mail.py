@@ -12,10 +12,10 @@ from __future__ import annotations
 import smtplib
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, make_msgid, parseaddr
 
 # Characters that would end a header line (or a protocol line) early: header injection.
 _LINE_BREAKS = ("\r", "\n", "\0")
@@ -30,7 +30,7 @@ class MailConfig:
     starttls: bool = True
     tls: bool = False  # implicit TLS (SMTPS, port 465); takes precedence over starttls
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)  # kept out of logs and tracebacks
     ca_file: str = ""  # a CA bundle to verify the server with ("" = system CAs)
     # PEM certificate+chain of the hub: MSSanté's secure mail is SMTP with client certificates.
     client_cert: str = ""
@@ -40,16 +40,6 @@ class MailConfig:
     @property
     def enabled(self) -> bool:
         return bool(self.host)
-
-    def __repr__(self) -> str:  # the password stays out of logs and tracebacks
-        password = "'***'" if self.password else "''"
-        return (
-            f"MailConfig(host={self.host!r}, port={self.port}, sender={self.sender!r}, "
-            f"starttls={self.starttls}, tls={self.tls}, username={self.username!r}, "
-            f"password={password}, ca_file={self.ca_file!r}, "
-            f"client_cert={self.client_cert!r}, client_key={self.client_key!r}, "
-            f"timeout_s={self.timeout_s})"
-        )
 
 
 @dataclass(frozen=True)
@@ -164,7 +154,7 @@ class Mailer:
         message["To"] = mail.to
         message["Subject"] = mail.subject
         message["Date"] = format_datetime(datetime.now(UTC))
-        domain = sender.rpartition("@")[2] or "localhost"
+        domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
         message["Message-ID"] = make_msgid(domain=domain)
         body = mail.text.rstrip("\n")
         if mail.link:

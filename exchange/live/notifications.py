@@ -334,16 +334,18 @@ class Outbox:
                         row.mail_state = "failed"
                     continue
                 claimed.append((row.id, self._mail(user.email, row)))
-        if not claimed:
-            return 0
-        try:
-            self.mailer.send([mail for _, mail in claimed])
-            outcome = "sent"
-        except MailError as exc:
-            log.warning("e-mail not sent (%s): will retry", exc)
-            outcome = "retry"
-        with self.db.session() as session, session.begin():
-            for notification_id, _ in claimed:
+        # One mail at a time: a refused recipient or a bad address never makes the others
+        # of a batch be sent again, nor fail with it.
+        sent = 0
+        for notification_id, mail in claimed:
+            try:
+                self.mailer.send([mail])
+                outcome = "sent"
+                sent += 1
+            except MailError as exc:
+                log.warning("an e-mail was not sent (%s): it will be retried", exc)
+                outcome = "retry"
+            with self.db.session() as session, session.begin():
                 row = session.get(Notification, notification_id)
                 if row is None:
                     continue
@@ -351,7 +353,7 @@ class Outbox:
                     row.mail_state = "sent"
                 else:
                     row.mail_state = "failed" if row.mail_attempts >= MAIL_ATTEMPTS else "pending"
-        return len(claimed) if outcome == "sent" else 0
+        return sent
 
     def _mail(self, to: str, row: Notification) -> Mail:
         link = row.link if row.link.startswith("http") else f"{self.public_url}{row.link}"
