@@ -17,7 +17,7 @@ and notifications say only that something awaits (exchange.live.notifications)."
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -26,6 +26,7 @@ from sqlalchemy import Select, and_, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from exchange.access import grants as grant_rows
+from exchange.access.policy import Forbidden
 from exchange.audit import chain as audit
 from exchange.audit.actions import AuditAction
 from exchange.core.db import Database
@@ -199,7 +200,6 @@ class Filters:
     sort: str = "-updated"  # updated, due, created; "-" first = descending
     limit: int = 50
     offset: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _now() -> datetime:
@@ -251,7 +251,7 @@ class Consultations:
     def create(self, principal: Principal, draft: Draft) -> str:
         """A new draft of the caller's; returns its id."""
         if not principal.has(*REQUEST_ROLES):
-            raise ExchangeForbidden("only pathologists send second-opinion requests")
+            raise Forbidden("only pathologists send second-opinion requests")
         with self.db.session() as session, session.begin():
             row = Consultation(
                 id=new_id(),
@@ -650,7 +650,7 @@ class Consultations:
             )
             mentioned = self._mentioned(session, row, body)
             message.mentions = [u.username for u in mentioned]
-            others = [u for u in self._others(session, row, principal)]
+            others = self._others(session, row, principal)
             notifications.notify(
                 session, [u for u in others if u not in {m.id for m in mentioned}],
                 Event.MESSAGE, "consultation", row.id,
@@ -1102,16 +1102,12 @@ class ConsultationView:
     allowed: list[str]
 
 
-class ExchangeForbidden(ExchangeError):
-    http_status = 403
-
-
 def _may_admin(principal: Principal, centre: str) -> None:
     if principal.has(Role.HUB_ADMIN):
         return
     if principal.has(Role.CENTRE_ADMIN) and principal.centre == centre:
         return
-    raise ExchangeForbidden("pools are managed by their centre's admins")
+    raise Forbidden("pools are managed by their centre's admins")
 
 
 def _allowed(part: Part, state: State, action: Action) -> bool:
